@@ -1,0 +1,239 @@
+"""Shared model classes: `LinmemPreTrainedModel`, `LinmemModel`, `LinmemForCausalLM`.
+
+A variant subclasses these thinly, naming its config class and its mixer builder
+(`mixer_builder(config, layer_idx) -> nn.Module`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+
+from ..configuration.base import LinmemConfig
+from .attention import SoftmaxAttention
+from .block import LinmemBlock
+from .cache import LinmemCache
+from .layers import RMSNorm, ShortConvolution
+from .padding import TokenLayout
+
+
+class LinmemPreTrainedModel(PreTrainedModel):
+    config_class = LinmemConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LinmemBlock"]
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_sdpa = True
+    _is_stateful = True
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        # The model builds its own LinmemCache in forward; a DynamicCache cannot hold recurrent state.
+        return False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, ShortConvolution):
+            init.kaiming_uniform_(module.weight, a=5**0.5)  # nn.Conv1d's default
+        elif isinstance(module, (nn.Linear, nn.Embedding)):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if getattr(module, "bias", None) is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, RMSNorm):
+            init.ones_(module.weight)
+        if hasattr(module, "init_special_parameters"):
+            module.init_special_parameters()
+
+
+def _validate_input_ids(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> None:
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of `input_ids` and `inputs_embeds`")
+    if input_ids is not None:
+        if input_ids.dim() != 2:
+            raise ValueError(f"`input_ids` must be [batch, seq_len], got shape {tuple(input_ids.shape)}")
+        if input_ids.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"`input_ids` must be int64 or int32, got {input_ids.dtype}")
+    elif inputs_embeds.dim() != 3:
+        raise ValueError(f"`inputs_embeds` must be [batch, seq_len, hidden], got shape {tuple(inputs_embeds.shape)}")
+
+
+def _full_attention_mask(
+    attention_mask: torch.Tensor | None, batch: int, seq_len: int, past_length: int
+) -> torch.Tensor | None:
+    """Validate a 2-D mask and return it covering past + current positions ([B, past + T]) or None."""
+    if attention_mask is None:
+        return None
+    if attention_mask.dim() != 2:
+        raise ValueError(
+            "`attention_mask` must be a 2-D [batch, past_length + seq_len] padding mask (1 = token, 0 = padding); "
+            f"got shape {tuple(attention_mask.shape)}"
+        )
+    mask_batch, mask_len = attention_mask.shape
+    if mask_batch != batch or mask_len not in (seq_len, past_length + seq_len):
+        raise ValueError(
+            f"`attention_mask` has shape {tuple(attention_mask.shape)}; expected ({batch}, {past_length + seq_len}) "
+            f"(past_length={past_length} + seq_len={seq_len}) or ({batch}, {seq_len})"
+        )
+    if mask_len != past_length + seq_len:
+        attention_mask = torch.cat([attention_mask.new_ones(batch, past_length), attention_mask], dim=-1)
+    return attention_mask
+
+
+class LinmemModel(LinmemPreTrainedModel):
+    """The decoder stack without the LM head: embeddings -> blocks -> final norm."""
+
+    mixer_builder: Callable[[LinmemConfig, int], nn.Module] | None = None
+
+    def __init__(self, config: LinmemConfig) -> None:
+        super().__init__(config)
+        if self.mixer_builder is None:
+            raise TypeError(f"{type(self).__name__} must set `mixer_builder` (use a variant's model class)")
+        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.layers = nn.ModuleList(
+            LinmemBlock(config, i, SoftmaxAttention(config, i) if i in config.attn_layers else type(self).mixer_builder(config, i))
+            for i in range(config.num_hidden_layers)
+        )
+        self.norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: LinmemCache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPast | tuple:
+        """input_ids [B, T] (or inputs_embeds [B, T, hidden]); attention_mask [B, T] or [B, past + T]."""
+        _validate_input_ids(input_ids, inputs_embeds)
+        if past_key_values is not None and not isinstance(past_key_values, LinmemCache):
+            raise TypeError(
+                f"`past_key_values` must be a LinmemCache (returned by this model), got {type(past_key_values).__name__}"
+            )
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
+        if self.gradient_checkpointing and self.training:
+            use_cache = False
+
+        hidden_states = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        batch, seq_len = hidden_states.shape[:2]
+        if use_cache and past_key_values is None:
+            past_key_values = LinmemCache(self.config.num_hidden_layers)
+        cache = past_key_values if use_cache else None
+        past_length = cache.get_seq_length() if cache is not None else 0
+
+        full_mask = _full_attention_mask(attention_mask, batch, seq_len, past_length)
+        layout = TokenLayout.from_mask(full_mask[:, -seq_len:]) if full_mask is not None else None
+
+        all_hidden_states = () if output_hidden_states else None
+        for layer in self.layers:
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            hidden_states = layer(hidden_states, layout=layout, attention_mask=full_mask, past_key_values=cache,
+                                  position_ids=position_ids, past_length=past_length)
+        hidden_states = self.norm(hidden_states)
+        if output_hidden_states:
+            all_hidden_states += (hidden_states,)
+        if cache is not None:
+            cache.advance(seq_len)
+
+        if not return_dict:
+            return tuple(v for v in (hidden_states, cache, all_hidden_states) if v is not None)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, past_key_values=cache,
+                                       hidden_states=all_hidden_states)
+
+
+class LinmemForCausalLM(LinmemPreTrainedModel, GenerationMixin):
+    """Causal LM head on a `LinmemModel`; set `base_model_class` in a variant subclass."""
+
+    base_model_class: type[LinmemModel] = LinmemModel
+    _tied_weights_keys = {"lm_head.weight": "model.embeddings.weight"}
+
+    def __init__(self, config: LinmemConfig) -> None:
+        super().__init__(config)
+        self.model = self.base_model_class(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embeddings = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head = new_embeddings
+
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None,
+                                      inputs_embeds=None, **kwargs):
+        # Feed only the positions the recurrent state has not consumed yet (robust across versions
+        # whatever slicing `generate` asks for).
+        model_inputs = super().prepare_inputs_for_generation(
+            input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds, **kwargs,
+        )
+        if isinstance(past_key_values, LinmemCache) and past_key_values.get_seq_length() > 0:
+            consumed = past_key_values.get_seq_length()
+            if model_inputs.get("input_ids") is not None and input_ids.shape[1] > consumed:
+                model_inputs["input_ids"] = input_ids[:, consumed:].contiguous()
+                model_inputs.pop("inputs_embeds", None)
+        return model_inputs
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: LinmemCache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithPast | tuple:
+        """Logits [B, T', vocab] (T' = T, or logits_to_keep); loss when labels [B, T] are given (-100 ignored)."""
+        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        outputs = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+            output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        hidden_states = outputs.last_hidden_state
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, keep, :])
+        loss = None
+        if labels is not None:
+            if labels.shape != hidden_states.shape[:2]:
+                raise ValueError(f"`labels` must have shape {tuple(hidden_states.shape[:2])}, got {tuple(labels.shape)}")
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        if not return_dict:
+            output = (logits, outputs.past_key_values, outputs.hidden_states)
+            output = tuple(v for v in output if v is not None)
+            return (loss,) + output if loss is not None else output
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=outputs.past_key_values,
+                                      hidden_states=outputs.hidden_states)

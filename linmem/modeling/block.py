@@ -1,0 +1,44 @@
+"""The pre-norm block shared by every variant: norm -> mixer -> residual -> norm -> MLP -> residual."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
+
+from ..configuration.base import LinmemConfig
+from .attention import SoftmaxAttention
+from .cache import LinmemCache
+from .layers import RMSNorm, SwiGLUMLP
+from .padding import TokenLayout
+
+
+class LinmemBlock(GradientCheckpointingLayer):
+    """One layer; `attn` is the variant's recurrent mixer or, at `config.attn_layers`, softmax attention."""
+
+    def __init__(self, config: LinmemConfig, layer_idx: int, mixer: nn.Module) -> None:
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.attn_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
+        self.attn = mixer
+        self.mlp_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
+        self.mlp = SwiGLUMLP(config.hidden_size, config.mlp_intermediate_size, config.hidden_act)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        layout: TokenLayout | None = None,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: LinmemCache | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_length: int = 0,
+    ) -> torch.Tensor:
+        """hidden_states [B, T, hidden] -> [B, T, hidden]."""
+        normed = self.attn_norm(hidden_states)
+        if isinstance(self.attn, SoftmaxAttention):
+            mixed = self.attn(normed, attention_mask=attention_mask, past_key_values=past_key_values,
+                              position_ids=position_ids, past_length=past_length)
+        else:
+            mixed = self.attn(normed, layout=layout, past_key_values=past_key_values)
+        hidden_states = hidden_states + mixed
+        return hidden_states + self.mlp(self.mlp_norm(hidden_states))

@@ -1,0 +1,75 @@
+"""Small building blocks shared by every linmem model: norms, the SwiGLU MLP, the short convolution."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.activations import ACT2FN
+
+from ..kernels import causal_conv1d
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm over the last dimension, computed in float32, returned in the input dtype."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (x32 * self.weight.float()).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+class GatedRMSNorm(RMSNorm):
+    """Per-head output norm of a mixer: ``RMSNorm(o) * SiLU(gate)``; o and gate [..., d_v]."""
+
+    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        normed = super().forward(x).float()
+        return (normed * F.silu(gate.float())).to(x.dtype)
+
+
+class SwiGLUMLP(nn.Module):
+    """``down_proj(act(gate_proj(x)) * up_proj(x))`` with the fla parameter names."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str = "swish") -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+        self.act_fn = ACT2FN["silu" if hidden_act == "swish" else hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+class ShortConvolution(nn.Conv1d):
+    """Depthwise causal convolution (kernel `conv_size`, no bias) with a decode state.
+
+    The weight keeps nn.Conv1d's layout [D, 1, W] so fla checkpoints load one-to-one; the computation
+    goes through `linmem.kernels.causal_conv1d` (forward() is the only place the weight is read, so
+    accelerate's offload hooks see it).
+    """
+
+    def __init__(self, channels: int, conv_size: int, activation: str | None = "silu") -> None:
+        super().__init__(channels, channels, conv_size, groups=channels, padding=conv_size - 1, bias=False)
+        self.activation = activation
+
+    def forward(  # type: ignore[override]
+        self,
+        x: torch.Tensor,
+        initial_state: torch.Tensor | None = None,
+        output_final_state: bool = False,
+        cu_seqlens: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x [B, T, D] -> (y [B, T, D], state [N, D, W-1] or None)."""
+        return causal_conv1d(
+            x, self.weight.squeeze(1), self.bias, activation=self.activation,
+            initial_state=initial_state, output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+        )

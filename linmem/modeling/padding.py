@@ -1,0 +1,52 @@
+"""Exact handling of padded tokens in recurrent layers.
+
+A padded position must not touch the recurrent state or the conv window of the real tokens. Rather
+than masking every gate, the mixer drops padded tokens: the batch becomes one varlen sequence pack
+(B = 1 plus `cu_seqlens`), the ops run on it with the per-sequence cached states, and the outputs are
+scattered back, zeros at padded positions. Left padding is then exactly each sequence alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class TokenLayout:
+    """Where the real tokens of a padded [B, T] batch live.
+
+    Attributes:
+        indices: [N_tok] flat indices (into B*T) of the real tokens, in order.
+        cu_seqlens: [B + 1] int32 offsets of each row's real tokens in the packed sequence.
+        batch_size, seq_len: the padded shape.
+    """
+
+    indices: torch.Tensor
+    cu_seqlens: torch.Tensor
+    batch_size: int
+    seq_len: int
+
+    @classmethod
+    def from_mask(cls, mask: torch.Tensor) -> "TokenLayout | None":
+        """mask [B, T] (1 = real token) -> layout, or None when every token is real."""
+        keep = mask.bool()
+        if bool(keep.all()):
+            return None
+        batch_size, seq_len = keep.shape
+        indices = keep.reshape(-1).nonzero(as_tuple=False).squeeze(-1)
+        lengths = keep.sum(-1, dtype=torch.int32)
+        cu_seqlens = torch.zeros(batch_size + 1, dtype=torch.int32, device=mask.device)
+        cu_seqlens[1:] = lengths.cumsum(0)
+        return cls(indices, cu_seqlens, batch_size, seq_len)
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, T, ...] -> [1, N_tok, ...] (real tokens only)."""
+        return x.reshape(self.batch_size * self.seq_len, *x.shape[2:]).index_select(0, self.indices).unsqueeze(0)
+
+    def unpack(self, y: torch.Tensor) -> torch.Tensor:
+        """y [1, N_tok, ...] -> [B, T, ...] with zeros at padded positions."""
+        flat = y.new_zeros(self.batch_size * self.seq_len, *y.shape[2:])
+        flat = flat.index_copy(0, self.indices, y.squeeze(0))
+        return flat.reshape(self.batch_size, self.seq_len, *y.shape[2:])

@@ -1,0 +1,168 @@
+"""Model-level invariants for every registered architecture (CPU, float64 so equalities are tight)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from linmem import LinmemCache
+
+from .variants import VARIANTS, make_model
+
+ATOL = 1e-9  # float64 end to end: only summation-order differences remain
+ALL = list(VARIANTS)
+
+
+def ids(batch: int, length: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(3, 96, (batch, length), generator=g)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_prefill_equals_token_by_token_decode(name):
+    model = make_model(name)
+    x = ids(2, 70)  # longer than one chunk of 64, not a multiple of it
+    full = model(x).logits
+    cache = None
+    steps = []
+    for t in range(x.shape[1]):
+        out = model(x[:, t : t + 1], past_key_values=cache, use_cache=True)
+        cache = out.past_key_values
+        steps.append(out.logits)
+    assert isinstance(cache, LinmemCache) and cache.get_seq_length() == 70
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_continuing_from_returned_cache_equals_fresh_run(name):
+    model = make_model(name)
+    x = ids(2, 40)
+    full = model(x).logits
+    first = model(x[:, :23], use_cache=True)
+    second = model(x[:, 23:], past_key_values=first.past_key_values, use_cache=True)
+    torch.testing.assert_close(torch.cat([first.logits, second.logits], 1), full, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_left_padded_batch_equals_each_prompt_alone(name):
+    model = make_model(name)
+    prompts = [ids(1, 9, seed=2)[0], ids(1, 4, seed=3)[0], ids(1, 1, seed=4)[0]]
+    width = max(len(p) for p in prompts)
+    batch = torch.zeros(len(prompts), width, dtype=torch.long)
+    mask = torch.zeros(len(prompts), width, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        batch[i, width - len(p):] = p
+        mask[i, width - len(p):] = 1
+    padded = model(batch, attention_mask=mask).logits
+    for i, p in enumerate(prompts):
+        alone = model(p[None]).logits
+        torch.testing.assert_close(padded[i, width - len(p):], alone[0], atol=ATOL, rtol=0)
+    # generation from the padded batch equals each prompt's own generation
+    gen = model.generate(batch, attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    for i, p in enumerate(prompts):
+        own = model.generate(p[None], max_new_tokens=6, do_sample=False, pad_token_id=0)
+        assert torch.equal(gen[i, width:], own[0, len(p):]), (name, i)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("mode", ["greedy", "sample", "beam"])
+def test_generate_with_cache_equals_without(name, mode):
+    model = make_model(name)
+    prompt = ids(2, 7, seed=5)
+    kwargs = dict(max_new_tokens=8, pad_token_id=0, eos_token_id=None)
+    if mode == "sample":
+        kwargs.update(do_sample=True, top_k=20, temperature=0.9)
+    elif mode == "beam":
+        kwargs.update(num_beams=3, do_sample=False)
+    else:
+        kwargs.update(do_sample=False)
+    torch.manual_seed(123)
+    with_cache = model.generate(prompt, use_cache=True, **kwargs)
+    torch.manual_seed(123)
+    without_cache = model.generate(prompt, use_cache=False, **kwargs)
+    assert with_cache.shape == (2, 15)
+    assert torch.equal(with_cache, without_cache)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_save_load_round_trip_is_exact(name, tmp_path):
+    model = make_model(name, dtype=torch.float32)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(loaded) is type(model)
+    x = ids(2, 13)
+    assert torch.equal(model(x).logits, loaded(x).logits)
+    for (k1, v1), (k2, v2) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2), k1
+
+
+def test_cache_rules():
+    model = make_model("ccq-gdn-hybrid")
+    out = model(ids(1, 5), use_cache=True)
+    cache = out.past_key_values
+    assert cache.get_seq_length() == 5
+    with pytest.raises(NotImplementedError, match="cannot be cropped"):
+        cache.crop(3)
+    assert cache.recurrent_state_bytes() > 0 and cache.attention_cache_bytes() > 0
+    assert type(model)._supports_default_dynamic_cache() is False and model._is_stateful
+
+
+def test_recurrent_state_size_is_independent_of_context_length():
+    model = make_model("ccq-gdn")
+    short = model(ids(1, 5), use_cache=True).past_key_values.recurrent_state_bytes()
+    long = model(ids(1, 150), use_cache=True).past_key_values.recurrent_state_bytes()
+    assert short == long > 0
+
+
+def test_logits_to_keep_and_loss():
+    model = make_model("ccq-gla", dtype=torch.float32)
+    x = ids(2, 11)
+    full = model(x, labels=x)
+    last = model(x, logits_to_keep=1).logits
+    torch.testing.assert_close(last, full.logits[:, -1:], atol=1e-6, rtol=0)
+    manual = torch.nn.functional.cross_entropy(full.logits[:, :-1].reshape(-1, 96), x[:, 1:].reshape(-1))
+    torch.testing.assert_close(full.loss, manual, atol=1e-6, rtol=0)
+    summed = model(x, labels=x, num_items_in_batch=torch.tensor(40)).loss
+    torch.testing.assert_close(summed, manual * 20 / 40, atol=1e-5, rtol=0)
+
+
+def test_gradient_checkpointing_matches_plain_backward():
+    model = make_model("ccq-gdn-hybrid", dtype=torch.float64).train()
+    x = ids(2, 9)
+    model(x, labels=x).loss.backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model(x, labels=x).loss.backward()
+    for n, p in model.named_parameters():
+        if n in plain:
+            torch.testing.assert_close(p.grad, plain[n], atol=1e-10, rtol=0, msg=n)
+
+
+@pytest.mark.parametrize("backbone", ["gla", "gated_deltanet"])
+def test_ccq_init_scale_zero_is_exactly_the_backbone(backbone):
+    name = "ccq-gla" if backbone == "gla" else "ccq-gdn"
+    ccq = make_model(name, ccq_init_scale=0.0)
+    plain = make_model(name, ccq=False)
+    missing, unexpected = plain.load_state_dict(ccq.state_dict(), strict=False), None
+    assert sorted(missing.unexpected_keys) == sorted(k for k in ccq.state_dict() if ".ccq_" in k)
+    assert not missing.missing_keys
+    x = ids(2, 30)
+    torch.testing.assert_close(ccq(x).logits, plain(x).logits, atol=1e-12, rtol=0)
+    # ... while CCQ at scale 1 changes the output, and the scale receives a gradient at 0
+    active = make_model(name, ccq_init_scale=1.0)
+    active.load_state_dict({k: v for k, v in ccq.state_dict().items() if "ccq_scale" not in k}, strict=False)
+    assert (active(x).logits - plain(x).logits).abs().max() > 1e-4
+    ccq.train()
+    ccq(x, labels=x).loss.backward()
+    assert all(p.grad.abs().sum() > 0 for n, p in ccq.named_parameters() if n.endswith("ccq_scale"))
+
+
+def test_qdelta_lamb_init_scale_zero_is_exactly_gated_deltanet():
+    qd = make_model("qdelta", lamb_init_scale=0.0)
+    gdn = make_model("ccq-gdn", ccq=False)
+    state = {k: v for k, v in qd.state_dict().items() if "lamb_" not in k}
+    gdn.load_state_dict(state, strict=True)
+    x = ids(2, 30)
+    torch.testing.assert_close(qd(x).logits, gdn(x).logits, atol=1e-10, rtol=0)

@@ -1,0 +1,43 @@
+"""Tiny configurations of every registered architecture, shared by the model-level tests."""
+
+from __future__ import annotations
+
+import torch
+
+from linmem import CCQConfig, QDeltaConfig
+
+TINY = dict(vocab_size=96, hidden_size=32, num_hidden_layers=2, num_heads=2, head_dim=8, expand_v=2,
+            intermediate_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+
+VARIANTS = {
+    "ccq-gla": lambda **kw: CCQConfig(backbone="gla", **{**TINY, **kw}),
+    "ccq-gdn": lambda **kw: CCQConfig(backbone="gated_deltanet", **{**TINY, **kw}),
+    "ccq-gdn-hybrid": lambda **kw: CCQConfig(backbone="gated_deltanet", attn_layers=[1], attn_num_heads=4,
+                                             attn_num_kv_heads=2, **{**TINY, **kw}),
+    "ccq-gla-hybrid-window": lambda **kw: CCQConfig(backbone="gla", attn_layers=[0], attn_num_heads=2,
+                                                    attn_window_size=5, **{**TINY, **kw}),
+    "qdelta": lambda **kw: QDeltaConfig(**{**TINY, **kw}),
+    "qdelta-hybrid": lambda **kw: QDeltaConfig(attn_layers=[0], attn_num_heads=2, **{**TINY, **kw}),
+    "qdelta-deltanet": lambda **kw: QDeltaConfig(use_decay=False, **{**TINY, **kw}),
+}
+
+
+def make_model(name: str, dtype: torch.dtype = torch.float64, seed: int = 0, **overrides):
+    """Build a tiny randomly initialised model of the named variant in eval mode.
+
+    The gates are pushed away from their neutral init so every mechanism visibly acts (CCQ's lambda,
+    Q-Delta's lambda and the decays).
+    """
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(VARIANTS[name](**overrides)).to(dtype).eval()
+    with torch.no_grad():
+        for module_name, param in model.named_parameters():
+            if module_name.endswith("ccq_w"):
+                param.normal_(0, 0.5)
+            elif module_name.endswith("ccq_b"):
+                param.normal_(0, 1.0)
+            elif module_name.endswith("lamb_proj.weight"):
+                param.normal_(0, 0.3)
+    return model
