@@ -132,7 +132,8 @@ def _patch_hub_libraries(patcher: _AttributePatcher, env: dict[str, str]) -> Non
         "AGENT_HARNESSES_PATH": os.path.join(env["HF_HOME"], ".agent_harnesses.json"),
     }
     if hasattr(constants, "HF_URL_HOSTS"):
-        new_values["HF_URL_HOSTS"] = frozenset(constants.HF_URL_HOSTS | {"127.0.0.1", "localhost"})
+        # What the import would have computed from HF_ENDPOINT. Not "localhost": the server's fake CDN host.
+        new_values["HF_URL_HOSTS"] = frozenset(constants.HF_URL_HOSTS | {"127.0.0.1"})
     for name, new in new_values.items():
         if hasattr(constants, name):
             patcher.set_everywhere(name, getattr(constants, name), new)

@@ -4,7 +4,7 @@ It implements the part of the Hub API that `huggingface_hub` (1.33 and 2.x) and 
 pull model repositories, so that real client code can talk to it over HTTP on 127.0.0.1:
 
     POST   /api/repos/create                           create a repo (409 when it exists)
-    POST   /api/repos/delete                           delete a repo
+    DELETE /api/repos/delete                           delete a repo (404 RepoNotFound when missing)
     GET    /api/whoami-v2                              the single fake user "user"
     GET    /api/{type}s/{repo}[/revision/{rev}]        repo info (sha, siblings, private, config)
     PUT    /api/{type}s/{repo}/settings                change visibility
@@ -17,12 +17,19 @@ pull model repositories, so that real client code can talk to it over HTTP on 12
     GET    /api/{type}s/{repo}/commits/{rev}           history, newest first
     POST/DELETE /api/{type}s/{repo}/branch/{branch}    create (from "startingPoint") / delete a branch
     POST   /api/{type}s/{repo}/tag/{rev}               tag a revision; DELETE /tag/{tag} deletes it
+    POST   /api/validate-yaml                          model-card metadata must be a YAML mapping
     HEAD/GET /[{type}s/]{repo}/resolve/{rev}/{path}    file download with X-Repo-Commit, ETag (git blob sha1),
-                                                       Content-Length; Range requests answered with 206
+                                                       Content-Length; Range requests answered with 206.
+                                                       LFS-type files (*.safetensors, *.bin, ..., or >= 10 MB)
+                                                       answer like the Hub: 302 to a "CDN" on another host name
+                                                       (localhost instead of 127.0.0.1) with X-Linked-Etag (sha256)
+                                                       and X-Linked-Size, and carry `lfs` info in listings.
+    HEAD/GET /_cdn/{sha256}/{name}                     that CDN (no auth)
 
-Every commit gets a fresh 40-hex sha; a revision is a branch, a tag, or a (prefix of a) commit sha. Files are
-plain git blobs kept in memory (no LFS, no Xet). Errors carry the `X-Error-Code` header (RepoNotFound,
-RevisionNotFound, EntryNotFound) that `huggingface_hub` turns into its typed exceptions.
+Every commit gets a fresh 40-hex sha; a revision is a branch, a tag, or a (prefix of a) commit sha. Files are kept
+in memory; uploads are always "regular" (base64 inside the commit), never LFS or Xet uploads. Errors carry the
+`X-Error-Code` header (RepoNotFound, RevisionNotFound, EntryNotFound) that `huggingface_hub` turns into its typed
+exceptions.
 """
 
 from __future__ import annotations
@@ -35,16 +42,27 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 DEFAULT_TOKEN = "hf_localhubfaketoken0000000000000000"
 DEFAULT_USER = "user"
 REPO_TYPES = ("model", "dataset", "space")
-_INITIAL_GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
+_INITIAL_GITATTRIBUTES = b"".join(
+    b"*%s filter=lfs diff=lfs merge=lfs -text\n" % suffix.encode()
+    for suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".pkl", ".gguf")
+)
 _CONFIG_KEYS_IN_INFO = ("architectures", "model_type", "auto_map")
+# Files the Hub keeps in LFS (its default .gitattributes patterns, or big files): served through a CDN redirect.
+LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".pkl", ".gguf", ".npy",
+                ".npz", ".zip", ".model")
+LFS_MIN_SIZE = 10 * 1024 * 1024
+_LFS_POINTER_SIZE = 134
+
+
+def is_lfs_path(path: str, size: int) -> bool:
+    return path.endswith(LFS_SUFFIXES) or size >= LFS_MIN_SIZE
 
 
 class HubError(Exception):
@@ -115,7 +133,11 @@ class HubStore:
         self.tokens = tokens  # token -> user name
         self.repos: dict[tuple[str, str], Repo] = {}
         self.blobs: dict[str, bytes] = {}
+        self.blob_by_sha256: dict[str, str] = {}
         self.lock = threading.RLock()
+
+    def sha256_of(self, blob_id: str) -> str:
+        return hashlib.sha256(self.blobs[blob_id]).hexdigest()
 
     # -- repos -----------------------------------------------------------------------------------------------
     def get_repo(self, repo_type: str, repo_id: str, user: str | None) -> Repo:
@@ -163,6 +185,7 @@ class HubStore:
         for path, content in added.items():
             blob_id = git_blob_sha1(content)
             self.blobs[blob_id] = content
+            self.blob_by_sha256[hashlib.sha256(content).hexdigest()] = blob_id
             files[path] = blob_id
         seed = json.dumps([repo.repo_id, head_sha, sorted(files.items()), title, uuid.uuid4().hex])
         sha = hashlib.sha1(seed.encode()).hexdigest()
@@ -172,8 +195,18 @@ class HubStore:
         return commit
 
     # -- listings --------------------------------------------------------------------------------------------
+    def lfs_info(self, path: str, blob_id: str) -> dict[str, Any] | None:
+        size = len(self.blobs[blob_id])
+        if not is_lfs_path(path, size):
+            return None
+        return {"oid": self.sha256_of(blob_id), "size": size, "pointerSize": _LFS_POINTER_SIZE}
+
     def file_entry(self, path: str, blob_id: str) -> dict[str, Any]:
-        return {"type": "file", "oid": blob_id, "size": len(self.blobs[blob_id]), "path": path}
+        entry = {"type": "file", "oid": blob_id, "size": len(self.blobs[blob_id]), "path": path}
+        lfs = self.lfs_info(path, blob_id)
+        if lfs is not None:
+            entry["lfs"] = lfs
+        return entry
 
     @staticmethod
     def folder_entry(commit: Commit, path: str) -> dict[str, Any]:
@@ -217,6 +250,9 @@ class HubStore:
             sibling: dict[str, Any] = {"rfilename": path}
             if with_blobs:
                 sibling.update(size=len(self.blobs[blob_id]), blobId=blob_id)
+                lfs = self.lfs_info(path, blob_id)
+                if lfs is not None:
+                    sibling["lfs"] = {"sha256": lfs["oid"], "size": lfs["size"], "pointerSize": lfs["pointerSize"]}
             siblings.append(sibling)
         info: dict[str, Any] = {
             "_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24],
@@ -363,6 +399,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     def _route(self, method: str, seg: list[str], query: dict[str, str], body: bytes) -> None:
         if seg[:1] == ["api"]:
             return self._route_api(method, seg[1:], query, body)
+        if seg[:1] == ["_cdn"] and len(seg) >= 2 and method in ("GET", "HEAD"):
+            return self._serve_cdn(method, seg[1], "/".join(seg[2:]) or seg[1])
         repo_type = "model"
         if seg and seg[0] in ("datasets", "spaces"):
             repo_type, seg = seg[0][:-1], seg[1:]
@@ -376,7 +414,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         store = self.server.store
         if seg == ["whoami-v2"] and method == "GET":
             return self._send_json(self._whoami())
-        if seg[:1] == ["repos"] and method == "POST" and len(seg) == 2:
+        if seg == ["validate-yaml"] and method == "POST":
+            return self._validate_yaml(json.loads(body or b"{}").get("content", ""))
+        if seg[:1] == ["repos"] and method in ("POST", "DELETE") and len(seg) == 2:
             return self._repos_endpoint(seg[1], json.loads(body or b"{}"))
         if not seg or seg[0] not in ("models", "datasets", "spaces"):
             raise HubError(404, f"Not found: {method} {self.path}")
@@ -434,6 +474,28 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             "orgs": [],
             "auth": {"type": "access_token", "accessToken": {"displayName": "local-hub", "role": "write"}},
         }
+
+    def _validate_yaml(self, content: str) -> None:
+        """Model-card metadata check: the front matter between '---' lines must be a YAML mapping."""
+        errors = []
+        lines = content.lstrip().splitlines()
+        if lines and lines[0].strip() == "---":
+            end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
+            if end is None:
+                errors.append("metadata block opened with '---' is never closed")
+            else:
+                try:
+                    import yaml  # PyYAML, a dependency of huggingface_hub
+
+                    metadata = yaml.safe_load("\n".join(lines[1:end]))
+                    if metadata is not None and not isinstance(metadata, dict):
+                        errors.append(f"metadata must be a mapping, got {type(metadata).__name__}")
+                except ImportError:
+                    pass
+                except yaml.YAMLError as err:
+                    errors.append(f"invalid YAML: {err}")
+        status = 400 if errors else 200
+        self._send_json({"errors": [{"message": m} for m in errors], "warnings": []}, status=status)
 
     def _repos_endpoint(self, action: str, payload: dict[str, Any]) -> None:
         store = self.server.store
@@ -557,12 +619,31 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         if blob_id is None:
             raise HubError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": commit.sha})
         content = store.blobs[blob_id]
+        headers = {"X-Repo-Commit": commit.sha, "ETag": f'"{blob_id}"'}
+        if is_lfs_path(path, len(content)):
+            # Like the Hub for LFS files: a redirect to another host (the "CDN"), the metadata on the redirect itself.
+            sha256 = store.sha256_of(blob_id)
+            headers.update({
+                "X-Linked-Etag": f'"{sha256}"',
+                "X-Linked-Size": str(len(content)),
+                "Location": f"{self.server.cdn_endpoint}/_cdn/{sha256}/{quote(path.rsplit('/', 1)[-1])}",
+            })
+            return self._send(302, b"", headers, head=method == "HEAD")
+        self._serve_bytes(method, content, path, headers)
+
+    def _serve_cdn(self, method: str, sha256: str, filename: str) -> None:
+        blob_id = self.server.store.blob_by_sha256.get(sha256)
+        if blob_id is None:
+            raise HubError(404, f"No such object: {sha256}")
+        self._serve_bytes(method, self.server.store.blobs[blob_id], filename, {"ETag": f'"{sha256}"'})
+
+    def _serve_bytes(self, method: str, content: bytes, path: str, headers: dict[str, str]) -> None:
+        """200 with the content, or 206 with the requested `Range: bytes=a-b` slice."""
         headers = {
             "Content-Type": "application/octet-stream",
-            "X-Repo-Commit": commit.sha,
-            "ETag": f'"{blob_id}"',
             "Accept-Ranges": "bytes",
             "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"',
+            **headers,
         }
         status, payload = 200, content
         range_header = self.headers.get("Range")
@@ -589,6 +670,8 @@ class _HubHTTPServer(ThreadingHTTPServer):
         self.store = store
         self.verbose = verbose
         self.endpoint = f"http://{address[0]}:{self.server_address[1]}"
+        # Another host name for the same socket: the client treats it as a foreign CDN (no auth, no redirect follow).
+        self.cdn_endpoint = f"http://localhost:{self.server_address[1]}"
 
 
 class LocalHubServer:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +61,9 @@ def test_create_repo_private_and_exist_ok(local_hub: LocalHub) -> None:
     assert info.value.response.status_code == 401
     # A repo name without namespace lands in the user's namespace, like on the Hub.
     assert api.create_repo("bare").repo_id == "user/bare"
+    assert api.repo_exists("user/bare")
+    api.delete_repo("user/bare")
+    assert not api.repo_exists("user/bare")
 
 
 def test_upload_download_and_listing(local_hub: LocalHub, tmp_path: Path) -> None:
@@ -87,6 +92,11 @@ def test_upload_download_and_listing(local_hub: LocalHub, tmp_path: Path) -> Non
     assert meta.commit_hash == upload.oid
     assert meta.etag == git_blob_sha1(b"weights") and meta.size == len("weights")
 
+    # An LFS-type file: redirect to the CDN host, sha256 ETag, then downloaded from there.
+    lfs_meta = get_hf_file_metadata(hf_hub_url("user/files", "blob.bin"))
+    assert lfs_meta.etag == hashlib.sha256(b"\x00\x01binary").hexdigest() and lfs_meta.size == 8
+    assert lfs_meta.location.startswith(local_hub.server._httpd.cdn_endpoint + "/_cdn/")
+    assert {e.path: e for e in api.list_repo_tree("user/files")}["blob.bin"].lfs.sha256 == lfs_meta.etag
     path = hf_hub_download("user/files", "blob.bin")
     assert Path(path).read_bytes() == b"\x00\x01binary"
     assert Path(path).is_relative_to(local_hub.cache_dir)
@@ -233,3 +243,32 @@ def test_peft_adapter_push_and_load(local_hub: LocalHub) -> None:
         assert torch.equal(reloaded.eval()(input_ids=ids).logits, expected)
         auto = AutoPeftModelForCausalLM.from_pretrained("user/tiny-lora").eval()
         assert torch.equal(auto(input_ids=ids).logits, expected)
+
+
+def test_remote_code_config_loads_in_subprocess(local_hub: LocalHub, tmp_path: Path) -> None:
+    config_code = (
+        "from transformers import PretrainedConfig\n\n"
+        "class EchoConfig(PretrainedConfig):\n"
+        "    model_type = 'echo_hub_test'\n\n"
+        "    def __init__(self, width=3, **kwargs):\n"
+        "        self.width = width\n"
+        "        super().__init__(**kwargs)\n"
+    )
+    config_json = json.dumps(
+        {"model_type": "echo_hub_test", "width": 7, "auto_map": {"AutoConfig": "configuration_echo.EchoConfig"}}
+    )
+    _write(tmp_path / "repo", {"configuration_echo.py": config_code, "config.json": config_json})
+    api = HfApi()
+    api.create_repo("user/echo")
+    sha = api.upload_folder(folder_path=tmp_path / "repo", repo_id="user/echo").oid
+    code = (
+        "from transformers import AutoConfig\n"
+        "config = AutoConfig.from_pretrained('user/echo', trust_remote_code=True)\n"
+        "print(type(config).__module__, config.width)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=local_hub.env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    module_name, width = result.stdout.split()
+    assert width == "7" and module_name.endswith(f"{sha}.configuration_echo")
+    assert (local_hub.home / "modules" / "transformers_modules" / "user" / "echo").is_dir()

@@ -24,11 +24,15 @@ def test_prefill_equals_token_by_token_decode(name):
     model = make_model(name)
     x = ids(2, 70)  # longer than one chunk of 64, not a multiple of it
     full = model(x).logits
-    cache = None
-    steps = []
-    for t in range(x.shape[1]):
+    # token by token from the first token
+    cache, steps = None, []
+    for t in range(12):
         out = model(x[:, t : t + 1], past_key_values=cache, use_cache=True)
         cache = out.past_key_values
+        steps.append(out.logits)
+    # then a chunk that crosses the 64 boundary, then single tokens again
+    for start, stop in ((12, 67), (67, 68), (68, 69), (69, 70)):
+        out = model(x[:, start:stop], past_key_values=cache, use_cache=True)
         steps.append(out.logits)
     assert isinstance(cache, LinmemCache) and cache.get_seq_length() == 70
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=ATOL, rtol=0)

@@ -108,6 +108,12 @@ class LinmemConfig(PretrainedConfig):
         )
         self.validate_fields()
 
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs) -> None:
+        """transformers' save_pretrained, plus the remote-code configuration files and `auto_map` (linmem.hub)."""
+        from ..hub import save_config
+
+        save_config(self, super().save_pretrained, save_directory, push_to_hub=push_to_hub, **kwargs)
+
     # ---- derived sizes -------------------------------------------------------------------------
     @property
     def value_dim(self) -> int:

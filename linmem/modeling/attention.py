@@ -12,6 +12,7 @@ from torch import nn
 
 from ..configuration.base import LinmemConfig
 from .cache import LinmemCache
+from .layers import upcast
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -22,10 +23,11 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 def apply_rope(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
     """x [B, H, T, d], positions [B, T] -> x rotated (float32 math, x's dtype)."""
     dim = x.shape[-1]
-    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, device=x.device, dtype=torch.float32) / dim))
-    angles = positions.float()[..., None] * inv_freq  # [B, T, d/2]
+    compute = torch.promote_types(x.dtype, torch.float32)
+    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, device=x.device, dtype=compute) / dim))
+    angles = positions.to(compute)[..., None] * inv_freq  # [B, T, d/2]
     angles = torch.cat((angles, angles), dim=-1)[:, None]  # [B, 1, T, d]
-    x32 = x.float()
+    x32 = upcast(x)
     return (x32 * angles.cos() + rotate_half(x32) * angles.sin()).to(x.dtype)
 
 

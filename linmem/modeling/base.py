@@ -32,6 +32,18 @@ class LinmemPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _is_stateful = True
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' save_pretrained, plus remote code, `auto_map` and a model card (see linmem.hub)."""
+        from ..hub import save_model
+
+        return save_model(self, super().save_pretrained, save_directory, *args, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """transformers' push_to_hub arguments (plus `training_metadata`); uploads what save_pretrained writes."""
+        from ..hub import push_model
+
+        return push_model(self, repo_id, **kwargs)
+
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         # The model builds its own LinmemCache in forward; a DynamicCache cannot hold recurrent state.

@@ -10,6 +10,11 @@ from transformers.activations import ACT2FN
 from ..kernels import causal_conv1d
 
 
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """t in at least float32 (float64 stays float64): the precision of gates, norms and states."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 class RMSNorm(nn.Module):
     """RMSNorm over the last dimension, computed in float32, returned in the input dtype."""
 
@@ -19,9 +24,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
+        x32 = upcast(x)
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x32 * self.weight.float()).to(x.dtype)
+        return (x32 * upcast(self.weight)).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}"
@@ -31,8 +36,8 @@ class GatedRMSNorm(RMSNorm):
     """Per-head output norm of a mixer: ``RMSNorm(o) * SiLU(gate)``; o and gate [..., d_v]."""
 
     def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        normed = super().forward(x).float()
-        return (normed * F.silu(gate.float())).to(x.dtype)
+        normed = upcast(super().forward(x))
+        return (normed * F.silu(upcast(gate))).to(x.dtype)
 
 
 class SwiGLUMLP(nn.Module):

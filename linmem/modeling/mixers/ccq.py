@@ -15,6 +15,7 @@ from ...configuration.ccq import CCQConfig
 from ...kernels import ccq_gated_delta_rule, ccq_gla
 from .gated_deltanet import GatedDeltaNetMixer
 from .gla import GLAMixer
+from ..layers import upcast
 
 
 class CCQReadMixin:
@@ -38,8 +39,8 @@ class CCQReadMixin:
 
     def ccq_lambda(self, q: torch.Tensor) -> torch.Tensor:
         """q [B, T, H, d_k] -> lambda [B, T, H] float32 in [0, 1]."""
-        logits = torch.einsum("bthd,hd->bth", q.float(), self.ccq_w.float()) + self.ccq_b.float()
-        return self.ccq_scale.float().clamp(0.0, 1.0) * torch.sigmoid(logits)
+        logits = torch.einsum("bthd,hd->bth", upcast(q), upcast(self.ccq_w)) + upcast(self.ccq_b)
+        return upcast(self.ccq_scale).clamp(0.0, 1.0) * torch.sigmoid(logits)
 
 
 class CCQGatedDeltaNetMixer(CCQReadMixin, GatedDeltaNetMixer):

@@ -21,6 +21,7 @@ from ...kernels import gated_delta_rule
 from ...kernels.utils import l2norm
 from ..layers import GatedRMSNorm, ShortConvolution
 from .base import RecurrentMixer
+from ..layers import upcast
 
 
 class GatedDeltaNetMixer(RecurrentMixer):
@@ -75,11 +76,11 @@ class GatedDeltaNetMixer(RecurrentMixer):
         q = l2norm(q.view(batch, seq_len, self.num_heads, self.head_k_dim))
         k = l2norm(k.view(batch, seq_len, self.num_heads, self.head_k_dim))
         v = v.view(batch, seq_len, self.num_heads, self.head_v_dim)
-        beta = self.b_proj(x).float().sigmoid()
+        beta = upcast(self.b_proj(x)).sigmoid()
         if self.allow_neg_eigval:
             beta = beta * 2.0
         if self.use_decay:
-            g = -self.A_log.float().exp() * F.softplus(self.a_proj(x).float() + self.dt_bias.float())
+            g = -upcast(self.A_log).exp() * F.softplus(upcast(self.a_proj(x)) + upcast(self.dt_bias))
         else:
             g = beta.new_zeros(beta.shape)
         o, new_state = self.recurrence(x, q, k, v, g, beta, state, cu_seqlens, output_final_state)

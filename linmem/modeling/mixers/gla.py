@@ -17,6 +17,7 @@ from ...configuration.base import LinmemConfig
 from ...kernels import gla
 from ..layers import GatedRMSNorm, ShortConvolution
 from .base import RecurrentMixer
+from ..layers import upcast
 
 
 class GLAMixer(RecurrentMixer):
@@ -52,7 +53,7 @@ class GLAMixer(RecurrentMixer):
         q = q.view(batch, seq_len, self.num_heads, self.head_k_dim)
         k = k.view(batch, seq_len, self.num_heads, self.head_k_dim)
         v = v.view(batch, seq_len, self.num_heads, self.head_v_dim)
-        gk = F.logsigmoid(self.gk_proj[1](self.gk_proj[0](x)).float()) / self.gate_logit_normalizer
+        gk = F.logsigmoid(upcast(self.gk_proj[1](self.gk_proj[0](x)))) / self.gate_logit_normalizer
         gk = gk.view(batch, seq_len, self.num_heads, self.head_k_dim)
         o, new_state = self.recurrence(x, q, k, v, gk, state, cu_seqlens, output_final_state)
         gate = self.g_proj(x).view(batch, seq_len, self.num_heads, self.head_v_dim)

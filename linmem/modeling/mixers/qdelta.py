@@ -14,6 +14,7 @@ from transformers import initialization as init
 from ...configuration.qdelta import QDeltaConfig
 from ...kernels import qdelta_rule
 from .gated_deltanet import GatedDeltaNetMixer
+from ..layers import upcast
 
 
 class QDeltaMixer(GatedDeltaNetMixer):
@@ -30,7 +31,7 @@ class QDeltaMixer(GatedDeltaNetMixer):
 
     def query_mix(self, x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """x [B, T, hidden], beta [B, T, H] -> lambda [B, T, H] float32."""
-        lam = self.lamb_scale.float().clamp(0.0, 1.0) * torch.sigmoid(self.lamb_proj(x).float() - self.lamb_bias)
+        lam = upcast(self.lamb_scale).clamp(0.0, 1.0) * torch.sigmoid(upcast(self.lamb_proj(x)) - self.lamb_bias)
         if self.allow_neg_eigval:
             lam = torch.minimum(lam, 2.0 / beta.clamp_min(1e-6) - 1.0)
         return lam

@@ -1,0 +1,99 @@
+"""Training throughput and decode speed of a ~340M CCQ-GDN model on one GPU.
+
+    python benchmarks/train_throughput.py [--seq-len 4096] [--batch-size 4] [--steps 10] [--out results/]
+
+Trains in bf16 autocast-free pure bf16 weights with fp32 AdamW states (the usual fla recipe) and reports
+tokens/s; then measures `generate()` decode tokens/s at batch 1 and the recurrent-state bytes, which
+do not depend on the context length. Writes `train_throughput-<gpu>.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+import transformers
+
+import linmem
+from linmem import CCQConfig, CCQForCausalLM
+
+
+def config_340m(**overrides) -> CCQConfig:
+    base = dict(backbone="gated_deltanet", vocab_size=32000, hidden_size=1024, num_hidden_layers=24, num_heads=4,
+                head_dim=128, expand_v=2, hidden_ratio=4, intermediate_size=2816, tie_word_embeddings=True)
+    return CCQConfig(**{**base, **overrides})
+
+
+def measure_training(model, batch_size: int, seq_len: int, steps: int, warmup: int) -> float:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    model.train()
+    data = torch.randint(0, model.config.vocab_size, (batch_size, seq_len), device="cuda")
+    for step in range(warmup + steps):
+        if step == warmup:
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+        loss = model(data, labels=data).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    return steps * batch_size * seq_len / (time.perf_counter() - start)
+
+
+@torch.no_grad()
+def measure_decode(model, prompt_len: int, new_tokens: int) -> tuple[float, int, int]:
+    model.eval()
+    prompt = torch.randint(3, model.config.vocab_size, (1, prompt_len), device="cuda")
+    model.generate(prompt, max_new_tokens=8, do_sample=False, min_new_tokens=8)  # warm-up (compiles kernels)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+    torch.cuda.synchronize()
+    tps = (out.shape[1] - prompt_len) / (time.perf_counter() - start)
+    short = model(prompt[:, :16], use_cache=True).past_key_values.recurrent_state_bytes()
+    long = model(prompt, use_cache=True).past_key_values.recurrent_state_bytes()
+    return tps, short, long
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seq-len", type=int, default=4096)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "transformers": transformers.__version__,
+               "linmem": linmem.__version__, "python": platform.python_version()}
+    try:
+        import triton
+        results["triton"] = triton.__version__
+    except ImportError:
+        pass
+    for variant, ccq in (("ccq-gdn", True), ("gdn", False)):
+        model = CCQForCausalLM(config_340m(ccq=ccq)).to("cuda", torch.bfloat16)
+        n_params = sum(p.numel() for p in model.parameters())
+        tps = measure_training(model, args.batch_size, args.seq_len, args.steps, args.warmup)
+        decode_tps, state_short, state_long = measure_decode(model, prompt_len=2048, new_tokens=args.new_tokens)
+        results[variant] = {"parameters": n_params, "train_tokens_per_s": tps, "batch_size": args.batch_size,
+                            "seq_len": args.seq_len, "decode_tokens_per_s_batch1": decode_tps,
+                            "recurrent_state_bytes_16_tokens": state_short,
+                            "recurrent_state_bytes_2048_tokens": state_long}
+        print(variant, json.dumps(results[variant]), flush=True)
+        del model
+        torch.cuda.empty_cache()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = torch.cuda.get_device_name().split()[-1].lower().replace(" ", "-")
+    (out / f"train_throughput-{name}.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Plans for softmax Transformers (Llama/Mistral/SmolLM, Qwen2, Qwen3; Gemma3 and GPT-2 are diagnosed).
+
+Linearisation by weight transfer: embeddings, norms (with eps), MLP, final norm and LM head are copied;
+in linear layers q/o are copied and k/v repeated across each group of query heads (GQA), RoPE is dropped,
+and the recurrent gates are new, at their standard initialisation, with one decision: the short
+convolutions start as the identity so that q, k, v begin as the teacher's projections (then SiLU, l2 norm).
+Layers listed in `keep_softmax_layers` stay softmax attention with their RoPE (rope_theta copied).
+A distillation (`linmem distill`) is expected afterwards: the converted model is not the teacher.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from .plan import ConversionPlan
+from .reshape import identity_conv_, repeat_heads
+from .source import ConversionError, SourceCheckpoint
+
+LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")
+DIAGNOSED = {
+    "gemma3": "Gemma3 blocks have post-attention and post-feedforward norms and scale the embeddings by "
+              "sqrt(hidden_size); the linmem block (pre-norm only, unscaled embeddings) cannot hold them",
+    "gemma3_text": "Gemma3 blocks have post-attention and post-feedforward norms and scale the embeddings by "
+                   "sqrt(hidden_size); the linmem block (pre-norm only, unscaled embeddings) cannot hold them",
+    "gpt2": "GPT-2 uses LayerNorm with bias, learned absolute position embeddings, a non-gated GELU MLP and "
+            "biases on every projection; the linmem block (RMSNorm, SwiGLU, no biases, no position table) "
+            "cannot hold them",
+}
+SOFTMAX_TARGETS = ("ccq-gla", "ccq-gdn", "qdelta")
+
+
+def softmax_layers_to_keep(num_layers: int, keep: list[int] | None, hybrid_every: int | None) -> list[int]:
+    """Indices of layers that stay softmax: an explicit list, or every `hybrid_every`-th layer (N-1, 2N-1, ...)."""
+    if keep and hybrid_every:
+        raise ConversionError("pass at most one of `--keep-softmax-layers` and `--hybrid-every`")
+    if hybrid_every is not None:
+        if hybrid_every < 1:
+            raise ConversionError(f"`--hybrid-every` must be a positive integer, got {hybrid_every}")
+        return list(range(hybrid_every - 1, num_layers, hybrid_every))
+    layers = sorted(set(int(i) for i in keep or []))
+    bad = [i for i in layers if not 0 <= i < num_layers]
+    if bad:
+        raise ConversionError(f"`--keep-softmax-layers` has indices {bad} outside [0, {num_layers})")
+    return layers
+
+
+def _rope_theta(config: dict[str, Any]) -> float:
+    params = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    scaling = params.get("rope_type", "default") if isinstance(params, dict) else "default"
+    if scaling not in ("default", None):
+        raise ConversionError(f"source field `rope_parameters.rope_type` = {scaling!r} is not supported (only 'default' RoPE)")
+    theta = params.get("rope_theta") if isinstance(params, dict) else None
+    return float(theta if theta is not None else config.get("rope_theta", 10000.0))
+
+
+def _fields(source: SourceCheckpoint, keep: list[int], target: str) -> dict[str, Any]:
+    config = source.config
+    if config.get("mlp_bias"):
+        raise ConversionError("source field `mlp_bias` = True is not supported: the linmem MLP has no biases")
+    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    kv_heads = int(config.get("num_key_value_heads") or heads)
+    head_dim = int(config.get("head_dim") or hidden // heads)
+    if keep and head_dim * heads != hidden:
+        raise ConversionError(
+            f"cannot keep softmax layers {keep}: source head_dim={head_dim} x num_attention_heads={heads} != "
+            f"hidden_size={hidden}, and linmem softmax layers use head_dim = hidden_size / attn_num_heads"
+        )
+    window = None
+    if config.get("sliding_window") and config.get("use_sliding_window", True):
+        window = int(config["sliding_window"])
+        if config.get("max_window_layers") is not None and int(config["max_window_layers"]) < int(config["num_hidden_layers"]):
+            raise ConversionError("source field `max_window_layers` (windowed and full layers mixed) is not supported")
+    act = config.get("hidden_act", "silu")
+    fields = dict(
+        vocab_size=int(config["vocab_size"]), hidden_size=hidden, num_hidden_layers=int(config["num_hidden_layers"]),
+        num_heads=heads, head_dim=head_dim, expand_v=1.0, intermediate_size=int(config["intermediate_size"]),
+        hidden_act="swish" if act in ("silu", "swish") else act, norm_eps=float(config.get("rms_norm_eps", 1e-6)),
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        initializer_range=float(config.get("initializer_range", 0.02)),
+        max_position_embeddings=int(config.get("max_position_embeddings", 2048)),
+        pad_token_id=config.get("pad_token_id"), bos_token_id=config.get("bos_token_id"),
+        eos_token_id=config.get("eos_token_id"),
+        attn_layers=keep, attn_num_heads=heads, attn_num_kv_heads=kv_heads, attn_window_size=window,
+        rope_theta=_rope_theta(config),
+    )
+    if target == "ccq-gla":
+        fields["use_short_conv"] = False
+    return fields
+
+
+def _target_config(target: str, fields: dict[str, Any], ccq_init_scale: float, lamb_init_scale: float):
+    from ..configuration import CCQConfig, QDeltaConfig
+
+    if target == "qdelta":
+        return QDeltaConfig(lamb_init_scale=lamb_init_scale, **fields)
+    backbone = "gla" if target == "ccq-gla" else "gated_deltanet"
+    return CCQConfig(backbone=backbone, ccq=True, ccq_init_scale=ccq_init_scale, **fields)
+
+
+def _declare_linear_mixer(plan: ConversionPlan, i: int) -> None:
+    """The new tensors of a linearised layer (everything but q/k/v/o)."""
+    p = f"model.layers.{i}.attn."
+    config = plan.target_config
+    if plan.target_name == "ccq-gla":
+        plan.declare_new(p + "gk_proj.0.weight", "N(0, initializer_range) (GLA decay, low rank)")
+        plan.declare_new(p + "gk_proj.1.weight", "N(0, initializer_range) (GLA decay)")
+        plan.declare_new(p + "gk_proj.1.bias", "zeros (GLA decay bias)")
+        plan.declare_new(p + "g_norm.weight", "ones (output norm)")
+    else:
+        plan.declare_new(p + "a_proj.weight", "N(0, initializer_range) (GDN decay input)")
+        plan.declare_new(p + "A_log", "log U(0, 16) (GDN decay rate)")
+        plan.declare_new(p + "dt_bias", "softplus^-1(logU(1e-3, 0.1)) (GDN decay step)")
+        plan.declare_new(p + "b_proj.weight", "N(0, initializer_range) (write strength beta)")
+        plan.declare_new(p + "o_norm.weight", "ones (output norm)")
+        if config.use_short_conv:
+            for name in ("q_conv1d", "k_conv1d", "v_conv1d"):
+                plan.declare_new(p + f"{name}.weight", "identity (decision: q, k, v start as the teacher's)",
+                                 init=identity_conv_)
+    plan.declare_new(p + "g_proj.weight", "N(0, initializer_range) (output gate)")
+    if plan.target_name in ("ccq-gla", "ccq-gdn"):
+        plan.declare_new(p + "ccq_w", "zeros (CCQ read weights)")
+        plan.declare_new(p + "ccq_b", "zeros (CCQ read bias)")
+        plan.declare_new(p + "ccq_scale", f"{config.ccq_init_scale} (ccq_init_scale)")
+    else:
+        plan.declare_new(p + "lamb_proj.weight", "N(0, initializer_range) (Q-Delta lambda projection)")
+        plan.declare_new(p + "lamb_scale", f"{config.lamb_init_scale} (lamb_init_scale)")
+
+
+def _attention_layer(plan: ConversionPlan, source: SourceCheckpoint, i: int, linear: bool) -> None:
+    config = plan.target_config
+    s, p = f"model.layers.{i}.self_attn.", f"model.layers.{i}.attn."
+    groups = config.attn_num_heads // config.attn_num_kv_heads
+    expand = partial(repeat_heads, groups=groups, head_dim=config.head_dim) if linear and groups > 1 else None
+    note = f" (each kv head repeated for its {groups} query heads)" if expand else ""
+    plan.add(p + "q_proj.weight", s + "q_proj.weight")
+    plan.add(p + "k_proj.weight", s + "k_proj.weight", fn=expand, note=note)
+    plan.add(p + "v_proj.weight", s + "v_proj.weight", fn=expand, note=note)
+    plan.add(p + "o_proj.weight", s + "o_proj.weight")
+    where = "linear layer" if linear else "kept softmax layer"
+    for name in ("q_proj.bias", "k_proj.bias", "v_proj.bias"):
+        if s + name in source.key_files:
+            plan.drop(s + name, f"linmem {where}s have no q/k/v bias (lossy; distillation compensates)")
+    for name in ("q_norm.weight", "k_norm.weight"):
+        if s + name in source.key_files:
+            reason = ("the l2 norm of q, k replaces the per-head RMSNorm" if linear and plan.target_name != "ccq-gla"
+                      else "linmem has no per-head q/k norm here (lossy; distillation compensates)")
+            plan.drop(s + name, reason)
+    if s + "o_proj.bias" in source.key_files:
+        plan.drop(s + "o_proj.bias", f"linmem {where}s have no output bias (lossy)")
+    if s + "rotary_emb.inv_freq" in source.key_files:
+        plan.drop(s + "rotary_emb.inv_freq", "RoPE frequencies are recomputed from rope_theta")
+    if linear:
+        _declare_linear_mixer(plan, i)
+
+
+def plan_softmax(
+    source: SourceCheckpoint,
+    target: str,
+    *,
+    keep_softmax_layers: list[int] | None = None,
+    hybrid_every: int | None = None,
+    ccq_init_scale: float = 1.0,
+    lamb_init_scale: float = 1.0,
+) -> ConversionPlan:
+    """The plan linearising a softmax Transformer into `target` ("ccq-gla", "ccq-gdn" or "qdelta")."""
+    model_type = source.model_type
+    if model_type in DIAGNOSED:
+        raise ConversionError(f"softmax source model_type {model_type!r} is not supported: {DIAGNOSED[model_type]}")
+    if model_type not in LLAMA_LIKE:
+        raise ConversionError(f"unknown source model_type {model_type!r}; supported softmax sources: {LLAMA_LIKE}")
+    if target not in SOFTMAX_TARGETS:
+        raise ConversionError(f"unknown target {target!r} for a softmax source; expected one of {SOFTMAX_TARGETS}")
+    num_layers = int(source.config["num_hidden_layers"])
+    keep = softmax_layers_to_keep(num_layers, keep_softmax_layers, hybrid_every)
+    config = _target_config(target, _fields(source, keep, target), ccq_init_scale, lamb_init_scale)
+    plan = ConversionPlan(target_name=target, target_config=config, source_kind="softmax", kept_softmax_layers=keep)
+
+    plan.add("model.embeddings.weight", "model.embed_tokens.weight")
+    plan.add("model.norm.weight", "model.norm.weight")
+    if config.tie_word_embeddings:
+        if "lm_head.weight" in source.key_files:
+            plan.drop("lm_head.weight", "tied to model.embeddings.weight (tie_word_embeddings=True)")
+    else:
+        plan.add("lm_head.weight", "lm_head.weight")
+    for i in range(num_layers):
+        plan.add(f"model.layers.{i}.attn_norm.weight", f"model.layers.{i}.input_layernorm.weight")
+        plan.add(f"model.layers.{i}.mlp_norm.weight", f"model.layers.{i}.post_attention_layernorm.weight")
+        for name in ("gate_proj", "up_proj", "down_proj"):
+            plan.add(f"model.layers.{i}.mlp.{name}.weight", f"model.layers.{i}.mlp.{name}.weight")
+        _attention_layer(plan, source, i, linear=i not in keep)
+    plan.notes.append("RoPE dropped in linear layers" + (f", kept in softmax layers {keep}" if keep else ""))
+    lossy = sorted({reason for reason in plan.dropped.values() if "lossy" in reason})
+    plan.notes += [f"lossy: {reason}" for reason in lossy]
+    return plan

@@ -1,0 +1,121 @@
+"""Which implementation a public op runs: the naive recurrence, the PyTorch chunkwise path or Triton.
+
+Choice, first match wins: the innermost `use_backend(name)` context, else the environment variable
+LINMEM_KERNEL_BACKEND, else "auto". Names:
+  auto   Triton when q is on CUDA and triton is importable, else the PyTorch chunk path
+  torch  the PyTorch chunkwise implementation (any device)
+  naive  the per-token reference recurrence (slow; tests and debugging)
+  triton the Triton kernels (forced; an error when the op has no Triton kernel yet)
+On auto, an op whose Triton module does not exist yet falls back to PyTorch with a one-time warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+
+import torch
+
+BACKENDS = ("auto", "torch", "naive", "triton")
+ENV_VAR = "LINMEM_KERNEL_BACKEND"
+
+_local = threading.local()
+_warned: set[str] = set()
+
+
+def _check_name(name: str, source: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"{source}: expected one of {list(BACKENDS)}, got {name!r}")
+    return name
+
+
+def requested_backend() -> str:
+    """The backend name in force (before resolving "auto")."""
+    stack = getattr(_local, "stack", None)
+    if stack:
+        return stack[-1]
+    return _check_name(os.environ.get(ENV_VAR, "auto").strip().lower() or "auto", ENV_VAR)
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Run the ops inside the block on backend `name` (one of BACKENDS); nests and is thread-local."""
+    _check_name(name, "use_backend(name)")
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    stack.append(name)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def triton_available() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def resolve_backend(q: torch.Tensor) -> str:
+    """"naive", "torch" or "triton" for an op whose main input is q."""
+    name = requested_backend()
+    if name == "auto":
+        return "triton" if q.is_cuda and triton_available() else "torch"
+    return name
+
+
+def load_triton(package: str, module: str, function: str) -> Callable | None:
+    """`package.module.function`, or None when that module/function (or triton itself) does not exist yet.
+
+    Other import errors (a bug inside an existing Triton file) propagate.
+    """
+    full = f"{package}.{module}"
+    try:
+        mod = importlib.import_module(full)
+    except ModuleNotFoundError as err:
+        if err.name is not None and (err.name == "triton" or err.name.startswith(package.rsplit(".", 1)[0])):
+            return None
+        raise
+    return getattr(mod, function, None)
+
+
+def dispatch(op_name: str, package: str, naive_fn: Callable, chunk_fn: Callable, q: torch.Tensor,
+             args: tuple, kwargs: dict, *, use_step: bool = False):
+    """Call the implementation the backend picks with (args, kwargs); use_step prefers the decode kernel.
+
+    use_step is decided by the op (T == 1 on CUDA without gradients): `triton_<op>_step` from
+    `triton_step.py`, falling back to the chunk kernel when absent.
+    """
+    backend = resolve_backend(q)
+    if backend == "naive":
+        return naive_fn(*args, **kwargs)
+    if backend == "torch":
+        return chunk_fn(*args, **kwargs)
+    fn = None
+    if use_step:
+        fn = load_triton(package, "triton_step", f"triton_{op_name}_step")
+    if fn is None:
+        fn = load_triton(package, "triton_chunk", f"triton_{op_name}")
+    if fn is not None:
+        return fn(*args, **kwargs)
+    if requested_backend() == "triton":
+        raise NotImplementedError(f"backend 'triton': {package}.triton_chunk.triton_{op_name} does not exist yet; "
+                                  f"use backend 'torch' or 'auto'")
+    if op_name not in _warned:
+        _warned.add(op_name)
+        warnings.warn(f"linmem: Triton kernel for {op_name} missing ({package}.triton_chunk); "
+                      f"falling back to the PyTorch chunk implementation", RuntimeWarning, stacklevel=3)
+    return chunk_fn(*args, **kwargs)
+
+
+def wants_step(q: torch.Tensor, tensors: tuple, cu_seqlens: torch.Tensor | None) -> bool:
+    """True for a decode step: one token per row, on CUDA, and no gradient needed."""
+    if cu_seqlens is not None or q.shape[1] != 1 or not q.is_cuda:
+        return False
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors):
+        return False
+    return True

@@ -1,0 +1,50 @@
+"""CCQ-GLA on Triton: the curvature-conditioned query contraction, then the GLA chunk kernel on q̃.
+
+Semantics of `naive_ccq_gla` (specs/ccq.md): k̂ = l2n(k), γ_t = exp(mean_c gk_t) per head,
+q̃_t = q_t − λ_t Σ_t q_t, o = GLA(q̃, k, v, gk). The statistic pass (triton_stats.py) and the backbone
+run as separate launches (not yet the fused single-pass kernel); all of it is differentiable in
+q, k, v, gk, lam and the initial state.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..gla.triton_chunk import DEFAULT_CHUNK_SIZE, triton_gla_chunked
+from .triton_stats import ccq_contract_query, l2_normalize
+
+
+def triton_ccq_gla_chunked(q, k, v, gk, lam, *, scale=None, initial_state=None, output_final_state=False,
+                           cu_seqlens=None, center=False, chunk_size: int = DEFAULT_CHUNK_SIZE):
+    """`triton_ccq_gla` with an explicit chunk size (tests use 16 or 32)."""
+    from .state import CCQState
+
+    st = initial_state
+    khat = l2_normalize(k)
+    log_gamma = gk.float().mean(-1)
+    q_tilde, finals = ccq_contract_query(
+        q, khat.to(q.dtype), log_gamma, lam,
+        M0=st.M if st is not None else None, z0=st.z if st is not None else None,
+        m0=getattr(st, "m", None) if st is not None else None, center=center,
+        output_final_state=output_final_state, cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+    o, S = triton_gla_chunked(q_tilde, k, v, gk, scale=k.shape[-1] ** -0.5 if scale is None else scale,
+                              initial_state=st.S if st is not None else None,
+                              output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                              chunk_size=chunk_size)
+    if not output_final_state:
+        return o, None
+    M_T, z_T, m_T = finals
+    return o, CCQState(S, M_T, z_T, m_T)
+
+
+def triton_ccq_gla(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gk: torch.Tensor, lam: torch.Tensor, *,
+    scale: float | None = None, initial_state=None, output_final_state: bool = False,
+    cu_seqlens: torch.Tensor | None = None, center: bool = False,
+):
+    """CCQ-GLA. q, k, gk [B, T, H, K]; v [B, T, H, V]; lam [B, T, H]; initial_state a CCQState
+    (S [N, H, K, V], M [N, H, K, K], z [N, H], m [N, H, K] or None; fp32). Returns (o, CCQState or None).
+    """
+    return triton_ccq_gla_chunked(q, k, v, gk, lam, scale=scale, initial_state=initial_state,
+                                  output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                                  center=center)

@@ -1,0 +1,41 @@
+"""The public depthwise causal short convolution (the q/k/v ShortConv of the GDN-family layers).
+
+PyTorch (F.conv1d, groups = D) on every device; varlen runs each sequence from its own state row.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..utils import run_per_sequence
+from .naive import apply_activation, validate_conv
+
+
+def causal_conv1d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, activation: str | None = None,
+    initial_state: torch.Tensor | None = None, output_final_state: bool = False,
+    cu_seqlens: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """y_t = act(Σ_{j<W} weight[:, j] · x_{t−W+1+j} + bias), act "silu" or None.
+
+    x [B, T, D]; weight [D, W] (nn.Conv1d weight [D, 1, W] squeezed); bias [D] or None;
+    initial_state [N, D, W−1] = the last W−1 inputs before this chunk, oldest first (zeros when None);
+    cu_seqlens [N + 1] with B == 1 for varlen (an empty sequence passes its state through).
+    Returns y [B, T, D] (x's dtype) and the final state [N, D, W−1] in x's dtype, or None unless
+    output_final_state.
+    """
+    validate_conv(x, weight, bias, activation, initial_state, cu_seqlens)
+    W = weight.shape[1]
+    w = weight.to(x.dtype).unsqueeze(1)  # [D, 1, W]
+    b = bias.to(x.dtype) if bias is not None else None
+
+    def dense(inputs, state):
+        (xs,) = inputs
+        B, T, D = xs.shape
+        hist = state.to(xs.dtype) if state is not None else xs.new_zeros(B, D, W - 1)
+        window = torch.cat([hist, xs.transpose(1, 2)], dim=-1)  # [B, D, W-1+T]
+        y = F.conv1d(window, w, b, groups=D).transpose(1, 2)  # [B, T, D]
+        return apply_activation(y, activation), window[:, :, window.shape[-1] - (W - 1):]
+
+    return run_per_sequence(dense, (x,), initial_state, output_final_state, cu_seqlens)

@@ -1,0 +1,243 @@
+"""Triton chunkwise Gated DeltaNet (WY/UT form), forward and backward, dense or varlen.
+
+`chunk_delta_rule_triton` is shared with Q-Delta: with `lam` given, the probe x = k + lam q replaces k
+on the probe side of the delta rule (A and W of the WY form); with `lam=None` it is Gated DeltaNet.
+Kernels: triton_wy (A, T, W, U and their backward), triton_state (inter-chunk recurrence),
+triton_output (chunk read and its backward). Semantics are those of `naive_gated_delta_rule`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+
+from .triton_output import output_dqk_kernel, output_dv_kernel, output_fwd_kernel
+from .triton_state import state_bwd_kernel, state_fwd_kernel
+from .triton_wy import wy_bwd_kernel, wy_fwd_kernel
+
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+# Chunk length. Fixed at 64 on GPUs (the sub-block inverse uses BT/4 = 16 rows, the tensor-core minimum);
+# the interpreter accepts 16 or 32 too, which the CPU tests use to check chunk-size independence.
+DEFAULT_CHUNK_SIZE = 64
+
+
+def _pow2(n: int) -> int:
+    return triton.next_power_of_2(n)
+
+
+class ChunkLayout:
+    """Where each chunk of a dense or varlen batch lives; all tables are built on device (no sync).
+
+    n_seqs sequences; `n_slots` chunk slots (for varlen an upper bound T // BT + N, unused slots have
+    an empty span); `table` [n_slots, 2] int32 = token span of each slot (varlen only);
+    `chunk_offsets` [N + 1] = first slot of each sequence (varlen only).
+    """
+
+    def __init__(self, batch: int, seq_len: int, cu_seqlens: torch.Tensor | None, chunk_size: int) -> None:
+        self.batch, self.seq_len, self.chunk_size = batch, seq_len, chunk_size
+        self.is_varlen = cu_seqlens is not None
+        if cu_seqlens is None:
+            self.n_seqs = batch
+            self.n_chunks = triton.cdiv(seq_len, chunk_size)
+            self.n_slots = batch * self.n_chunks
+            self.cu_seqlens = self.chunk_offsets = self.table = None
+            self.slot_grid = self.n_chunks
+            return
+        cu = cu_seqlens.to(torch.int64)
+        self.n_seqs = cu.numel() - 1
+        self.n_chunks = 0
+        lens = cu[1:] - cu[:-1]
+        counts = (lens + chunk_size - 1) // chunk_size
+        offsets = torch.zeros(self.n_seqs + 1, dtype=torch.int64, device=cu.device)
+        offsets[1:] = torch.cumsum(counts, 0)
+        self.n_slots = seq_len // chunk_size + self.n_seqs
+        slot = torch.arange(self.n_slots, device=cu.device)
+        seq = torch.searchsorted(offsets[1:], slot, right=True).clamp_(max=max(self.n_seqs - 1, 0))
+        used = slot < offsets[-1]
+        start = cu[seq] + (slot - offsets[seq]) * chunk_size
+        end = torch.minimum(start + chunk_size, cu[seq + 1])
+        self.table = torch.stack([torch.where(used, start, 0), torch.where(used, end, 0)], 1).to(torch.int32)
+        self.cu_seqlens = cu.to(torch.int32).contiguous()
+        self.chunk_offsets = offsets.to(torch.int32)
+        self.slot_grid = self.n_slots
+
+    def kernel_args(self) -> tuple:
+        """(chunk_table, T, NT) as the chunk-parallel kernels take them."""
+        return self.table, self.seq_len, self.n_chunks
+
+    def seq_args(self) -> tuple:
+        """(cu_seqlens, chunk_offsets, T, NT) as the sequential state kernels take them."""
+        return self.cu_seqlens, self.chunk_offsets, self.seq_len, self.n_chunks
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+# Fixed launch table (no autotuning). 8 warps: at 4 warps ptxas spills heavily on sm_90 (checked offline
+# with cuobjdump -res-usage: e.g. wy_bwd 1.9 KB stack at 4 warps, 0.9 KB at 8).
+NUM_WARPS = 8
+
+
+def _stages(dtype: torch.dtype) -> int:
+    """Software-pipelining depth: fp32 tiles overflow shared memory on sm_90 with Triton 3.6 at depth 3."""
+    return 1 if dtype == torch.float32 else 3
+
+
+def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, backward: bool = False) -> tuple[int, int, int, int]:
+    """(BK, BV, num_warps, num_stages) of the sequential state kernels: the whole key dim is one tile.
+
+    Key dims above 128 use no pipelining: at depth 3 state_bwd asked for 295 KB of shared memory on the
+    H100 (Triton 3.6), over the 227 KB limit.
+    """
+    bk = _pow2(k_dim)
+    bv = min(_pow2(v_dim), 32 if (bk > 128 or backward) else 64)
+    return bk, bv, NUM_WARPS, (1 if bk > 128 else _stages(dtype))
+
+
+def _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, layout: ChunkLayout):
+    B, T, H, K = k.shape
+    V = v.shape[-1]
+    BT = layout.chunk_size
+    dev, dt = k.device, k.dtype
+    prec = _dot_precision(dt)
+    gc = torch.empty(B, T, H, device=dev, dtype=torch.float32)
+    tm = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
+    w = torch.empty(B, T, H, K, device=dev, dtype=dt)
+    u = torch.empty(B, T, H, V, device=dev, dtype=dt)
+    table, T_arg, NT = layout.kernel_args()
+    lam_arg = lam if lam is not None else beta
+    wy_fwd_kernel[(layout.slot_grid, B * H)](
+        q, k, v, g, beta, lam_arg, gc, tm, w, u, table, T_arg, NT,
+        H=H, K=K, V=V, BT=BT, BK=min(64, _pow2(K)), BV=min(64, _pow2(V)),
+        HAS_LAM=lam is not None, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS, num_stages=_stages(dt),
+    )
+    h = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=dt)
+    vnew = torch.empty(B, T, H, V, device=dev, dtype=dt)
+    final = torch.empty(layout.n_seqs, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
+    cu, offs, _, _ = layout.seq_args()
+    bk, bv, nw, ns = _state_tiles(K, V, dt)
+    state_fwd_kernel[(triton.cdiv(V, bv), layout.n_seqs * H)](
+        k, w, u, gc, initial_state, h, vnew, final, cu, offs, T_arg, NT,
+        H=H, K=K, V=V, BT=BT, BK=bk, BV=bv, HAS_H0=initial_state is not None,
+        STORE_HT=output_final_state, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=nw, num_stages=ns,
+    )
+    o = torch.empty(B, T, H, V, device=dev, dtype=q.dtype)
+    bv_o = min(64, _pow2(V))
+    output_fwd_kernel[(triton.cdiv(V, bv_o), layout.slot_grid, B * H)](
+        q, k, vnew, h, gc, o, table, T_arg, NT, scale,
+        H=H, K=K, V=V, BT=BT, BK=min(64, _pow2(K)), BV=bv_o, IS_VARLEN=layout.is_varlen,
+        DOT_PREC=prec, num_warps=NUM_WARPS, num_stages=_stages(dt),
+    )
+    return o, final, (gc, tm, w, u, h, vnew)
+
+
+def _backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layout: ChunkLayout):
+    gc, tm, w, u, h, vnew = saved
+    B, T, H, K = k.shape
+    V = v.shape[-1]
+    BT = layout.chunk_size
+    dev, dt = k.device, k.dtype
+    prec = _dot_precision(dt)
+    table, T_arg, NT = layout.kernel_args()
+    cu, offs, _, _ = layout.seq_args()
+    bk_o, bv_o = min(64, _pow2(K)), min(64, _pow2(V))
+
+    dv_local = torch.empty(B, T, H, V, device=dev, dtype=dt)
+    output_dv_kernel[(layout.slot_grid, B * H)](
+        q, k, gc, do, dv_local, table, T_arg, NT, scale,
+        H=H, K=K, V=V, BT=BT, BK=bk_o, BV=bv_o, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS, num_stages=_stages(dt),
+    )
+    dh = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=dt)
+    dvnew = torch.empty(B, T, H, V, device=dev, dtype=dt)
+    dh0 = torch.empty_like(initial_state, dtype=torch.float32) if initial_state is not None else None
+    bk, bv, nw, ns = _state_tiles(K, V, dt, backward=True)
+    state_bwd_kernel[(triton.cdiv(V, bv), layout.n_seqs * H)](
+        q, k, w, gc, do, dv_local, dht, dh, dvnew, dh0, cu, offs, T_arg, NT, scale,
+        H=H, K=K, V=V, BT=BT, BK=bk, BV=bv, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=nw, num_stages=ns,
+    )
+    nkp = triton.cdiv(K, bk_o)
+    dq_part = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
+    dk_part = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
+    dw = torch.empty(B, T, H, K, device=dev, dtype=dt)
+    dgc_part = torch.empty(nkp, B, T, H, device=dev, dtype=torch.float32)
+    output_dqk_kernel[(nkp, layout.slot_grid, B * H)](
+        q, k, vnew, h, dh, gc, do, dvnew, dq_part, dk_part, dw, dgc_part, table, T_arg, NT, B * T, scale,
+        H=H, K=K, V=V, BT=BT, BK=bk_o, BV=bv_o, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS, num_stages=_stages(dt),
+    )
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    dg, dbeta = torch.empty_like(g), torch.empty_like(beta)
+    dlam = torch.empty_like(lam) if lam is not None else None
+    lam_arg = lam if lam is not None else beta
+    wy_bwd_kernel[(layout.slot_grid, B * H)](
+        q, k, v, beta, lam_arg, gc, tm, dw, dvnew, dq_part, dk_part, dgc_part,
+        dq, dk, dv, dg, dbeta, dlam if dlam is not None else dbeta, table, T_arg, NT, B * T,
+        H=H, K=K, V=V, BT=BT, BK=bk_o, BV=bv_o, NKP=nkp, HAS_LAM=lam is not None,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS, num_stages=_stages(dt),
+    )
+    return dq, dk, dv, dg, dbeta, dlam, dh0
+
+
+class ChunkDeltaRuleFunction(torch.autograd.Function):
+    """Autograd wrapper; saves the chunk intermediates (T, W, U, states, V~) instead of recomputing them."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, g, beta, lam, scale, initial_state, output_final_state, cu_seqlens, chunk_size):
+        layout = ChunkLayout(k.shape[0], k.shape[1], cu_seqlens, chunk_size)
+        o, final, saved = _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, layout)
+        ctx.save_for_backward(q, k, v, g, beta, lam, initial_state, *saved)
+        ctx.layout, ctx.scale = layout, scale
+        return o, final
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        q, k, v, g, beta, lam, initial_state, *saved = ctx.saved_tensors
+        do = do.to(q.dtype).contiguous()
+        dht = dht.float().contiguous() if dht is not None else None
+        dq, dk, dv, dg, dbeta, dlam, dh0 = _backward(
+            q, k, v, g, beta, lam, ctx.scale, initial_state, saved, do, dht, ctx.layout)
+        return dq, dk, dv, dg, dbeta, dlam, None, dh0, None, None, None
+
+
+def chunk_delta_rule_triton(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
+    lam: torch.Tensor | None = None, *, scale: float | None = None, initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False, cu_seqlens: torch.Tensor | None = None, chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gated DeltaNet (lam None) or Q-Delta (lam [B, T, H]) on Triton; inputs validated by the op.
+
+    q, k [B, T, H, K]; v [B, T, H, V]; g, beta [B, T, H]; initial_state [N, H, K, V] (cast to fp32).
+    Returns o [B, T, H, V] (q's dtype) and the fp32 final state [N, H, K, V] or None.
+    """
+    if scale is None:
+        scale = k.shape[-1] ** -0.5
+    if chunk_size is None:
+        chunk_size = DEFAULT_CHUNK_SIZE
+    if chunk_size not in (16, 32, 64) or (chunk_size != 64 and not _INTERPRET):
+        raise ValueError(f"chunk_size must be 64 (16 or 32 only under TRITON_INTERPRET=1), got {chunk_size}")
+    dt = q.dtype
+    q, k, v = q.contiguous(), k.to(dt).contiguous(), v.to(dt).contiguous()
+    g, beta = g.contiguous(), beta.contiguous()
+    lam = lam.contiguous() if lam is not None else None
+    if initial_state is not None:
+        initial_state = initial_state.float().contiguous()
+    return ChunkDeltaRuleFunction.apply(
+        q, k, v, g, beta, lam, float(scale), initial_state, output_final_state, cu_seqlens, chunk_size)
+
+
+def triton_gated_delta_rule(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor, *,
+    scale: float | None = None, initial_state: torch.Tensor | None = None, output_final_state: bool = False,
+    cu_seqlens: torch.Tensor | None = None, chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gated DeltaNet on Triton, same signature and semantics as `naive_gated_delta_rule`.
+
+    S_t = e^{g_t} (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T;  o_t = scale S_t^T q_t.
+    chunk_size: 64 (default); 16/32 are accepted only under TRITON_INTERPRET=1 (tests).
+    """
+    return chunk_delta_rule_triton(q, k, v, g, beta, None, scale=scale, initial_state=initial_state,
+                                   output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                                   chunk_size=chunk_size)

@@ -1,0 +1,185 @@
+"""Triton chunkwise GLA (per-channel decay): forward and backward as one autograd.Function.
+
+`triton_gla` has the op signature of `naive_gla` (see linmem/kernels/gla/naive.py for the semantics):
+    S_t = diag(exp(gk_t)) S_{t-1} + k_t v_t^T,   o_t = scale * S_t^T q_t.
+Kernels are in triton_chunk_kernels.py; the batch layout (dense, or varlen through device tables with
+no host synchronisation) in triton_layout.py. Fixed tile table, no autotuning.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+
+from .triton_chunk_kernels import (
+    gla_bwd_dA_dv_kernel,
+    gla_bwd_dqk_kernel,
+    gla_cumsum_kernel,
+    gla_dg_finish_kernel,
+    gla_intra_A_kernel,
+    gla_output_kernel,
+    gla_state_bwd_kernel,
+    gla_state_fwd_kernel,
+)
+from .triton_layout import ChunkLayout
+
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+DEFAULT_CHUNK_SIZE = 64
+SUB_CHUNK = 16  # secondary chunk (rows of the exact-exponent diagonal blocks); tensor-core minimum
+
+
+def _pow2(n: int) -> int:
+    return max(16, triton.next_power_of_2(n))
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def _tiles(k_dim: int, v_dim: int) -> tuple[int, int]:
+    """(BK, BV) of the chunk-parallel kernels."""
+    return min(64, _pow2(k_dim)), min(64, _pow2(v_dim))
+
+
+def _state_tiles(k_dim: int, v_dim: int, n_programs_per_tile: int) -> tuple[int, int]:
+    """(BK, BV) of the sequential state kernels: smaller tiles when few sequences x heads."""
+    b = 32 if n_programs_per_tile < 256 else 64
+    return min(b, _pow2(k_dim)), min(b, _pow2(v_dim))
+
+
+def _grid_args(layout: ChunkLayout) -> tuple:
+    return layout.table, layout.seq_len, layout.n_chunks
+
+
+def _seq_args(layout: ChunkLayout) -> tuple:
+    return layout.cu_seqlens, layout.chunk_offsets, layout.seq_len, layout.n_chunks
+
+
+def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dtype: torch.dtype):
+    """h [n_slots, H, K, V] (state at each chunk start, h_dtype) and the final state (fp32 or None)."""
+    B, T, H, K = k.shape
+    V = v.shape[-1]
+    h = torch.empty(layout.n_slots, H, K, V, device=k.device, dtype=h_dtype)
+    ht = torch.full((layout.n_seqs, H, K, V), float("nan"), device=k.device, dtype=torch.float32) \
+        if store_final else None
+    bk, bv = _state_tiles(K, V, layout.n_seqs * H)
+    gla_state_fwd_kernel[(triton.cdiv(K, bk), triton.cdiv(V, bv), layout.n_seqs * H)](
+        k, v, gcs, h0, h, ht, *_seq_args(layout),
+        H=H, K=K, V=V, BT=layout.chunk_size, BK=bk, BV=bv, HAS_H0=h0 is not None, STORE_HT=store_final,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=_dot_precision(k.dtype), num_warps=4,
+    )
+    return h, ht
+
+
+def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout: ChunkLayout):
+    """-> o [B,T,H,V] (q.dtype), final state or None, gcs [B,T,H,K] fp32, A [B,T,H,BT] fp32."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    BT = layout.chunk_size
+    dev = q.device
+    prec = _dot_precision(q.dtype)
+    bk, bv = _tiles(K, V)
+    targs = _grid_args(layout)
+    gcs = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
+    gla_cumsum_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
+        gk, gcs, *targs, H=H, K=K, BT=BT, BK=bk, IS_VARLEN=layout.is_varlen)
+    A = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
+    gla_intra_A_kernel[(layout.slot_grid, B * H)](
+        q, k, gcs, A, *targs, scale, H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=4)
+    h, ht = _states_forward(k, v, gcs, h0, layout, output_final_state, q.dtype)
+    o = torch.full((B, T, H, V), float("nan"), device=dev, dtype=q.dtype)
+    gla_output_kernel[(triton.cdiv(V, bv), layout.slot_grid, B * H)](
+        q, v, gcs, A, h, o, *targs, scale, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=4)
+    return o, ht, gcs, A
+
+
+def gla_backward(q, k, v, gcs, A, do, dht, h0, ht, scale: float, layout: ChunkLayout, gk_dtype: torch.dtype):
+    """-> dq, dk, dv, dgk, dh0 (dh0 fp32 or None)."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    BT = layout.chunk_size
+    dev = q.device
+    prec = _dot_precision(q.dtype)
+    bk, bv = _tiles(K, V)
+    targs = _grid_args(layout)
+    h, _ = _states_forward(k, v, gcs, h0, layout, False, q.dtype)
+    dh = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=q.dtype)
+    dh0 = torch.full((layout.n_seqs, H, K, V), float("nan"), device=dev, dtype=torch.float32) \
+        if h0 is not None else None
+    sbk, sbv = _state_tiles(K, V, layout.n_seqs * H)
+    gla_state_bwd_kernel[(triton.cdiv(K, sbk), triton.cdiv(V, sbv), layout.n_seqs * H)](
+        q, do, gcs, dht, dh, dh0, *_seq_args(layout), scale,
+        H=H, K=K, V=V, BT=BT, BK=sbk, BV=sbv, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=4)
+    dA = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
+    dv = torch.full_like(v, float("nan"))
+    gla_bwd_dA_dv_kernel[(layout.slot_grid, B * H)](
+        k, v, gcs, A, do, dh, dA, dv, *targs, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=4)
+    dq = torch.full_like(q, float("nan"))
+    dk = torch.full_like(k, float("nan"))
+    dg = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
+    dg_tot = torch.zeros(layout.n_slots, H, K, device=dev, dtype=torch.float32)
+    gla_bwd_dqk_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
+        q, k, v, gcs, h, do, dh, dA, dq, dk, dg, dg_tot, *targs, scale,
+        H=H, K=K, V=V, BT=BT, BC=SUB_CHUNK, BK=bk, BV=bv, IS_VARLEN=layout.is_varlen,
+        DOT_PREC=prec, num_warps=4)
+    add = layout.suffix_of_later_chunks(dg_tot)
+    if dht is not None and ht is not None:
+        add = add + layout.per_slot((ht * dht).sum(-1))
+    dgk = torch.full((B, T, H, K), float("nan"), device=dev, dtype=gk_dtype)
+    gla_dg_finish_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
+        dg, add.contiguous(), dgk, *targs, H=H, K=K, BT=BT, BK=bk, IS_VARLEN=layout.is_varlen)
+    return dq, dk, dv, dgk, dh0
+
+
+class ChunkGLAFunction(torch.autograd.Function):
+    """Differentiable in q, k, v, gk and initial_state."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, gk, h0, scale, output_final_state, cu_seqlens, chunk_size):
+        B, T = q.shape[:2]
+        layout = ChunkLayout(B, T, cu_seqlens, chunk_size)
+        o, ht, gcs, A = gla_forward(q, k, v, gk, scale, h0, output_final_state, layout)
+        ctx.save_for_backward(q, k, v, gcs, A, h0, ht)
+        ctx.layout, ctx.scale, ctx.gk_dtype = layout, scale, gk.dtype
+        return o, ht
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        q, k, v, gcs, A, h0, ht = ctx.saved_tensors
+        do = do.contiguous()
+        dht = dht.contiguous().float() if dht is not None else None
+        dq, dk, dv, dgk, dh0 = gla_backward(q, k, v, gcs, A, do, dht, h0, ht, ctx.scale, ctx.layout, ctx.gk_dtype)
+        return dq, dk, dv, dgk, dh0, None, None, None, None
+
+
+def triton_gla_chunked(q, k, v, gk, *, scale=None, initial_state=None, output_final_state=False,
+                       cu_seqlens=None, chunk_size: int = DEFAULT_CHUNK_SIZE):
+    """`triton_gla` with an explicit chunk size (16, 32 or 64; tests use the small ones)."""
+    if chunk_size not in (16, 32, 64):
+        raise ValueError(f"chunk_size: expected 16, 32 or 64, got {chunk_size}")
+    K = q.shape[-1]
+    scale = K ** -0.5 if scale is None else float(scale)
+    h0 = initial_state.float().contiguous() if initial_state is not None else None
+    o, ht = ChunkGLAFunction.apply(q.contiguous(), k.contiguous(), v.contiguous(), gk.contiguous(), h0, scale,
+                                   bool(output_final_state), cu_seqlens, chunk_size)
+    return o, ht
+
+
+def triton_gla(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gk: torch.Tensor, *,
+    scale: float | None = None, initial_state: torch.Tensor | None = None, output_final_state: bool = False,
+    cu_seqlens: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """GLA on Triton. q, k, gk [B, T, H, K]; v [B, T, H, V]; initial_state [B or N, H, K, V] fp32.
+
+    Returns o [B, T, H, V] in q's dtype and the final state [B or N, H, K, V] fp32 (or None).
+    Inputs are validated by the public op (linmem.kernels.gla.op) before dispatch.
+    """
+    return triton_gla_chunked(q, k, v, gk, scale=scale, initial_state=initial_state,
+                              output_final_state=output_final_state, cu_seqlens=cu_seqlens)

@@ -1,0 +1,358 @@
+"""Triton kernels of chunkwise GLA (per-channel decay), forward and backward.
+
+Per chunk of BT tokens (b = chunk-local inclusive cumsum of gk, fp32; S = state at the chunk start;
+q' = scale * q):
+    o_t   = (q'_t * e^{b_t})^T S + sum_{i <= t in chunk} A_ti v_i,
+    A_ti  = sum_c q'_tc k_ic e^{b_tc - b_ic}                      (intra-chunk, i <= t)
+    S_next = diag(e^{b_last}) S + (K * e^{b_last - b})^T V.
+A is built with secondary chunking (sub-chunks of BC = 16 rows), all in fp32: for a pair of
+sub-chunks r > s the exponent is split at a reference row between them (both factors <= 1, so
+nothing overflows whatever the decay); the diagonal sub-blocks are summed column by column with the
+exact exponent e^{b_t - b_i}.
+Backward: dS (state gradient) runs the state recurrence in reverse; dA = dO V^T (causal);
+dq, dk as above mirrored; dgk = reverse cumsum over the sequence of (q dq - k dk), plus
+sum_v (S_T * dS_T) for every token of a sequence whose final state has a gradient.
+All kernels mask every load and store by the chunk's token span, so unused varlen slots do nothing.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .triton_layout import chunk_span, seq_span
+
+
+@triton.jit
+def _tile(ptr, rows, rmask, i_h, H: tl.constexpr, D: tl.constexpr, cols):
+    """[R, C] tile of a [*, H, D] tensor (rows = flat token indices), fp32, zeros outside."""
+    p = ptr + (rows[:, None] * H + i_h) * D + cols[None, :]
+    return tl.load(p, mask=rmask[:, None] & (cols < D)[None, :], other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _put(ptr, val, rows, rmask, i_h, H: tl.constexpr, D: tl.constexpr, cols):
+    p = ptr + (rows[:, None] * H + i_h) * D + cols[None, :]
+    tl.store(p, val.to(ptr.dtype.element_ty), mask=rmask[:, None] & (cols < D)[None, :])
+
+
+@triton.jit
+def _row(ptr, row, valid, i_h, H: tl.constexpr, D: tl.constexpr, cols):
+    """One token's [C] vector of a [*, H, D] tensor, fp32, zeros where not valid."""
+    return tl.load(ptr + (row * H + i_h) * D + cols, mask=tl.where(valid, cols < D, False), other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _mm(a, b, DT: tl.constexpr, DOT_PREC: tl.constexpr):
+    """a @ b with operands in the activation dtype DT (fp32 accumulate)."""
+    return tl.dot(a.to(DT), b.to(DT), input_precision=DOT_PREC)
+
+
+# ----------------------------------------------------------------------------------------------- forward
+@triton.jit
+def gla_cumsum_kernel(gk, gcs, table, T, NT, H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr,
+                      BK: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """Grid (cdiv(K, BK), slots, B*H). gcs = chunk-local inclusive cumsum of gk, fp32."""
+    i_k, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    t0, t1, _ = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
+    rows = t0 + tl.arange(0, BT)
+    rm = rows < t1
+    cols = i_k * BK + tl.arange(0, BK)
+    g = _tile(gk, rows, rm, i_h, H, K, cols)
+    _put(gcs, tl.cumsum(g, 0), rows, rm, i_h, H, K, cols)
+
+
+@triton.jit
+def gla_intra_A_kernel(q, k, gcs, A, table, T, NT, scale,
+                       H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
+                       BK: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
+    """Grid (slots, B*H). A [B*T, H, BT] fp32: row t, column = chunk-local key index (scale included)."""
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    t0, t1, _ = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
+    DT = q.dtype.element_ty
+    r_t = tl.arange(0, BT)
+    rows = t0 + r_t
+    rm = rows < t1
+    r_c = tl.arange(0, BC)
+    for s in range(BT // BC):
+        cols = t0 + s * BC + r_c  # tokens of sub-chunk s (keys, and rows of the diagonal block)
+        cm = cols < t1
+        ref = tl.minimum(t0 + s * BC + BC - 1, t1 - 1)  # last row of sub-chunk s (clamped to the span)
+        after = rm & (r_t >= (s + 1) * BC)
+        acc = tl.zeros([BT, BC], tl.float32)
+        diag = tl.zeros([BC, BC], tl.float32)
+        for kb in range(0, tl.cdiv(K, BK)):
+            offs_k = kb * BK + tl.arange(0, BK)
+            g_ref = _row(gcs, ref, t1 > t0, i_h, H, K, offs_k)
+            if s + 1 < BT // BC:
+                qf = _tile(q, rows, rm, i_h, H, K, offs_k)
+                gf = _tile(gcs, rows, rm, i_h, H, K, offs_k)
+                qd = tl.where(after[:, None], qf * tl.exp(tl.where(after[:, None], gf - g_ref[None, :], 0.0)), 0.0)
+                ks = _tile(k, cols, cm, i_h, H, K, offs_k)
+                gs = _tile(gcs, cols, cm, i_h, H, K, offs_k)
+                kd = tl.where(cm[:, None], ks * tl.exp(g_ref[None, :] - gs), 0.0)
+                acc += _mm(qd, tl.trans(kd), DT, DOT_PREC)
+            qs = _tile(q, cols, cm, i_h, H, K, offs_k)
+            gs2 = _tile(gcs, cols, cm, i_h, H, K, offs_k)
+            for j in range(BC):
+                jv = t0 + s * BC + j < t1
+                kj = _row(k, t0 + s * BC + j, jv, i_h, H, K, offs_k)
+                gj = _row(gcs, t0 + s * BC + j, jv, i_h, H, K, offs_k)
+                keep = tl.where(jv, ((r_c >= j) & cm)[:, None], False)
+                e = tl.exp(tl.where(keep, gs2 - gj[None, :], 0.0))
+                colv = tl.sum(tl.where(keep, qs * kj[None, :] * e, 0.0), 1)
+                diag += tl.where(r_c[None, :] == j, colv[:, None], 0.0)
+        a_cols = s * BC + r_c
+        not_diag = rm & ((r_t < s * BC) | (r_t >= (s + 1) * BC))
+        tl.store(A + (rows[:, None] * H + i_h) * BT + a_cols[None, :], acc * scale, mask=not_diag[:, None])
+        tl.store(A + (cols[:, None] * H + i_h) * BT + a_cols[None, :], diag * scale, mask=cm[:, None])
+
+
+@triton.jit
+def gla_state_fwd_kernel(k, v, gcs, h0, h, ht, cu_seqlens, chunk_offsets, T, NT,
+                         H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+                         BK: tl.constexpr, BV: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr,
+                         IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
+    """Grid (cdiv(K, BK), cdiv(V, BV), N*H). h[slot] = state at each chunk start (tile [BK, BV])."""
+    i_k, i_v, i_nh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, eos, slot0 = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
+    DT = k.dtype.element_ty
+    offs_k = i_k * BK + tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    smask = (offs_k < K)[:, None] & (offs_v < V)[None, :]
+    soff = offs_k[:, None] * V + offs_v[None, :]
+    S = tl.zeros([BK, BV], tl.float32)
+    if HAS_H0:
+        S += tl.load(h0 + i_nh.to(tl.int64) * K * V + soff, mask=smask, other=0.0)
+    n_ch = tl.cdiv(eos - bos, BT)
+    for i in range(0, n_ch):
+        t0 = bos + i * BT
+        t1 = tl.minimum(t0 + BT, eos)
+        tl.store(h + ((slot0 + i) * H + i_h) * K * V + soff, S.to(h.dtype.element_ty), mask=smask)
+        rows = t0 + tl.arange(0, BT)
+        rm = rows < t1
+        kt = _tile(k, rows, rm, i_h, H, K, offs_k)
+        gt = _tile(gcs, rows, rm, i_h, H, K, offs_k)
+        vt = _tile(v, rows, rm, i_h, H, V, offs_v)
+        g_last = _row(gcs, t1 - 1, t1 > t0, i_h, H, K, offs_k)
+        kd = tl.where(rm[:, None], kt * tl.exp(g_last[None, :] - gt), 0.0)
+        S = S * tl.exp(g_last)[:, None] + _mm(tl.trans(kd), vt, DT, DOT_PREC)
+    if STORE_HT:
+        tl.store(ht + i_nh.to(tl.int64) * K * V + soff, S, mask=smask)
+
+
+@triton.jit
+def gla_output_kernel(q, v, gcs, A, h, o, table, T, NT, scale,
+                      H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+                      BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
+    """Grid (cdiv(V, BV), slots, B*H). o = (q' e^b) S + A V."""
+    i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    t0, t1, slot = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
+    DT = q.dtype.element_ty
+    r_t = tl.arange(0, BT)
+    rows = t0 + r_t
+    rm = rows < t1
+    offs_v = i_v * BV + tl.arange(0, BV)
+    hp = h + (slot * H + i_h) * K * V
+    acc = tl.zeros([BT, BV], tl.float32)
+    for kb in range(0, tl.cdiv(K, BK)):
+        offs_k = kb * BK + tl.arange(0, BK)
+        qt = _tile(q, rows, rm, i_h, H, K, offs_k)
+        gt = _tile(gcs, rows, rm, i_h, H, K, offs_k)
+        ht = tl.load(hp + offs_k[:, None] * V + offs_v[None, :],
+                     mask=tl.where(t1 > t0, (offs_k < K)[:, None] & (offs_v < V)[None, :], False), other=0.0)
+        acc += _mm(qt * tl.exp(gt) * scale, ht, DT, DOT_PREC)
+    at = _tile(A, rows, rm, i_h, H, BT, r_t)
+    at = tl.where(r_t[:, None] >= r_t[None, :], at, 0.0)
+    vt = _tile(v, rows, rm, i_h, H, V, offs_v)
+    acc += _mm(at, vt, DT, DOT_PREC)
+    _put(o, acc, rows, rm, i_h, H, V, offs_v)
+
+
+# ---------------------------------------------------------------------------------------------- backward
+@triton.jit
+def gla_state_bwd_kernel(q, do, gcs, dht, dh, dh0, cu_seqlens, chunk_offsets, T, NT, scale,
+                         H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+                         BK: tl.constexpr, BV: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
+                         IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
+    """Grid (cdiv(K, BK), cdiv(V, BV), N*H). dh[slot] = gradient of the state at each chunk END."""
+    i_k, i_v, i_nh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, eos, slot0 = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
+    DT = q.dtype.element_ty
+    offs_k = i_k * BK + tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    smask = (offs_k < K)[:, None] & (offs_v < V)[None, :]
+    soff = offs_k[:, None] * V + offs_v[None, :]
+    dS = tl.zeros([BK, BV], tl.float32)
+    if HAS_DHT:
+        dS += tl.load(dht + i_nh.to(tl.int64) * K * V + soff, mask=smask, other=0.0)
+    n_ch = tl.cdiv(eos - bos, BT)
+    for j in range(0, n_ch):
+        i = n_ch - 1 - j
+        t0 = bos + i * BT
+        t1 = tl.minimum(t0 + BT, eos)
+        tl.store(dh + ((slot0 + i) * H + i_h) * K * V + soff, dS.to(dh.dtype.element_ty), mask=smask)
+        rows = t0 + tl.arange(0, BT)
+        rm = rows < t1
+        qt = _tile(q, rows, rm, i_h, H, K, offs_k)
+        gt = _tile(gcs, rows, rm, i_h, H, K, offs_k)
+        dot_ = _tile(do, rows, rm, i_h, H, V, offs_v)
+        g_last = _row(gcs, t1 - 1, t1 > t0, i_h, H, K, offs_k)
+        qd = qt * tl.exp(gt) * scale
+        dS = dS * tl.exp(g_last)[:, None] + _mm(tl.trans(qd), dot_, DT, DOT_PREC)
+    if STORE_DH0:
+        tl.store(dh0 + i_nh.to(tl.int64) * K * V + soff, dS, mask=smask)
+
+
+@triton.jit
+def gla_bwd_dA_dv_kernel(k, v, gcs, A, do, dh, dA, dv, table, T, NT,
+                         H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+                         BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
+    """Grid (slots, B*H). dA = causal(dO V^T) (fp32); dv = A^T dO + (K e^{b_last - b}) dS_end."""
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    t0, t1, slot = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
+    DT = k.dtype.element_ty
+    r_t = tl.arange(0, BT)
+    rows = t0 + r_t
+    rm = rows < t1
+    causal = r_t[:, None] >= r_t[None, :]
+    dAt = tl.zeros([BT, BT], tl.float32)
+    for vb in range(0, tl.cdiv(V, BV)):
+        offs_v = vb * BV + tl.arange(0, BV)
+        dot_ = _tile(do, rows, rm, i_h, H, V, offs_v)
+        vt = _tile(v, rows, rm, i_h, H, V, offs_v)
+        dAt += _mm(dot_, tl.trans(vt), DT, DOT_PREC)
+    _put(dA, tl.where(causal, dAt, 0.0), rows, rm, i_h, H, BT, r_t)
+    at = tl.where(causal, _tile(A, rows, rm, i_h, H, BT, r_t), 0.0)
+    dhp = dh + (slot * H + i_h) * K * V
+    for vb in range(0, tl.cdiv(V, BV)):
+        offs_v = vb * BV + tl.arange(0, BV)
+        dot_ = _tile(do, rows, rm, i_h, H, V, offs_v)
+        acc = _mm(tl.trans(at), dot_, DT, DOT_PREC)
+        for kb in range(0, tl.cdiv(K, BK)):
+            offs_k = kb * BK + tl.arange(0, BK)
+            kt = _tile(k, rows, rm, i_h, H, K, offs_k)
+            gt = _tile(gcs, rows, rm, i_h, H, K, offs_k)
+            g_last = _row(gcs, t1 - 1, t1 > t0, i_h, H, K, offs_k)
+            kd = tl.where(rm[:, None], kt * tl.exp(g_last[None, :] - gt), 0.0)
+            dht = tl.load(dhp + offs_k[:, None] * V + offs_v[None, :],
+                          mask=tl.where(t1 > t0, (offs_k < K)[:, None] & (offs_v < V)[None, :], False), other=0.0)
+            acc += _mm(kd, dht, DT, DOT_PREC)
+        _put(dv, acc, rows, rm, i_h, H, V, offs_v)
+
+
+@triton.jit
+def gla_bwd_dqk_kernel(q, k, v, gcs, h, do, dh, dA, dq, dk, dg, dg_tot, table, T, NT, scale,
+                       H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
+                       BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
+    """Grid (cdiv(K, BK), slots, B*H), one sub-chunk of BC rows at a time (last first).
+
+    Writes dq, dk, dg = chunk-local reverse cumsum of (q dq - k dk) (fp32) and dg_tot[slot] = its
+    chunk total (fp32), from which the caller adds the later chunks' sums.
+    """
+    i_k, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    t0, t1, slot = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
+    DT = q.dtype.element_ty
+    NC: tl.constexpr = BT // BC
+    r_t = tl.arange(0, BT)
+    rows = t0 + r_t
+    rm = rows < t1
+    r_c = tl.arange(0, BC)
+    offs_k = i_k * BK + tl.arange(0, BK)
+    kmask = offs_k < K
+    hp = h + (slot * H + i_h) * K * V
+    dhp = dh + (slot * H + i_h) * K * V
+    qf = _tile(q, rows, rm, i_h, H, K, offs_k)
+    kf = _tile(k, rows, rm, i_h, H, K, offs_k)
+    gf = _tile(gcs, rows, rm, i_h, H, K, offs_k)
+    g_last = _row(gcs, t1 - 1, t1 > t0, i_h, H, K, offs_k)
+    carry = tl.zeros([BK], tl.float32)  # sum of q dq - k dk over the later sub-chunks of this chunk
+    for rr in range(0, NC):
+        r = NC - 1 - rr
+        srows = t0 + r * BC + r_c
+        sm = srows < t1
+        qs = _tile(q, srows, sm, i_h, H, K, offs_k)
+        ks = _tile(k, srows, sm, i_h, H, K, offs_k)
+        gs = _tile(gcs, srows, sm, i_h, H, K, offs_k)
+        # inter-chunk part
+        dq_s = tl.zeros([BC, BK], tl.float32)
+        dk_s = tl.zeros([BC, BK], tl.float32)
+        for vb in range(0, tl.cdiv(V, BV)):
+            offs_v = vb * BV + tl.arange(0, BV)
+            hm = tl.where(t1 > t0, kmask[:, None] & (offs_v < V)[None, :], False)
+            ht = tl.load(hp + offs_k[:, None] * V + offs_v[None, :], mask=hm, other=0.0)
+            dht = tl.load(dhp + offs_k[:, None] * V + offs_v[None, :], mask=hm, other=0.0)
+            dos = _tile(do, srows, sm, i_h, H, V, offs_v)
+            vs = _tile(v, srows, sm, i_h, H, V, offs_v)
+            dq_s += _mm(dos, tl.trans(ht), DT, DOT_PREC)
+            dk_s += _mm(vs, tl.trans(dht), DT, DOT_PREC)
+        dq_s = dq_s * tl.where(sm[:, None], tl.exp(gs), 0.0) * scale
+        dk_s = dk_s * tl.where(sm[:, None], tl.exp(g_last[None, :] - gs), 0.0)
+        # intra-chunk, earlier sub-chunks (keys i < r*BC) -> dq of these rows; reference = row r*BC - 1
+        if r > 0:
+            ref = tl.minimum(t0 + r * BC - 1, t1 - 1)
+            g_ref = _row(gcs, ref, t1 > t0, i_h, H, K, offs_k)
+            before = rm & (r_t < r * BC)
+            kd = tl.where(before[:, None], kf * tl.exp(tl.where(before[:, None], g_ref[None, :] - gf, 0.0)), 0.0)
+            dA_r = tl.load(dA + (srows[:, None] * H + i_h) * BT + r_t[None, :],
+                           mask=sm[:, None] & (r_t < r * BC)[None, :], other=0.0)
+            e = tl.exp(tl.where(sm[:, None], gs - g_ref[None, :], 0.0))
+            dq_s += tl.where(sm[:, None], e, 0.0) * _mm(dA_r, kd, DT, DOT_PREC) * scale
+        # intra-chunk, later sub-chunks (queries t >= (r+1)*BC) -> dk of these rows; reference = last row of r
+        if r + 1 < NC:
+            ref2 = tl.minimum(t0 + r * BC + BC - 1, t1 - 1)
+            g_ref2 = _row(gcs, ref2, t1 > t0, i_h, H, K, offs_k)
+            after = rm & (r_t >= (r + 1) * BC)
+            qd = tl.where(after[:, None], qf * tl.exp(tl.where(after[:, None], gf - g_ref2[None, :], 0.0)), 0.0)
+            dA_c = tl.load(dA + (rows[:, None] * H + i_h) * BT + (r * BC + r_c)[None, :],
+                           mask=after[:, None], other=0.0)
+            e2 = tl.exp(tl.where(sm[:, None], g_ref2[None, :] - gs, 0.0))
+            dk_s += tl.where(sm[:, None], e2, 0.0) * _mm(tl.trans(dA_c), qd, DT, DOT_PREC) * scale
+        # diagonal sub-block, exact exponents
+        dq_d = tl.zeros([BC, BK], tl.float32)
+        dk_d = tl.zeros([BC, BK], tl.float32)
+        for j in range(BC):
+            rj = t0 + r * BC + j
+            jv = rj < t1
+            kj = _row(k, rj, jv, i_h, H, K, offs_k)
+            qj = _row(q, rj, jv, i_h, H, K, offs_k)
+            gj = _row(gcs, rj, jv, i_h, H, K, offs_k)
+            # column j of the block: dA[i, j] for rows i >= j; row j: dA[j, i] for columns i <= j
+            dA_col = tl.load(dA + (srows * H + i_h) * BT + r * BC + j, mask=tl.where(jv, sm & (r_c >= j), False), other=0.0)
+            dA_row = tl.load(dA + (rj * H + i_h) * BT + r * BC + r_c, mask=tl.where(jv, r_c <= j, False), other=0.0)
+            low = tl.where(jv, ((r_c >= j) & sm)[:, None], False)
+            up = tl.where(jv, ((r_c <= j) & sm)[:, None], False)
+            dq_d += tl.where(low, dA_col[:, None] * kj[None, :] * tl.exp(tl.where(low, gs - gj[None, :], 0.0)), 0.0)
+            dk_d += tl.where(up, dA_row[:, None] * qj[None, :] * tl.exp(tl.where(up, gj[None, :] - gs, 0.0)), 0.0)
+        dq_s += dq_d * scale
+        dk_s += dk_d * scale
+        _put(dq, dq_s, srows, sm, i_h, H, K, offs_k)
+        _put(dk, dk_s, srows, sm, i_h, H, K, offs_k)
+        dgl = tl.where(sm[:, None], qs * dq_s - ks * dk_s, 0.0)
+        tot = tl.sum(dgl, 0)
+        rc = tot[None, :] - tl.cumsum(dgl, 0) + dgl + carry[None, :]
+        _put(dg, rc, srows, sm, i_h, H, K, offs_k)
+        carry += tot
+    tl.store(dg_tot + (slot * H + i_h) * K + offs_k, carry, mask=tl.where(t1 > t0, kmask, False))
+
+
+@triton.jit
+def gla_dg_finish_kernel(dg, add, dgk, table, T, NT,
+                         H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+                         IS_VARLEN: tl.constexpr):
+    """Grid (cdiv(K, BK), slots, B*H). dgk = dg (chunk-local) + add[slot] (later chunks + final-state term)."""
+    i_k, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    t0, t1, slot = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
+    rows = t0 + tl.arange(0, BT)
+    rm = rows < t1
+    offs_k = i_k * BK + tl.arange(0, BK)
+    a = tl.load(add + (slot * H + i_h) * K + offs_k, mask=tl.where(t1 > t0, offs_k < K, False), other=0.0)
+    _put(dgk, _tile(dg, rows, rm, i_h, H, K, offs_k) + a[None, :], rows, rm, i_h, H, K, offs_k)

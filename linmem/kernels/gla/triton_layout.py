@@ -1,0 +1,99 @@
+"""Chunk layout of a dense or varlen batch for the GLA / CCQ Triton kernels (device tables, no host sync).
+
+Activations are read as a flat token axis [B*T, H, D]. A "slot" is one chunk of BT tokens of one
+sequence; per-chunk tensors (chunk-start states h, state gradients dh, per-chunk sums) live at that slot.
+Dense: slot = b * NT + c (NT = ceil(T / BT)). Varlen (B == 1): slots follow the sequences in order;
+their number is bounded by T // BT + N without reading cu_seqlens on the host, and a device table gives
+each slot its token span [t0, t1) (unused slots get an empty span and exit at once).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+class ChunkLayout:
+    """Where each chunk of a batch lives.
+
+    Attributes: `n_seqs` (B or N), `n_chunks` (NT, dense only; 0 for varlen), `n_slots`, `slot_grid`
+    (size of the chunk-parallel grid axis), and for varlen `table` [n_slots, 2] int32 token spans,
+    `cu_seqlens` [N+1] int32, `chunk_offsets` [N+1] int32 (first slot of each sequence), `slot_seq`
+    [n_slots] int64 (sequence of each slot, clamped), `slot_used` [n_slots] bool.
+    """
+
+    def __init__(self, batch: int, seq_len: int, cu_seqlens: torch.Tensor | None, chunk_size: int) -> None:
+        self.batch, self.seq_len, self.chunk_size = batch, seq_len, chunk_size
+        self.is_varlen = cu_seqlens is not None
+        if cu_seqlens is None:
+            self.n_seqs = batch
+            self.n_chunks = triton.cdiv(seq_len, chunk_size)
+            self.n_slots = batch * self.n_chunks
+            self.slot_grid = self.n_chunks
+            self.table = self.cu_seqlens = self.chunk_offsets = self.slot_seq = self.slot_used = None
+            return
+        cu = cu_seqlens.to(torch.int64)
+        self.n_seqs = cu.numel() - 1
+        self.n_chunks = 0
+        counts = (cu[1:] - cu[:-1] + chunk_size - 1) // chunk_size
+        offsets = torch.zeros(self.n_seqs + 1, dtype=torch.int64, device=cu.device)
+        offsets[1:] = torch.cumsum(counts, 0)
+        self.n_slots = max(seq_len // chunk_size + self.n_seqs, 1)
+        slot = torch.arange(self.n_slots, device=cu.device)
+        seq = torch.searchsorted(offsets[1:], slot, right=True).clamp_(max=max(self.n_seqs - 1, 0))
+        used = slot < offsets[-1]
+        start = cu[seq] + (slot - offsets[seq]) * chunk_size
+        end = torch.minimum(start + chunk_size, cu[seq + 1])
+        self.table = torch.stack([torch.where(used, start, 0), torch.where(used, end, 0)], 1)
+        self.table = self.table.to(torch.int32).contiguous()
+        self.cu_seqlens = cu.to(torch.int32).contiguous()
+        self.chunk_offsets = offsets.to(torch.int32).contiguous()
+        self.slot_seq, self.slot_used = seq, used
+        self.slot_grid = self.n_slots
+
+    def suffix_of_later_chunks(self, totals: torch.Tensor) -> torch.Tensor:
+        """totals [n_slots, ...] per-chunk sums -> for each slot the sum over the LATER chunks of its sequence."""
+        if not self.is_varlen:
+            t = totals.view(self.batch, self.n_chunks, *totals.shape[1:])
+            rc = t.flip(1).cumsum(1).flip(1)
+            return (rc - t).reshape(totals.shape)
+        t = torch.where(self.slot_used.view(-1, *([1] * (totals.dim() - 1))), totals, 0)
+        rc = torch.cat([t.flip(0).cumsum(0).flip(0), torch.zeros_like(t[:1])], 0)
+        seq_end = self.chunk_offsets.to(torch.int64)[self.slot_seq + 1]
+        return rc[1:] - rc[seq_end]
+
+    def per_slot(self, per_seq: torch.Tensor) -> torch.Tensor:
+        """per_seq [N, ...] -> [n_slots, ...] (each slot gets its sequence's row)."""
+        if not self.is_varlen:
+            return per_seq.repeat_interleave(self.n_chunks, dim=0)
+        return per_seq[self.slot_seq]
+
+
+@triton.jit
+def chunk_span(i_c, i_b, T, NT, table, IS_VARLEN: tl.constexpr, BT: tl.constexpr):
+    """Token span [t0, t1) of chunk slot i_c (dense: chunk i_c of batch row i_b) and the slot index."""
+    if IS_VARLEN:
+        t0 = tl.load(table + 2 * i_c).to(tl.int64)
+        t1 = tl.load(table + 2 * i_c + 1).to(tl.int64)
+        slot = i_c.to(tl.int64)
+    else:
+        row0 = i_b.to(tl.int64) * T
+        t0 = row0 + i_c * BT
+        t1 = tl.minimum(t0 + BT, row0 + T)
+        slot = i_b.to(tl.int64) * NT + i_c
+    return t0, t1, slot
+
+
+@triton.jit
+def seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN: tl.constexpr):
+    """Token span [bos, eos) of sequence i_n and the slot of its first chunk."""
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        slot0 = tl.load(chunk_offsets + i_n).to(tl.int64)
+    else:
+        bos = i_n.to(tl.int64) * T
+        eos = bos + T
+        slot0 = i_n.to(tl.int64) * NT
+    return bos, eos, slot0

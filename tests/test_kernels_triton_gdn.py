@@ -1,0 +1,195 @@
+"""Triton Gated DeltaNet kernels (chunk fwd/bwd, varlen, decode step) vs the float64 naive recurrence.
+
+CPU: the kernels run under TRITON_INTERPRET=1 on tiny shapes (chunk 16/32/64), fp32, tolerances
+rrms <= 1e-4 (outputs, states) and <= 1e-3 (gradients). Every buffer the host code allocates with
+torch.empty / empty_like is poisoned with NaN first, so an element a kernel fails to write shows up.
+GPU (marked `gpu`, need CUDA): real sizes in bf16, rrms <= 5e-3 (outputs) and <= 1e-2 (gradients) vs
+the float64 naive recurrence run on the GPU (per token; affordable up to T = 8K).
+"""
+
+import os
+
+import torch
+
+INTERPRET = not torch.cuda.is_available()
+if INTERPRET:
+    os.environ["TRITON_INTERPRET"] = "1"  # must precede the first import of triton
+
+import importlib  # noqa: E402
+
+import pytest  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from linmem.kernels.gated_delta_rule.naive import naive_gated_delta_rule  # noqa: E402
+from linmem.kernels.gated_delta_rule.triton_chunk import triton_gated_delta_rule  # noqa: E402
+from linmem.kernels.gated_delta_rule.triton_step import triton_gated_delta_rule_step  # noqa: E402
+from linmem.kernels.utils import relative_rms  # noqa: E402
+
+# (linmem.kernels binds the name gated_delta_rule to the op function, so import the module by its path)
+triton_chunk = importlib.import_module("linmem.kernels.gated_delta_rule.triton_chunk")
+
+cpu_only = pytest.mark.skipif(not INTERPRET, reason="interpreter tests run on CPU machines")
+gpu = pytest.mark.gpu
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+GATES = ("q", "k", "v", "g", "beta")
+
+
+class _PoisonedTorch:
+    """Stands in for `torch` inside the host module: empty buffers come back filled with NaN."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def _poison(t):
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    def empty(self, *args, **kwargs):
+        return self._poison(torch.empty(*args, **kwargs))
+
+    def empty_like(self, *args, **kwargs):
+        return self._poison(torch.empty_like(*args, **kwargs))
+
+
+@pytest.fixture(autouse=True)
+def poison_outputs(monkeypatch):
+    monkeypatch.setattr(triton_chunk, "torch", _PoisonedTorch())
+
+
+def make_inputs(batch, seq_len, heads, dk, dv, *, n_states=None, dtype=torch.float32, device="cpu", seed=0,
+                with_lam=False):
+    """Unit q, k; beta, lam in (0, 1); g = logsigmoid(.) <= 0; initial state; all requiring grad."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen, device=device)
+
+    x = {
+        "q": F.normalize(rand(batch, seq_len, heads, dk), dim=-1).to(dtype),
+        "k": F.normalize(rand(batch, seq_len, heads, dk), dim=-1).to(dtype),
+        "v": rand(batch, seq_len, heads, dv).to(dtype),
+        "g": F.logsigmoid(rand(batch, seq_len, heads) + 2.0),
+        "beta": torch.sigmoid(rand(batch, seq_len, heads)),
+    }
+    if with_lam:
+        x["lam"] = torch.sigmoid(rand(batch, seq_len, heads) - 0.5)
+    x["initial_state"] = 0.5 * rand(n_states or batch, heads, dk, dv)
+    for t in x.values():
+        t.requires_grad_(True)
+    return x
+
+
+def run_fwd_bwd(fn, x, names, cu_seqlens=None, seed=1, **kw):
+    """(o, final state, grads of `names`) of fn with a random cotangent on o and on the final state."""
+    args = [x[n] for n in names if n != "initial_state"]
+    o, s = fn(*args, initial_state=x["initial_state"], output_final_state=True, cu_seqlens=cu_seqlens, **kw)
+    gen = torch.Generator(device=o.device).manual_seed(seed)
+    do = torch.randn(o.shape, generator=gen, device=o.device, dtype=torch.float64)
+    ds = torch.randn(s.shape, generator=gen, device=o.device, dtype=torch.float64)
+    loss = (o.double() * do).sum() + (s.double() * ds).sum()
+    grads = torch.autograd.grad(loss, [x[n] for n in names])
+    return o, s, dict(zip(names, grads))
+
+
+def compare(fn, ref, x, names, cu_seqlens=None, tol_o=1e-4, tol_g=1e-3, **kw):
+    x64 = {n: t.detach().double().requires_grad_(True) for n, t in x.items()}
+    o, s, grads = run_fwd_bwd(fn, x, names, cu_seqlens, **kw)
+    ro, rs, rgrads = run_fwd_bwd(ref, x64, names, cu_seqlens)
+    assert o.dtype == x["q"].dtype and s.dtype == torch.float32
+    errors = {"o": relative_rms(o, ro), "S": relative_rms(s, rs)}
+    errors.update({"d" + n: relative_rms(grads[n], rgrads[n]) for n in names})
+    assert not torch.isnan(o).any() and not any(torch.isnan(g).any() for g in grads.values())
+    bad = {k: v for k, v in errors.items() if v > (tol_o if k in ("o", "S") else tol_g)}
+    assert not bad, f"rrms above tolerance: {bad} (all: {errors})"
+    return errors
+
+
+NAMES = GATES + ("initial_state",)
+
+
+@cpu_only
+@pytest.mark.parametrize("batch,seq_len,heads,dk,dv,chunk", [
+    (2, 1, 2, 16, 16, 16), (1, 17, 2, 20, 24, 16), (2, 70, 1, 16, 24, 32), (1, 70, 1, 20, 16, 64),
+])
+def test_chunk_matches_naive(batch, seq_len, heads, dk, dv, chunk):
+    x = make_inputs(batch, seq_len, heads, dk, dv, seed=seq_len)
+    compare(triton_gated_delta_rule, naive_gated_delta_rule, x, NAMES, chunk_size=chunk)
+
+
+@cpu_only
+def test_varlen_matches_naive():
+    cu = torch.tensor([0, 5, 5, 21, 40, 43], dtype=torch.int32)  # 5 sequences, one empty, ragged
+    x = make_inputs(1, 43, 2, 20, 24, n_states=5, seed=3)
+    compare(triton_gated_delta_rule, naive_gated_delta_rule, x, NAMES, cu_seqlens=cu, chunk_size=16)
+
+
+@cpu_only
+def test_chunk_size_independent():
+    x = make_inputs(1, 70, 2, 16, 16, seed=4)
+    args = [x[n].detach() for n in GATES]
+    outs = [triton_gated_delta_rule(*args, initial_state=x["initial_state"].detach(), output_final_state=True,
+                                    chunk_size=c) for c in (16, 32, 64)]
+    for o, s in outs[1:]:
+        assert relative_rms(o, outs[0][0]) <= 1e-5 and relative_rms(s, outs[0][1]) <= 1e-5
+
+
+@cpu_only
+def test_decode_step_matches_naive_and_updates_state_in_place():
+    x = {n: t.detach() for n, t in make_inputs(2, 9, 2, 20, 24, seed=5).items()}
+    ro, rs = naive_gated_delta_rule(*(x[n].double() for n in GATES), initial_state=x["initial_state"].double(),
+                                    output_final_state=True)
+    state = x["initial_state"].clone()
+    outs = []
+    for t in range(9):
+        o, s = triton_gated_delta_rule_step(*(x[n][:, t:t + 1] for n in GATES), initial_state=state,
+                                            output_final_state=True)
+        assert s is state
+        outs.append(o)
+    assert relative_rms(torch.cat(outs, 1), ro) <= 1e-5
+    assert relative_rms(state, rs) <= 1e-5
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("batch,seq_len,heads,dk,dv", [
+    (1, 8192, 4, 128, 128), (2, 2048, 4, 64, 64), (1, 1500, 2, 100, 100), (1, 1024, 2, 256, 256),
+])
+def test_gpu_chunk_bf16(batch, seq_len, heads, dk, dv):
+    x = make_inputs(batch, seq_len, heads, dk, dv, dtype=torch.bfloat16, device="cuda", seed=seq_len)
+    compare(triton_gated_delta_rule, naive_gated_delta_rule, x, NAMES, tol_o=5e-3, tol_g=1e-2)
+
+
+@gpu
+@needs_cuda
+def test_gpu_varlen_bf16():
+    cu = torch.tensor([0, 700, 701, 1901, 1901, 3000, 3333, 5000], dtype=torch.int32, device="cuda")
+    x = make_inputs(1, 5000, 2, 100, 100, n_states=7, dtype=torch.bfloat16, device="cuda", seed=7)
+    compare(triton_gated_delta_rule, naive_gated_delta_rule, x, NAMES, cu_seqlens=cu, tol_o=5e-3, tol_g=1e-2)
+
+
+@cpu_only
+@pytest.mark.parametrize("center", [False, True])
+def test_ccq_gdn_matches_naive(center):
+    """CCQ-GDN = CCQ statistic pass (helper B1's triton_stats) + these GDN kernels, fwd and all grads."""
+    from linmem.kernels.ccq.naive import naive_ccq_gated_delta_rule
+    from linmem.kernels.ccq.state import CCQState
+
+    ccq = importlib.import_module("linmem.kernels.ccq.triton_gdn")
+    x = make_inputs(1, 40, 2, 16, 16, seed=20, with_lam=True)
+    gen = torch.Generator().manual_seed(21)
+    st = CCQState(x["initial_state"].detach(), 0.3 * torch.eye(16).expand(1, 2, 16, 16).contiguous(),
+                  torch.full((1, 2), 2.0), 0.1 * torch.randn(1, 2, 16, generator=gen) if center else None)
+    names = GATES + ("lam",)
+    ins = [x[n] for n in names]
+    ins64 = [t.detach().double().requires_grad_(True) for t in ins]
+    o, s = ccq.triton_ccq_gated_delta_rule(*ins, initial_state=st, output_final_state=True, center=center,
+                                           chunk_size=16)
+    ro, rs = naive_ccq_gated_delta_rule(*ins64, initial_state=st.to(torch.float64), output_final_state=True,
+                                        center=center)
+    for a, b in [(o, ro), (s.S, rs.S), (s.M, rs.M), (s.z, rs.z)]:
+        assert relative_rms(a, b) <= 1e-4
+    do = torch.randn(o.shape, generator=gen)
+    grads = torch.autograd.grad((o * do).sum() + s.S.sum(), ins)
+    ref = torch.autograd.grad((ro * do.double()).sum() + rs.S.sum(), ins64)
+    for n, a, b in zip(names, grads, ref):
+        assert relative_rms(a, b) <= 1e-3, n

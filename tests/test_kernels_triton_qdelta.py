@@ -1,0 +1,89 @@
+"""Triton Q-Delta kernels (the GDN kernels with the probe x = k + lam q) vs the float64 naive recurrence.
+
+CPU (TRITON_INTERPRET=1, fp32, tiny shapes): rrms <= 1e-4 outputs/states, <= 1e-3 gradients (q, k, v, g,
+beta, lam, initial_state); lam = 0 equals the GDN kernel; outputs do not depend on the chunk size
+(16/32/64); prefill equals token-by-token decode with the lambda-aware step kernel. Buffers are
+NaN-poisoned (fixture of test_kernels_triton_gdn). GPU (marked): bf16 at real sizes, rrms <= 5e-3 / 1e-2.
+"""
+
+import os
+
+import torch
+
+INTERPRET = not torch.cuda.is_available()
+if INTERPRET:
+    os.environ["TRITON_INTERPRET"] = "1"  # must precede the first import of triton
+
+import pytest  # noqa: E402
+
+from linmem.kernels.qdelta.naive import naive_qdelta_rule  # noqa: E402
+from linmem.kernels.qdelta.triton_chunk import triton_qdelta_rule  # noqa: E402
+from linmem.kernels.qdelta.triton_step import triton_qdelta_rule_step  # noqa: E402
+from linmem.kernels.utils import relative_rms  # noqa: E402
+from tests.test_kernels_triton_gdn import (  # noqa: E402,F401
+    compare, cpu_only, gpu, make_inputs, needs_cuda, poison_outputs, triton_gated_delta_rule,
+)
+
+GATES = ("q", "k", "v", "g", "beta", "lam")
+NAMES = GATES + ("initial_state",)
+
+
+@cpu_only
+@pytest.mark.parametrize("batch,seq_len,heads,dk,dv,chunk", [
+    (2, 1, 1, 16, 16, 16), (1, 17, 2, 20, 24, 16), (1, 70, 2, 16, 24, 32),
+])
+def test_chunk_matches_naive(batch, seq_len, heads, dk, dv, chunk):
+    x = make_inputs(batch, seq_len, heads, dk, dv, seed=10 + seq_len, with_lam=True)
+    compare(triton_qdelta_rule, naive_qdelta_rule, x, NAMES, chunk_size=chunk)
+
+
+@cpu_only
+def test_varlen_matches_naive():
+    cu = torch.tensor([0, 9, 9, 26, 27, 45], dtype=torch.int32)
+    x = make_inputs(1, 45, 2, 20, 16, n_states=5, seed=11, with_lam=True)
+    compare(triton_qdelta_rule, naive_qdelta_rule, x, NAMES, cu_seqlens=cu, chunk_size=16)
+
+
+@cpu_only
+def test_lam_zero_equals_gdn_kernel():
+    x = {n: t.detach() for n, t in make_inputs(1, 40, 2, 16, 16, seed=12, with_lam=True).items()}
+    zero = torch.zeros_like(x["lam"])
+    o, s = triton_qdelta_rule(*(x[n] for n in GATES[:5]), zero, initial_state=x["initial_state"],
+                              output_final_state=True, chunk_size=16)
+    og, sg = triton_gated_delta_rule(*(x[n] for n in GATES[:5]), initial_state=x["initial_state"],
+                                     output_final_state=True, chunk_size=16)
+    assert relative_rms(o, og) <= 1e-6 and relative_rms(s, sg) <= 1e-6
+
+
+@cpu_only
+def test_chunk_size_independent_and_prefill_equals_decode():
+    x = {n: t.detach() for n, t in make_inputs(1, 70, 1, 16, 16, seed=13, with_lam=True).items()}
+    x["lam"] = 0.3 + 0.5 * x["lam"]  # large enough that the transposed construction would be off by %
+    outs = [triton_qdelta_rule(*(x[n] for n in GATES), initial_state=x["initial_state"], output_final_state=True,
+                               chunk_size=c) for c in (16, 32, 64)]
+    for o, s in outs[1:]:
+        assert relative_rms(o, outs[0][0]) <= 1e-5 and relative_rms(s, outs[0][1]) <= 1e-5
+    state = x["initial_state"].clone()
+    steps = [triton_qdelta_rule_step(*(x[n][:, t:t + 1] for n in GATES), initial_state=state,
+                                     output_final_state=True)[0] for t in range(70)]
+    assert relative_rms(torch.cat(steps, 1), outs[0][0]) <= 1e-5
+    assert relative_rms(state, outs[0][1]) <= 1e-5
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("batch,seq_len,heads,dk,dv", [
+    (1, 4096, 4, 128, 128), (1, 1024, 2, 256, 256), (1, 1500, 2, 100, 100), (2, 2048, 4, 64, 64),
+])
+def test_gpu_chunk_bf16(batch, seq_len, heads, dk, dv):
+    x = make_inputs(batch, seq_len, heads, dk, dv, dtype=torch.bfloat16, device="cuda", seed=seq_len,
+                    with_lam=True)
+    compare(triton_qdelta_rule, naive_qdelta_rule, x, NAMES, tol_o=5e-3, tol_g=1e-2)
+
+
+@gpu
+@needs_cuda
+def test_gpu_varlen_bf16():
+    cu = torch.tensor([0, 700, 701, 1901, 1901, 3000, 3333, 5000], dtype=torch.int32, device="cuda")
+    x = make_inputs(1, 5000, 2, 100, 100, n_states=7, dtype=torch.bfloat16, device="cuda", seed=8, with_lam=True)
+    compare(triton_qdelta_rule, naive_qdelta_rule, x, NAMES, cu_seqlens=cu, tol_o=5e-3, tol_g=1e-2)
