@@ -310,6 +310,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     """Routes one request to the store; `self.server.store` is the shared `HubStore`."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, the body waits for the client's delayed ACK
+    # (~40 ms per response), which made remote-code loads (60+ small files) take seconds.
+    disable_nagle_algorithm = True
     server: "_HubHTTPServer"
 
     # -- plumbing --------------------------------------------------------------------------------------------

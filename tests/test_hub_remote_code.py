@@ -16,11 +16,14 @@ from transformers import AutoConfig, AutoModelForCausalLM
 import linmem
 from linmem.export.flatten import check_remote_files
 from linmem.export.remote_code import remote_code_files
+from linmem.kernels.utils import relative_rms
 from tests.conftest_hub import LocalHub, local_hub_environment
 from tests.hub_subprocess import run_without_linmem
 from tests.variants import VARIANTS, make_model
 
 NEW_TOKENS = 6
+#: Architectures whose ops have Triton kernels today; run through the remote code under TRITON_INTERPRET=1.
+TRITON_NAMES = ["ccq-gla", "qdelta"]
 
 
 def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,6 +159,16 @@ results["repushed_auto_map"] = config.auto_map
 # A config saved on its own carries the configuration code.
 config_only = AutoConfig.from_pretrained(args["config_dir"], trust_remote_code=True)
 results["config_only"] = (type(config_only).__module__, type(config_only).__name__, config_only.to_dict())
+
+# The Triton kernels through the remote code's own dispatch (CPU: TRITON_INTERPRET=1; the GPU test does CUDA).
+import importlib
+for name in args["triton_names"]:
+    model = AutoModelForCausalLM.from_pretrained("user/" + name, trust_remote_code=True).eval()
+    backend = importlib.import_module(type(model).__module__.rpartition(".")[0] + ".linmem_kernels_backend")
+    with backend.use_backend("triton"), torch.no_grad():
+        results["triton_" + name] = model(ids, attention_mask=mask).logits
+results["triton_modules"] = sorted(m.rsplit(".", 1)[-1] for m in sys.modules
+                                   if m.startswith("transformers_modules") and "_triton_" in m)
 torch.save(results, args["out"])
 '''
 
@@ -168,12 +181,12 @@ def test_remote_code_without_linmem(hub: LocalHub, pushed: dict, tmp_path: Path)
     make_model("ccq-gdn", dtype=torch.float32, seed=8).push_to_hub("user/ccq-gdn-remote-pinned")
     args = {"ids": ids.tolist(), "mask": mask.tolist(), "new_tokens": NEW_TOKENS, "names": names,
             "pinned_repo": "user/ccq-gdn-remote-pinned", "pinned_sha": pinned_sha, "repush": "ccq-gla-hybrid-window",
-            "config_dir": str(tmp_path / "config_only"), "out": str(tmp_path / "results.pt")}
+            "triton_names": TRITON_NAMES, "config_dir": str(tmp_path / "config_only"), "out": str(tmp_path / "results.pt")}
     config = VARIANTS["qdelta"](lamb_bias=0.5)
     config.save_pretrained(tmp_path / "config_only")
     args_path = tmp_path / "args.json"
     args_path.write_text(json.dumps(args))
-    run_without_linmem(CHILD.format(args_path=str(args_path)), hub)
+    run_without_linmem(CHILD.format(args_path=str(args_path)), hub, TRITON_INTERPRET="1")
     results = torch.load(tmp_path / "results.pt")
 
     for name in names:
@@ -188,6 +201,9 @@ def test_remote_code_without_linmem(hub: LocalHub, pushed: dict, tmp_path: Path)
     assert torch.equal(results["repushed"]["generated"], repushed_ref["generated"])
     assert results["repushed_auto_map"]["AutoModelForCausalLM"] == "modeling_linmem.CCQForCausalLM"
     assert set(remote_code_files()) <= set(HfApi().list_repo_files("user/ccq-gla-hybrid-window-again"))
+    for name in TRITON_NAMES:  # flattened Triton modules were found by name and ran
+        assert relative_rms(results["triton_" + name], pushed[name]["ref"]["logits"]) <= 1e-5, name
+    assert {"linmem_kernels_gla_triton_chunk", "linmem_kernels_qdelta_triton_chunk"} <= set(results["triton_modules"])
     module, class_name, fields = results["config_only"]
     assert module.startswith("transformers_modules.") and class_name == "QDeltaConfig"
     assert fields["lamb_bias"] == 0.5 and fields["model_type"] == "linmem_qdelta"

@@ -175,7 +175,7 @@ def test_chunk_size_does_not_change_results(op: OpCase) -> None:
     args = op.inputs(1, 77, 2, 16, 16)
     state = op.state(1, 2, 16, 16)
     o64, s64 = op.chunk(*args, initial_state=state, output_final_state=True, chunk_size=64, **op.kwargs)
-    for chunk_size in (1, 16, 32):
+    for chunk_size in (5, 16, 32):
         o, s = op.chunk(*args, initial_state=state, output_final_state=True, chunk_size=chunk_size, **op.kwargs)
         assert_close(o, o64, 1e-10, f"o chunk {chunk_size}")
         assert_states_close(s, s64, 1e-10, f"state chunk {chunk_size}")

@@ -58,6 +58,7 @@ class DistillConfig:
     mixed_precision: str = "no"
     seed: int = 0
     train_mixers_only: bool = False
+    train_embeddings: bool = False
 
     def validate(self) -> None:
         if self.stage not in (1, 2):
@@ -92,13 +93,18 @@ def linear_layer_indices(student: nn.Module) -> list[int]:
     return [i for i, layer in enumerate(student.model.layers) if not isinstance(layer.attn, SoftmaxAttention)]
 
 
-def set_trainable(student: nn.Module, stage: int, mixers_only: bool) -> list[str]:
-    """Freeze all but what the stage trains; return the names of trainable parameters."""
+def set_trainable(student: nn.Module, stage: int, mixers_only: bool, embeddings: bool = False) -> list[str]:
+    """Freeze all but what the stage trains; return the names of trainable parameters.
+
+    Stage 1 (or `mixers_only`): the recurrent mixers. Stage 2: everything but the embeddings / LM head
+    (copied from the teacher; `embeddings=True` trains them too).
+    """
     linear = set(linear_layer_indices(student))
     names = []
     for name, param in student.named_parameters():
         in_mixer = name.startswith("model.layers.") and ".attn." in name and int(name.split(".")[2]) in linear
-        param.requires_grad_(in_mixer if (stage == 1 or mixers_only) else True)
+        is_embedding = name in ("model.embeddings.weight", "lm_head.weight")
+        param.requires_grad_(in_mixer if (stage == 1 or mixers_only) else (embeddings or not is_embedding))
         if param.requires_grad:
             names.append(name)
     return names
@@ -173,7 +179,7 @@ def distill(cfg: DistillConfig) -> DistillState:
     torch.manual_seed(cfg.seed)
     teacher, student, tokenizer = _load_models(cfg, accelerator.device)
     linear = linear_layer_indices(student)
-    trainable = set_trainable(student, cfg.stage, cfg.train_mixers_only)
+    trainable = set_trainable(student, cfg.stage, cfg.train_mixers_only, cfg.train_embeddings)
     student.train()
     train_blocks = TokenBlocks(load_token_ids(cfg.data, tokenizer), cfg.seq_len, cfg.batch_size, cfg.seed)
     eval_blocks = (TokenBlocks(load_token_ids(cfg.eval_data, tokenizer), cfg.seq_len, cfg.batch_size, cfg.seed + 1)

@@ -17,7 +17,6 @@ import math
 from functools import partial
 from typing import Any
 
-import torch
 
 from .plan import ConversionPlan
 from .reshape import repeat_heads

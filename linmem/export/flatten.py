@@ -78,9 +78,27 @@ def _resolve_relative(package: str, level: int, module: str | None) -> str:
     return ".".join(base + ([module] if module else []))
 
 
+def _names_are_not_submodules(target: str, names: list[ast.alias], where: str) -> None:
+    """Static form of the check below, for a module that needs a missing optional package (e.g. triton)."""
+    spec = importlib.util.find_spec(target)
+    if spec is None or spec.submodule_search_locations is None:
+        return  # a plain module has no sub-modules
+    for alias in names:
+        for location in spec.submodule_search_locations:
+            if (Path(location) / f"{alias.name}.py").is_file() or (Path(location) / alias.name).is_dir():
+                raise ExportError(f"{where}: `from {target} import {alias.name}` imports a module; the remote-code "
+                                  f"export needs imported names (write `from {target}.{alias.name} import ...`)")
+
+
 def _imported_names_are_attributes(target: str, names: list[ast.alias], where: str) -> None:
     """Check `from target import names` binds attributes, not sub-modules (flat files have no sub-modules)."""
-    module: ModuleType = importlib.import_module(target)
+    try:
+        module: ModuleType = importlib.import_module(target)
+    except ImportError as error:  # e.g. the Triton kernels on a machine without triton: still exportable
+        if (getattr(error, "name", None) or "").split(".")[0] not in OPTIONAL_PACKAGES:
+            raise
+        _names_are_not_submodules(target, names, where)
+        return
     for alias in names:
         if alias.name == "*":
             continue

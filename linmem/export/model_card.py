@@ -127,7 +127,7 @@ def build_model_card(config: Any, *, repo_id: str | None = None, num_parameters:
         targets = ", ".join(f'"{m}"' for m in lora_target_modules)
         lines += ["## LoRA", "", "Recommended target modules (all plain `nn.Linear`; gates, norms, convs and the "
                   "mechanism's scalars stay frozen):", "", "```python", "from peft import LoraConfig, get_peft_model",
-                  "", f"config = LoraConfig(r=16, lora_alpha=32, target_modules=[{targets}])",
+                  "", f"config = LoraConfig(r=16, lora_alpha=32, task_type=\"CAUSAL_LM\", target_modules=[{targets}])",
                   "model = get_peft_model(model, config)", "```", ""]
     if metadata:
         lines += ["## Training", "", "| key | value |", "|---|---|"]

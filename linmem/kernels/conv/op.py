@@ -35,6 +35,8 @@ def causal_conv1d(
         B, T, D = xs.shape
         hist = state.to(xs.dtype) if state is not None else xs.new_zeros(B, D, W - 1)
         window = torch.cat([hist, xs.transpose(1, 2)], dim=-1)  # [B, D, W-1+T]
+        if T == 0:
+            return xs, window
         y = F.conv1d(window, w, b, groups=D).transpose(1, 2)  # [B, T, D]
         return apply_activation(y, activation), window[:, :, window.shape[-1] - (W - 1):]
 

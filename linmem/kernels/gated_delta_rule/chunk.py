@@ -3,7 +3,8 @@
 The core takes a separate probe x (the vector whose read S'^T x the write corrects): x = k for GDN,
 x = k + lam q for Q-Delta. Per chunk of C tokens, G = inclusive cumsum of g, Γ_ij = e^{G_i − G_j}:
   A = strict_lower(diag(β)(Γ ∘ X Kᵀ)),  (I + A) [W U] = [diag(β e^G) X, diag(β) V]   (unit-lower solve)
-  Ṽ = U − W S;   o = scale [diag(e^G) Q S + (Q Kᵀ ∘ Γ ∘ M≤) Ṽ];   S ← e^{G_last} S + Kᵀ diag(e^{G_last − G}) Ṽ
+  Ṽ = U − W S;   o = scale [diag(e^G) Q S + (Q Kᵀ ∘ Γ ∘ M≤) Ṽ]
+  S ← e^{G_last} S + Kᵀ diag(e^{G_last − G}) Ṽ
 Exponents are masked to <= 0 before every exp.
 """
 

@@ -3,8 +3,10 @@
 Per chunk of C tokens with in-chunk inclusive log-decay cumsum b [C, K]:
   o = scale [ (q ∘ e^b) S  +  A v ],  A_ij = Σ_c q_ic k_jc e^{b_ic − b_jc}  (j ≤ i)
   S ← diag(e^{b_last}) S + (k ∘ e^{b_last − b})^T v
-The pairwise decay is formed per chunk as [C, C, K] with the upper triangle masked before the exp, so
-every exponent is <= 0 (no overflow, whatever the decay).
+A is built by sub-chunks of SUB tokens (secondary chunking): a diagonal block forms its pairwise decay
+[SUB, SUB, K] with the upper triangle masked before the exp; an off-diagonal block (rows i of sub-chunk I,
+columns j before it) factors e^{b_i − b_j} = e^{b_i − r} e^{r − b_j} through r = b just before I, two
+matmul-able factors that are both <= 1. Every exponent is <= 0: no overflow, whatever the decay.
 """
 
 from __future__ import annotations
@@ -12,6 +14,30 @@ from __future__ import annotations
 import torch
 
 from ..utils import compute_dtype, default_scale, run_per_sequence, validate_linear_attention
+
+SUB = 16
+
+
+def intra_chunk_scores(q: torch.Tensor, k: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A [B, H, C, C] with A_ij = Σ_c q_ic k_jc e^{b_ic − b_jc} for j <= i, 0 above; q, k, b [B, H, C, K]."""
+    B, H, C, _ = q.shape
+    rows = []
+    for start in range(0, C, SUB):
+        end = min(start + SUB, C)
+        q_i, k_i, b_i = q[:, :, start:end], k[:, :, start:end], b[:, :, start:end]
+        causal = torch.ones(end - start, end - start, dtype=torch.bool, device=q.device).tril()
+        diff = b_i.unsqueeze(3) - b_i.unsqueeze(2)  # [B, H, i, j, K]: b_i - b_j
+        decay = torch.where(causal[..., None], diff, torch.full_like(diff, float("-inf"))).exp()
+        parts = []
+        if start > 0:
+            ref = b[:, :, start - 1:start]
+            left = (q_i * (b_i - ref).exp()) @ (k[:, :, :start] * (ref - b[:, :, :start]).exp()).transpose(-1, -2)
+            parts.append(left)
+        parts.append(torch.einsum("bhik,bhjk,bhijk->bhij", q_i, k_i, decay))
+        if end < C:
+            parts.append(q.new_zeros(B, H, end - start, C - end))
+        rows.append(torch.cat(parts, dim=-1))
+    return torch.cat(rows, dim=2)
 
 
 def gla_chunk_dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gk: torch.Tensor, scale: float,
@@ -29,12 +55,7 @@ def gla_chunk_dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gk: torch
         end = min(start + chunk_size, T)
         qc, kc, vc = q[:, :, start:end], k[:, :, start:end], v[:, :, start:end]
         b = gk[:, :, start:end].cumsum(dim=2)  # [B, H, C, K]
-        C = end - start
-        causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-        diff = b.unsqueeze(3) - b.unsqueeze(2)  # [B, H, C(i), C(j), K]: b_i - b_j
-        decay = torch.where(causal[..., None], diff, torch.full_like(diff, float("-inf"))).exp()
-        A = torch.einsum("bhik,bhjk,bhijk->bhij", qc, kc, decay)
-        o = (qc * b.exp()) @ S + A @ vc
+        o = (qc * b.exp()) @ S + intra_chunk_scores(qc, kc, b) @ vc
         outs.append(o * scale)
         b_last = b[:, :, -1]  # [B, H, K]
         S = b_last.exp().unsqueeze(-1) * S + (kc * (b_last.unsqueeze(2) - b).exp()).transpose(-1, -2) @ vc

@@ -106,8 +106,9 @@ def gla_backward(q, k, v, gcs, A, do, dht, h0, ht, scale: float, layout: ChunkLa
     prec = _dot_precision(q.dtype)
     bk, bv = _tiles(K, V)
     targs = _grid_args(layout)
-    h, _ = _states_forward(k, v, gcs, h0, layout, False, q.dtype)
-    dh = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=q.dtype)
+    # fp32 chunk states in the backward: dq, dk (hence dgk) are sensitive to their rounding
+    h, _ = _states_forward(k, v, gcs, h0, layout, False, torch.float32)
+    dh = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=torch.float32)
     dh0 = torch.full((layout.n_seqs, H, K, V), float("nan"), device=dev, dtype=torch.float32) \
         if h0 is not None else None
     sbk, sbv = _state_tiles(K, V, layout.n_seqs * H)
@@ -127,7 +128,7 @@ def gla_backward(q, k, v, gcs, A, do, dht, h0, ht, scale: float, layout: ChunkLa
     gla_bwd_dqk_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
         q, k, v, gcs, h, do, dh, dA, dq, dk, dg, dg_tot, *targs, scale,
         H=H, K=K, V=V, BT=BT, BC=SUB_CHUNK, BK=bk, BV=bv, IS_VARLEN=layout.is_varlen,
-        DOT_PREC=prec, num_warps=4)
+        DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32", MM_FP32=True, num_warps=4)
     add = layout.suffix_of_later_chunks(dg_tot)
     if dht is not None and ht is not None:
         add = add + layout.per_slot((ht * dht).sum(-1))

@@ -250,8 +250,12 @@ def gla_bwd_dA_dv_kernel(k, v, gcs, A, do, dh, dA, dv, table, T, NT,
 @triton.jit
 def gla_bwd_dqk_kernel(q, k, v, gcs, h, do, dh, dA, dq, dk, dg, dg_tot, table, T, NT, scale,
                        H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
-                       BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
+                       BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
+                       MM_FP32: tl.constexpr):
     """Grid (cdiv(K, BK), slots, B*H), one sub-chunk of BC rows at a time (last first).
+
+    MM_FP32: products on fp32 operands (tf32 for 16-bit inputs): dgk is a long reverse sum of
+    q dq - k dk with cancellation, so dq and dk need more than 16-bit operand rounding.
 
     Writes dq, dk, dg = chunk-local reverse cumsum of (q dq - k dk) (fp32) and dg_tot[slot] = its
     chunk total (fp32), from which the caller adds the later chunks' sums.
@@ -259,7 +263,10 @@ def gla_bwd_dqk_kernel(q, k, v, gcs, h, do, dh, dA, dq, dk, dg, dg_tot, table, T
     i_k, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     t0, t1, slot = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
-    DT = q.dtype.element_ty
+    if MM_FP32:
+        DT = tl.float32
+    else:
+        DT = q.dtype.element_ty
     NC: tl.constexpr = BT // BC
     r_t = tl.arange(0, BT)
     rows = t0 + r_t
