@@ -11,9 +11,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     from . import demo
+    from .cli_convert import add_convert_commands
 
     demo_parser = commands.add_parser("demo", help="train, save, reload and generate with a small CCQ-GDN model")
     demo.add_arguments(demo_parser)
+    add_convert_commands(commands)
 
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -22,7 +24,14 @@ def main(argv: list[str] | None = None) -> int:
         if not report["loss_last_10pct"] < report["loss_first_10pct"]:
             print("error: the training loss did not fall", file=sys.stderr)
             return 1
-    return 0
+        return 0
+    from .conversion_scripts.source import ConversionError
+
+    try:
+        return args.handler(args)
+    except ConversionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

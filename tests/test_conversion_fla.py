@@ -102,19 +102,12 @@ def write_fla_checkpoint(path: Path, model_type: str, seed: int = 0, shards: int
     return path
 
 
-def _qdelta_accepts_ungated() -> bool:
-    import inspect
-
-    from linmem import QDeltaConfig
-
-    return "use_output_gate" in inspect.signature(QDeltaConfig.__init__).parameters
-
-
 CASES = {
     "gla->ccq-gla (grouped kv heads, short conv, fused g_norm name)": ("gla", "ccq-gla", dict(num_kv_heads=1, use_short_conv=True)),
     "gated_deltanet->ccq-gdn": ("gated_deltanet", "ccq-gdn", {}),
     "gated_deltanet->qdelta (num_v_heads > num_heads)": ("gated_deltanet", "qdelta", dict(num_v_heads=4)),
     "delta_net->qdelta (gated output)": ("delta_net", "qdelta", dict(use_gate=True)),
+    "delta_net->qdelta (fla default: no output gate)": ("delta_net", "qdelta", dict(use_gate=False)),
 }
 
 
@@ -152,13 +145,6 @@ def test_fla_conversion_is_exact_noop(case, tmp_path):
     for needed in ("chunked forward", "token-by-token decode", "left-padded", "greedy generation", "gradient"):
         assert needed in names
     assert json.loads((out / "conversion_report.json").read_text())["validation"] == json.loads(json.dumps(checks))
-
-
-@pytest.mark.skipif(_qdelta_accepts_ungated(), reason="covered by the gated case once use_output_gate exists")
-def test_ungated_deltanet_is_a_clear_error(tmp_path):
-    source = write_fla_checkpoint(tmp_path / "src", "delta_net", use_gate=False)
-    with pytest.raises(ConversionError, match="use_gate"):
-        convert(str(source), "qdelta", tmp_path / "out", verbose=False)
 
 
 @pytest.mark.parametrize("tamper", ["missing", "shape", "extra"])

@@ -147,7 +147,7 @@ def _check_gla(B, T, H, K, V, chunk, cu, use_h0, fin, dtype, device, tol_o, tol_
     dht = torch.randn(N, H, K, V, generator=gen, dtype=torch.float64).to(device) if fin else None
     o, ht, grads = _run_gla_and_grads(triton_gla_chunked, [x.to(dtype) for x in xs], h0, cu_t, fin, do, dht,
                                       chunk_size=chunk)
-    xs64 = [x.double() for x in xs]
+    xs64 = [x.to(dtype).double() for x in xs]  # the reference sees the same (rounded) inputs
     h064 = h0.double() if h0 is not None else None
     if ref == "naive":
         from linmem.kernels.gla.naive import naive_gla
@@ -185,6 +185,15 @@ GLA_CASES = [
 def test_gla_matches_naive(case):
     B, T, H, K, V, chunk, cu, h0, fin = case
     _check_gla(B, T, H, K, V, chunk, cu, h0, fin, torch.float32, "cpu", FP32_O, FP32_GRAD)
+
+
+@pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
+def test_gla_backward_in_value_slices(monkeypatch):
+    """The backward for V wider than MAX_BWD_V runs in value slices (summing dq, dk, dgk): forced here at V = 40."""
+    import sys
+
+    monkeypatch.setattr(sys.modules["linmem.kernels.gla.triton_chunk"], "MAX_BWD_V", 16)
+    _check_gla(1, 50, 2, 20, 40, 32, [0, 20, 50], True, True, torch.float32, "cpu", FP32_O, FP32_GRAD)
 
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
@@ -263,7 +272,7 @@ def _check_ccq(B, T, H, K, V, chunk, cu, use_init, fin, center, dtype, device, t
 
     o, fs, grads = run(ours, [x.to(dtype) for x in xs] + [lam], init)
     init64 = [x.double() if x is not None else None for x in init] if init else None
-    ro, rfs, rgrads = run(reference, [x.double() for x in xs] + [lam.double()], init64)
+    ro, rfs, rgrads = run(reference, [x.to(dtype).double() for x in xs] + [lam.double()], init64)
     assert torch.isfinite(o).all() and rrms(o, ro) <= tol_o, f"o: {rrms(o, ro):.2e}"
     if fin:
         for name, a, b in zip("SMzm", fs, rfs):

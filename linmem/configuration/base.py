@@ -39,6 +39,8 @@ class LinmemConfig(PretrainedConfig):
         norm_eps: epsilon of every RMSNorm.
         use_short_conv: depthwise causal conv on q, k, v before the mixer (None: the variant's default).
         conv_size: kernel width of that conv.
+        use_output_gate: Gated-DeltaNet-family mixers multiply the normed output by SiLU(g_proj(z)); False
+            leaves a plain per-head RMSNorm (fla DeltaNet/GDN checkpoints with `use_gate=False`).
         tie_word_embeddings: share the input embedding with `lm_head`.
         initializer_range: std of the normal init of linear and embedding weights.
         attn_layers: indices of layers that use softmax attention (hybrid models).
@@ -65,6 +67,7 @@ class LinmemConfig(PretrainedConfig):
         norm_eps: float = 1e-6,
         use_short_conv: bool | None = None,
         conv_size: int = 4,
+        use_output_gate: bool = True,
         tie_word_embeddings: bool = False,
         initializer_range: float = 0.02,
         attn_layers: Sequence[int] | None = None,
@@ -91,6 +94,7 @@ class LinmemConfig(PretrainedConfig):
         self.norm_eps = norm_eps
         self.use_short_conv = use_short_conv
         self.conv_size = conv_size
+        self.use_output_gate = use_output_gate
         self.initializer_range = initializer_range
         self.attn_layers = sorted(int(i) for i in (attn_layers or []))
         self.attn_num_heads = attn_num_heads if attn_num_heads is not None else num_heads

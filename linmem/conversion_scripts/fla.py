@@ -12,7 +12,6 @@ New mechanisms start at their exact no-op (ccq_init_scale = 0, lamb_init_scale =
 
 from __future__ import annotations
 
-import inspect
 import math
 from functools import partial
 from typing import Any
@@ -46,10 +45,6 @@ def _require(condition: bool, config: dict[str, Any], name: str, expected: str) 
             f"fla config field `{name}` = {config.get(name)!r} is not supported: linmem needs {expected} "
             f"(model_type {config.get('model_type')!r})"
         )
-
-
-def _config_accepts(config_class: type, name: str) -> bool:
-    return name in inspect.signature(config_class.__init__).parameters
 
 
 def _attention_fields(config: dict[str, Any]) -> dict[str, Any]:
@@ -253,11 +248,6 @@ def _target_config(target: str, model_type: str, fields: dict[str, Any], ccq_ini
     if model_type == "gla":
         fields.pop("allow_neg_eigval", None)
     if not gated:
-        if not _config_accepts(config_class, "use_output_gate"):
-            raise ConversionError(
-                f"fla config field `use_gate` = False (model_type {model_type!r}) is not supported yet: the linmem "
-                f"{config_class.__name__} has no `use_output_gate` option (an output norm without SiLU gate)"
-            )
         extra["use_output_gate"] = False
     return config_class(**fields, **extra)
 

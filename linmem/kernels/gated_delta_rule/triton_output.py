@@ -4,6 +4,10 @@ Per chunk (S = state at the chunk start, P = (Q K^T) o Gamma o causal, Gamma_ij 
     O = scale (diag(e^G) Q S + P V~)
 Backward: dV~_local = scale P^T dO (output_dv_kernel), and dq, dk, dW, dG of everything except the WY
 form (output_dqk_kernel).
+
+Transposed [BT, BT] products (K Q^T, V~ dO^T) are computed by their own tl.dot from the loaded rows,
+never as tl.trans of a dot result: on Hopper with Triton 3.4+ that pattern (a transposed MMA-layout
+tensor fed to another dot) is miscompiled and gives slightly wrong dk/dg/dbeta (fla issue #640).
 """
 
 from __future__ import annotations
@@ -74,11 +78,12 @@ def output_dv_kernel(
     r = tl.arange(0, BT)
     tok = t0 + r
     m = tok < t1
-    qk = _causal_qk(q, k, tok, m, i_h, H, K, BT, BK, DOT_PREC)
+    # K Q^T computed directly (not tl.trans of a dot result: Hopper miscompile, see module doc)
+    kq = _causal_qk(k, q, tok, m, i_h, H, K, BT, BK, DOT_PREC)
     gk = load_gate(gc, tok, m, i_h, H)
     # transposed: pt[j, i] = P[i, j]
     causal_t = (r[:, None] <= r[None, :]) & m[:, None] & m[None, :]
-    pt = tl.where(causal_t, tl.trans(qk) * tl.exp(tl.where(causal_t, gk[None, :] - gk[:, None], 0.0)), 0.0)
+    pt = tl.where(causal_t, kq * tl.exp(tl.where(causal_t, gk[None, :] - gk[:, None], 0.0)), 0.0)
     pt = (pt * scale).to(k.dtype.element_ty)
     for i_v in range(0, tl.cdiv(V, BV)):
         offs_v = i_v * BV + tl.arange(0, BV)
@@ -114,6 +119,7 @@ def output_dqk_kernel(
     dkd = tl.zeros([BT, BK], tl.float32)
     dwa = tl.zeros([BT, BK], tl.float32)
     dp = tl.zeros([BT, BT], tl.float32)
+    dp_t = tl.zeros([BT, BT], tl.float32)
     hdh = tl.zeros([BK], tl.float32)
     for i_v in range(0, tl.cdiv(V, BV)):
         offs_v = i_v * BV + tl.arange(0, BV)
@@ -124,6 +130,7 @@ def output_dqk_kernel(
         dor = load_rows(do, tok, m, i_h, H, V, offs_v)
         dvr = load_rows(dvnew, tok, m, i_h, H, V, offs_v)
         dp += tl.dot(dor, tl.trans(vr), input_precision=DOT_PREC)
+        dp_t += tl.dot(vr, tl.trans(dor), input_precision=DOT_PREC)
         ht = tl.trans(hr.to(dt))
         dqi += tl.dot(dor, ht, input_precision=DOT_PREC)
         dwa += tl.dot(dvr, ht, input_precision=DOT_PREC)
@@ -141,7 +148,8 @@ def output_dqk_kernel(
     pr = dpm * qk
     dgv = tl.sum(pr, 1) - tl.sum(pr, 0)
 
-    dpc = dpm.to(dt)
+    causal_t = (r[:, None] <= r[None, :]) & m[:, None] & m[None, :]
+    dpm_t = tl.where(causal_t, dp_t * tl.exp(tl.where(causal_t, gk[None, :] - gk[:, None], 0.0)) * scale, 0.0)
     qf = qr.to(tl.float32)
     kf = kr.to(tl.float32)
     dq_inter = dqi * (scale * tl.where(m, tl.exp(gk), 0.0))[:, None]
@@ -152,8 +160,8 @@ def output_dqk_kernel(
     dg_last = tl.sum(ck, 0) + tl.sum(hdh, 0) * tl.exp(g_last)
     dgv += tl.where(tok == t1 - 1, dg_last, 0.0)
 
-    dq = dq_inter + tl.dot(dpc, kr, input_precision=DOT_PREC)
-    dk = dk_inter + tl.dot(tl.trans(dpc), qr, input_precision=DOT_PREC)
+    dq = dq_inter + tl.dot(dpm.to(dt), kr, input_precision=DOT_PREC)
+    dk = dk_inter + tl.dot(dpm_t.to(dt), qr, input_precision=DOT_PREC)
     store_rows(dq_part, dq, tok, m, i_h, H, K, offs_k)
     store_rows(dk_part, dk, tok, m, i_h, H, K, offs_k)
     store_rows(dw_out, -dwa, tok, m, i_h, H, K, offs_k)

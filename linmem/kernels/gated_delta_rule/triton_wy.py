@@ -5,6 +5,11 @@ X = K + diag(lam) Q for Q-Delta):
     A = strict_lower(diag(beta) (Gamma o X K^T)),  Gamma_ij = exp(G_i - G_j)
     T = (I + A)^-1,  W = T diag(beta e^G) X,  U = T diag(beta) V
 The inverse is built from four BC = BT/4 diagonal blocks (row recurrence) joined by block products.
+
+The backward never applies tl.trans to an fp32 tile or to a dot result: T^T is loaded through transposed
+addresses and the transposed [BT, BT] products (dT^T, dA^T) get their own tl.dot. On Hopper with Triton
+3.4+ a transposed MMA-layout tensor fed to another dot is miscompiled (fla issue #640: dg, dbeta off by
+a few %), which matches what this kernel's first GPU run showed.
 """
 
 from __future__ import annotations
@@ -223,9 +228,12 @@ def wy_bwd_kernel(
     eg = tl.where(m, tl.exp(gk), 0.0)
     s = b * eg
     tm = load_rows(t_in, tok, m, i_h, H, BT, r)
-    tmc = tm.to(dt)
+    # T^T loaded through transposed addresses: no tl.trans of fp32 / computed tiles (see module doc)
+    tm_t = tl.load(t_in + (tok[None, :] * H + i_h) * BT + r[:, None], mask=m[None, :], other=0.0)
+    tmc_t = tm_t.to(dt)
 
     d_t = tl.zeros([BT, BT], tl.float32)
+    d_t_t = tl.zeros([BT, BT], tl.float32)
     xk = tl.zeros([BT, BT], tl.float32)
     dbeta = tl.zeros([BT], tl.float32)
     dgv = tl.zeros([BT], tl.float32)
@@ -233,8 +241,10 @@ def wy_bwd_kernel(
         offs_k = i_k * BK + tl.arange(0, BK)
         kr, xr = _probe_rows(q, k, lam, tok, m, i_h, offs_k, H, K, HAS_LAM)
         dwr = load_rows(dw, tok, m, i_h, H, K, offs_k)
-        d_t += tl.dot(dwr, tl.trans((xr * s[:, None]).to(dt)), input_precision=DOT_PREC)
-        tdw = tl.dot(tl.trans(tmc), dwr, input_precision=DOT_PREC)
+        y = (xr * s[:, None]).to(dt)
+        d_t += tl.dot(dwr, tl.trans(y), input_precision=DOT_PREC)
+        d_t_t += tl.dot(y, tl.trans(dwr), input_precision=DOT_PREC)
+        tdw = tl.dot(tmc_t, dwr, input_precision=DOT_PREC)
         red = tl.sum(xr * tdw, 1)
         dbeta += red * eg
         dgv += red * s
@@ -243,16 +253,23 @@ def wy_bwd_kernel(
         offs_v = i_v * BV + tl.arange(0, BV)
         vr = load_rows(v, tok, m, i_h, H, V, offs_v).to(tl.float32)
         dur = load_rows(du, tok, m, i_h, H, V, offs_v)
-        d_t += tl.dot(dur, tl.trans((vr * b[:, None]).to(dt)), input_precision=DOT_PREC)
-        tdu = tl.dot(tl.trans(tmc), dur, input_precision=DOT_PREC)
+        y = (vr * b[:, None]).to(dt)
+        d_t += tl.dot(dur, tl.trans(y), input_precision=DOT_PREC)
+        d_t_t += tl.dot(y, tl.trans(dur), input_precision=DOT_PREC)
+        tdu = tl.dot(tmc_t, dur, input_precision=DOT_PREC)
         store_rows(dv_out, tdu * b[:, None], tok, m, i_h, H, V, offs_v)
         dbeta += tl.sum(vr * tdu, 1)
 
     # dA = -T^T dT T^T on the strict lower triangle; A_ij = beta_i exp(G_i - G_j) (X K^T)_ij.
+    # Its transpose -T dT^T T is formed by its own products (dk needs it as a dot operand).
     strict = (r[:, None] > r[None, :]) & m[:, None] & m[None, :]
-    d_a = tl.dot(tl.dot(tl.trans(tm), d_t, input_precision=DOT_PREC), tl.trans(tm), input_precision=DOT_PREC)
+    strict_t = (r[:, None] < r[None, :]) & m[:, None] & m[None, :]
+    d_a = tl.dot(tl.dot(tm_t, d_t, input_precision=DOT_PREC), tm_t, input_precision=DOT_PREC)
+    d_a_t = tl.dot(tl.dot(tm, d_t_t, input_precision=DOT_PREC), tm, input_precision=DOT_PREC)
     gam = tl.exp(tl.where(strict, gk[:, None] - gk[None, :], 0.0))
+    gam_t = tl.exp(tl.where(strict_t, gk[None, :] - gk[:, None], 0.0))
     d_ag = tl.where(strict, -d_a * gam, 0.0)
+    e_t = tl.where(strict_t, -d_a_t * gam_t, 0.0) * b[None, :]
     dbeta += tl.sum(d_ag * xk, 1)
     e = d_ag * b[:, None]
     pr = e * xk
@@ -264,16 +281,16 @@ def wy_bwd_kernel(
     tl.store(dg_out + tok * H + i_h, dg.to(dg_out.dtype.element_ty), mask=m)
     tl.store(dbeta_out + tok * H + i_h, dbeta.to(dbeta_out.dtype.element_ty), mask=m)
 
-    ec = e.to(dt)
+    ec, ec_t = e.to(dt), e_t.to(dt)
     dlam = tl.zeros([BT], tl.float32)
     for i_k in range(0, tl.cdiv(K, BK)):
         offs_k = i_k * BK + tl.arange(0, BK)
         kr, xr = _probe_rows(q, k, lam, tok, m, i_h, offs_k, H, K, HAS_LAM)
         dwr = load_rows(dw, tok, m, i_h, H, K, offs_k)
-        dx = tl.dot(tl.trans(tmc), dwr, input_precision=DOT_PREC) * s[:, None]
+        dx = tl.dot(tmc_t, dwr, input_precision=DOT_PREC) * s[:, None]
         dx += tl.dot(ec, kr.to(dt), input_precision=DOT_PREC)
         dk = load_rows(dk_part, tok, m, i_h, H, K, offs_k) + dx
-        dk += tl.dot(tl.trans(ec), xr.to(dt), input_precision=DOT_PREC)
+        dk += tl.dot(ec_t, xr.to(dt), input_precision=DOT_PREC)
         store_rows(dk_out, dk, tok, m, i_h, H, K, offs_k)
         dq = load_rows(dq_part, tok, m, i_h, H, K, offs_k)
         if HAS_LAM:

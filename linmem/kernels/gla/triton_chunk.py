@@ -97,8 +97,36 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
     return o, ht, gcs, A
 
 
+# Widest value slice one backward pass takes. On the H100 with Triton 3.6, V = 256 in one pass gave wrong
+# dq / dk (correct under the interpreter, and correct on the GPU for K = 256 with V <= 128): a compiler
+# problem like fla issue #640. dq, dk, dgk are sums over value channels, so wider V runs in slices.
+MAX_BWD_V = 128
+
+
 def gla_backward(q, k, v, gcs, A, do, dht, h0, ht, scale: float, layout: ChunkLayout, gk_dtype: torch.dtype):
-    """-> dq, dk, dv, dgk, dh0 (dh0 fp32 or None)."""
+    """-> dq, dk, dv, dgk, dh0 (dh0 fp32 or None); value dims wider than MAX_BWD_V run in slices."""
+    V = v.shape[-1]
+    if V <= MAX_BWD_V:
+        return _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, ht, scale, layout, gk_dtype)
+    parts = []
+    for lo in range(0, V, MAX_BWD_V):
+        sl = slice(lo, min(lo + MAX_BWD_V, V))
+
+        def cut(x):
+            return x[..., sl].contiguous() if x is not None else None
+
+        parts.append(_gla_backward_pass(q, k, cut(v), gcs, A, cut(do), cut(dht), cut(h0), cut(ht), scale,
+                                        layout, torch.float32))
+    dq = sum(p[0].float() for p in parts).to(q.dtype)
+    dk = sum(p[1].float() for p in parts).to(k.dtype)
+    dv = torch.cat([p[2] for p in parts], -1)
+    dgk = sum(p[3] for p in parts).to(gk_dtype)
+    dh0 = torch.cat([p[4] for p in parts], -1) if h0 is not None else None
+    return dq, dk, dv, dgk, dh0
+
+
+def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, ht, scale: float, layout: ChunkLayout,
+                       gk_dtype: torch.dtype):
     B, T, H, K = q.shape
     V = v.shape[-1]
     BT = layout.chunk_size

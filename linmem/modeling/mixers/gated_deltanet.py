@@ -19,7 +19,7 @@ from transformers import initialization as init
 from ...configuration.base import LinmemConfig
 from ...kernels import gated_delta_rule
 from ...kernels.utils import l2norm
-from ..layers import GatedRMSNorm, ShortConvolution
+from ..layers import GatedRMSNorm, RMSNorm, ShortConvolution
 from .base import RecurrentMixer
 from ..layers import upcast
 
@@ -49,8 +49,12 @@ class GatedDeltaNetMixer(RecurrentMixer):
             self.q_conv1d = ShortConvolution(key_dim, config.conv_size)
             self.k_conv1d = ShortConvolution(key_dim, config.conv_size)
             self.v_conv1d = ShortConvolution(value_dim, config.conv_size)
-        self.g_proj = nn.Linear(hidden, value_dim, bias=False)
-        self.o_norm = GatedRMSNorm(self.head_v_dim, eps=config.norm_eps)
+        self.use_output_gate = getattr(config, "use_output_gate", True)
+        if self.use_output_gate:
+            self.g_proj = nn.Linear(hidden, value_dim, bias=False)
+            self.o_norm = GatedRMSNorm(self.head_v_dim, eps=config.norm_eps)
+        else:
+            self.o_norm = RMSNorm(self.head_v_dim, eps=config.norm_eps)
         self.o_proj = nn.Linear(value_dim, hidden, bias=False)
 
     @torch.no_grad()
@@ -84,8 +88,11 @@ class GatedDeltaNetMixer(RecurrentMixer):
         else:
             g = beta.new_zeros(beta.shape)
         o, new_state = self.recurrence(x, q, k, v, g, beta, state, cu_seqlens, output_final_state)
-        gate = self.g_proj(x).view(batch, seq_len, self.num_heads, self.head_v_dim)
-        o = self.o_norm(o, gate).reshape(batch, seq_len, -1)
+        if self.use_output_gate:
+            o = self.o_norm(o, self.g_proj(x).view(batch, seq_len, self.num_heads, self.head_v_dim))
+        else:
+            o = self.o_norm(o)
+        o = o.reshape(batch, seq_len, -1)
         return self.o_proj(o), new_state, new_conv_states
 
     def recurrence(
