@@ -108,21 +108,3 @@ def add_convert_commands(subparsers) -> None:
     _add_convert(subparsers)
     _add_validate(subparsers)
     _add_distill(subparsers)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (until the commands are wired into `linmem`)."""
-    parser = argparse.ArgumentParser(prog="linmem")
-    add_convert_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    from .conversion_scripts.source import ConversionError
-
-    try:
-        return args.handler(args)
-    except ConversionError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

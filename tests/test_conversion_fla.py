@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from linmem.cli_convert import main as cli_main
+from linmem.cli import main as cli_main
 from linmem.conversion_scripts import ConversionError, convert
 from linmem.conversion_scripts.validate import validate
 

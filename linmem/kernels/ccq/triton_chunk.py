@@ -48,3 +48,7 @@ def triton_ccq_gla(
     return triton_ccq_gla_chunked(q, k, v, gk, lam, scale=scale, initial_state=initial_state,
                                   output_final_state=output_final_state, cu_seqlens=cu_seqlens,
                                   center=center)
+
+
+# The dispatcher looks up both CCQ ops in this module; CCQ-GDN lives beside the GDN composition.
+from .triton_gdn import triton_ccq_gated_delta_rule  # noqa: E402,F401

@@ -77,8 +77,13 @@ def _dot_precision(dtype: torch.dtype) -> str:
 
 
 # Fixed launch table (no autotuning). 8 warps: at 4 warps ptxas spills heavily on sm_90 (checked offline
-# with cuobjdump -res-usage: e.g. wy_bwd 1.9 KB stack at 4 warps, 0.9 KB at 8).
+# with cuobjdump -res-usage: e.g. wy_bwd 1.9 KB stack at 4 warps, 0.9 KB at 8). LINMEM_GDN_NUM_WARPS
+# overrides it (read at each call; diagnosis of Hopper codegen issues, which fla ties to 8 warps).
 NUM_WARPS = 8
+
+
+def _num_warps() -> int:
+    return int(os.environ.get("LINMEM_GDN_NUM_WARPS", NUM_WARPS))
 
 
 def _stages(dtype: torch.dtype) -> int:
@@ -86,15 +91,20 @@ def _stages(dtype: torch.dtype) -> int:
     return 1 if dtype == torch.float32 else 3
 
 
-def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, backward: bool = False) -> tuple[int, int, int, int]:
+def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
+                 backward: bool = False) -> tuple[int, int, int, int]:
     """(BK, BV, num_warps, num_stages) of the sequential state kernels: the whole key dim is one tile.
 
-    Key dims above 128 use no pipelining: at depth 3 state_bwd asked for 295 KB of shared memory on the
-    H100 (Triton 3.6), over the 227 KB limit.
+    These kernels walk the chunks one after another, so their speed is set by how many programs run at
+    once: BV = 32 unless 64-wide value blocks already give >= 512 programs (H100: 132 SMs).
+    Key dims above 128 and fp32 inputs use no pipelining: at depth 3 state_bwd asked for 295 KB (d = 256)
+    and 254 KB (fp32, d = 128) of shared memory on the H100 (Triton 3.6), over the 227 KB limit. With
+    depth 1 the offline sm_90 compile with Triton 3.6 gives 52-80 KB (.b2/compile_check.py).
     """
     bk = _pow2(k_dim)
-    bv = min(_pow2(v_dim), 32 if (bk > 128 or backward) else 64)
-    return bk, bv, NUM_WARPS, (1 if bk > 128 else _stages(dtype))
+    wide = bk <= 128 and not backward and n_seq_heads * triton.cdiv(v_dim, 64) >= 512
+    bv = min(_pow2(v_dim), 64 if wide else 32)
+    return bk, bv, _num_warps(), (1 if bk > 128 else _stages(dtype))
 
 
 def _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, layout: ChunkLayout):
@@ -112,13 +122,13 @@ def _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, la
     wy_fwd_kernel[(layout.slot_grid, B * H)](
         q, k, v, g, beta, lam_arg, gc, tm, w, u, table, T_arg, NT,
         H=H, K=K, V=V, BT=BT, BK=min(64, _pow2(K)), BV=min(64, _pow2(V)),
-        HAS_LAM=lam is not None, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS, num_stages=_stages(dt),
+        HAS_LAM=lam is not None, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_num_warps(), num_stages=_stages(dt),
     )
     h = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=dt)
     vnew = torch.empty(B, T, H, V, device=dev, dtype=dt)
     final = torch.empty(layout.n_seqs, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
     cu, offs, _, _ = layout.seq_args()
-    bk, bv, nw, ns = _state_tiles(K, V, dt)
+    bk, bv, nw, ns = _state_tiles(K, V, dt, layout.n_seqs * H)
     state_fwd_kernel[(triton.cdiv(V, bv), layout.n_seqs * H)](
         k, w, u, gc, initial_state, h, vnew, final, cu, offs, T_arg, NT,
         H=H, K=K, V=V, BT=BT, BK=bk, BV=bv, HAS_H0=initial_state is not None,
@@ -129,7 +139,7 @@ def _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, la
     output_fwd_kernel[(triton.cdiv(V, bv_o), layout.slot_grid, B * H)](
         q, k, vnew, h, gc, o, table, T_arg, NT, scale,
         H=H, K=K, V=V, BT=BT, BK=min(64, _pow2(K)), BV=bv_o, IS_VARLEN=layout.is_varlen,
-        DOT_PREC=prec, num_warps=NUM_WARPS, num_stages=_stages(dt),
+        DOT_PREC=prec, num_warps=_num_warps(), num_stages=_stages(dt),
     )
     return o, final, (gc, tm, w, u, h, vnew)
 
@@ -148,12 +158,12 @@ def _backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layou
     dv_local = torch.empty(B, T, H, V, device=dev, dtype=dt)
     output_dv_kernel[(layout.slot_grid, B * H)](
         q, k, gc, do, dv_local, table, T_arg, NT, scale,
-        H=H, K=K, V=V, BT=BT, BK=bk_o, BV=bv_o, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS, num_stages=_stages(dt),
+        H=H, K=K, V=V, BT=BT, BK=bk_o, BV=bv_o, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_num_warps(), num_stages=_stages(dt),
     )
     dh = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=dt)
     dvnew = torch.empty(B, T, H, V, device=dev, dtype=dt)
     dh0 = torch.empty_like(initial_state, dtype=torch.float32) if initial_state is not None else None
-    bk, bv, nw, ns = _state_tiles(K, V, dt, backward=True)
+    bk, bv, nw, ns = _state_tiles(K, V, dt, layout.n_seqs * H, backward=True)
     state_bwd_kernel[(triton.cdiv(V, bv), layout.n_seqs * H)](
         q, k, w, gc, do, dv_local, dht, dh, dvnew, dh0, cu, offs, T_arg, NT, scale,
         H=H, K=K, V=V, BT=BT, BK=bk, BV=bv, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None,
@@ -166,7 +176,7 @@ def _backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layou
     dgc_part = torch.empty(nkp, B, T, H, device=dev, dtype=torch.float32)
     output_dqk_kernel[(nkp, layout.slot_grid, B * H)](
         q, k, vnew, h, dh, gc, do, dvnew, dq_part, dk_part, dw, dgc_part, table, T_arg, NT, B * T, scale,
-        H=H, K=K, V=V, BT=BT, BK=bk_o, BV=bv_o, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS, num_stages=_stages(dt),
+        H=H, K=K, V=V, BT=BT, BK=bk_o, BV=bv_o, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_num_warps(), num_stages=_stages(dt),
     )
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dg, dbeta = torch.empty_like(g), torch.empty_like(beta)
@@ -176,7 +186,7 @@ def _backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layou
         q, k, v, beta, lam_arg, gc, tm, dw, dvnew, dq_part, dk_part, dgc_part,
         dq, dk, dv, dg, dbeta, dlam if dlam is not None else dbeta, table, T_arg, NT, B * T,
         H=H, K=K, V=V, BT=BT, BK=bk_o, BV=bv_o, NKP=nkp, HAS_LAM=lam is not None,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS, num_stages=_stages(dt),
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_num_warps(), num_stages=_stages(dt),
     )
     return dq, dk, dv, dg, dbeta, dlam, dh0
 

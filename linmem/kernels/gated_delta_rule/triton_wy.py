@@ -4,7 +4,8 @@ Per chunk of BT tokens (G = within-chunk cumsum of g, X = probe rows: X = K for 
 X = K + diag(lam) Q for Q-Delta):
     A = strict_lower(diag(beta) (Gamma o X K^T)),  Gamma_ij = exp(G_i - G_j)
     T = (I + A)^-1,  W = T diag(beta e^G) X,  U = T diag(beta) V
-The inverse is built from four BC = BT/4 diagonal blocks (row recurrence) joined by block products.
+The inverse is built from four BC = BT/4 diagonal blocks (row recurrence) joined by block products;
+A, W and U are whole-chunk tensor-core products.
 
 The backward never applies tl.trans to an fp32 tile or to a dot result: T^T is loaded through transposed
 addresses and the transposed [BT, BT] products (dT^T, dA^T) get their own tl.dot. On Hopper with Triton
@@ -45,15 +46,10 @@ def _probe_rows(q, k, lam, tok, m, i_h, offs_k, H: tl.constexpr, K: tl.constexpr
 
 
 @triton.jit
-def _scaled_block(a, beta_i, gi, gj, DIAG: tl.constexpr, BC: tl.constexpr):
-    """beta_i exp(G_i - G_j) a_ij, strictly lower on diagonal blocks."""
-    d = gi[:, None] - gj[None, :]
-    if DIAG:
-        r = tl.arange(0, BC)
-        keep = r[:, None] > r[None, :]
-        return tl.where(keep, a * beta_i[:, None] * tl.exp(tl.where(keep, d, 0.0)), 0.0)
-    else:
-        return a * beta_i[:, None] * tl.exp(d)
+def _load_block(t_io, tok, m, i_h, col0, H: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr):
+    """[BC, BC] fp32 sub-block at rows `tok`, columns col0 .. col0 + BC of a [*, H, BT] buffer."""
+    return tl.load(t_io + (tok[:, None] * H + i_h) * BT + col0 + tl.arange(0, BC)[None, :],
+                   mask=m[:, None], other=0.0)
 
 
 @triton.jit
@@ -62,75 +58,50 @@ def wy_fwd_kernel(
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, HAS_LAM: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
-    """Grid (chunk slots, B*H). Writes G (fp32), T (fp32 [*, H, BT]), W, U."""
+    """Grid (chunk slots, B*H). Writes G (fp32), T (fp32 [*, H, BT]), W, U.
+
+    A, W and U are whole-chunk [BT, *] products (one tensor-core dot per key/value block). The inverse
+    works on BC x BC sub-blocks, which need A split into blocks: A goes through the program's own rows
+    of t_out (scratch, later overwritten by T) with barriers between the write and the reads.
+    """
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     t0, t1, slot = chunk_span(i_c, i_b, T, NT, chunk_table, IS_VARLEN, BT)
+    r = tl.arange(0, BT)
+    tok = t0 + r
+    m = tok < t1
+    dt = k.dtype.element_ty
+
+    gk = tl.cumsum(load_gate(g, tok, m, i_h, H), 0)
+    tl.store(gc_out + tok * H + i_h, gk, mask=m)
+    b = load_gate(beta, tok, m, i_h, H)
+
+    # A = strict_lower(diag(beta) (Gamma o X K^T))
+    a = tl.zeros([BT, BT], tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        offs_k = i_k * BK + tl.arange(0, BK)
+        kr, xr = _probe_rows(q, k, lam, tok, m, i_h, offs_k, H, K, HAS_LAM)
+        a += tl.dot(xr.to(dt), tl.trans(kr.to(dt)), input_precision=DOT_PREC)
+    strict = (r[:, None] > r[None, :]) & m[:, None] & m[None, :]
+    a = tl.where(strict, a * b[:, None] * tl.exp(tl.where(strict, gk[:, None] - gk[None, :], 0.0)), 0.0)
+    store_rows(t_out, a, tok, m, i_h, H, BT, r)
+    tl.debug_barrier()
+
+    # T = (I + A)^-1 by blocks: T_ii = inv(I + A_ii), T_ij = -T_ii sum_{j<=l<i} A_il T_lj.
     BC: tl.constexpr = BT // 4
     rc = tl.arange(0, BC)
     tk0, tk1, tk2, tk3 = t0 + rc, t0 + BC + rc, t0 + 2 * BC + rc, t0 + 3 * BC + rc
     m0, m1, m2, m3 = tk0 < t1, tk1 < t1, tk2 < t1, tk3 < t1
-
-    g0, g1 = load_gate(g, tk0, m0, i_h, H), load_gate(g, tk1, m1, i_h, H)
-    g2, g3 = load_gate(g, tk2, m2, i_h, H), load_gate(g, tk3, m3, i_h, H)
-    c0 = tl.cumsum(g0, 0)
-    c1 = tl.cumsum(g1, 0) + tl.sum(g0, 0)
-    c2 = tl.cumsum(g2, 0) + tl.sum(g0, 0) + tl.sum(g1, 0)
-    c3 = tl.cumsum(g3, 0) + tl.sum(g0, 0) + tl.sum(g1, 0) + tl.sum(g2, 0)
-    tl.store(gc_out + tk0 * H + i_h, c0, mask=m0)
-    tl.store(gc_out + tk1 * H + i_h, c1, mask=m1)
-    tl.store(gc_out + tk2 * H + i_h, c2, mask=m2)
-    tl.store(gc_out + tk3 * H + i_h, c3, mask=m3)
-    b0, b1 = load_gate(beta, tk0, m0, i_h, H), load_gate(beta, tk1, m1, i_h, H)
-    b2, b3 = load_gate(beta, tk2, m2, i_h, H), load_gate(beta, tk3, m3, i_h, H)
-
-    # A blocks (a_rc = X_r K_c^T), accumulated over the key dimension.
-    a00 = tl.zeros([BC, BC], tl.float32)
-    a10 = tl.zeros([BC, BC], tl.float32)
-    a11 = tl.zeros([BC, BC], tl.float32)
-    a20 = tl.zeros([BC, BC], tl.float32)
-    a21 = tl.zeros([BC, BC], tl.float32)
-    a22 = tl.zeros([BC, BC], tl.float32)
-    a30 = tl.zeros([BC, BC], tl.float32)
-    a31 = tl.zeros([BC, BC], tl.float32)
-    a32 = tl.zeros([BC, BC], tl.float32)
-    a33 = tl.zeros([BC, BC], tl.float32)
-    dt = k.dtype.element_ty
-    for i_k in range(0, tl.cdiv(K, BK)):
-        offs_k = i_k * BK + tl.arange(0, BK)
-        k0, x0 = _probe_rows(q, k, lam, tk0, m0, i_h, offs_k, H, K, HAS_LAM)
-        k1, x1 = _probe_rows(q, k, lam, tk1, m1, i_h, offs_k, H, K, HAS_LAM)
-        k2, x2 = _probe_rows(q, k, lam, tk2, m2, i_h, offs_k, H, K, HAS_LAM)
-        k3, x3 = _probe_rows(q, k, lam, tk3, m3, i_h, offs_k, H, K, HAS_LAM)
-        k0t, k1t, k2t = tl.trans(k0.to(dt)), tl.trans(k1.to(dt)), tl.trans(k2.to(dt))
-        k3t = tl.trans(k3.to(dt))
-        x0, x1, x2, x3 = x0.to(dt), x1.to(dt), x2.to(dt), x3.to(dt)
-        a00 += tl.dot(x0, k0t, input_precision=DOT_PREC)
-        a10 += tl.dot(x1, k0t, input_precision=DOT_PREC)
-        a11 += tl.dot(x1, k1t, input_precision=DOT_PREC)
-        a20 += tl.dot(x2, k0t, input_precision=DOT_PREC)
-        a21 += tl.dot(x2, k1t, input_precision=DOT_PREC)
-        a22 += tl.dot(x2, k2t, input_precision=DOT_PREC)
-        a30 += tl.dot(x3, k0t, input_precision=DOT_PREC)
-        a31 += tl.dot(x3, k1t, input_precision=DOT_PREC)
-        a32 += tl.dot(x3, k2t, input_precision=DOT_PREC)
-        a33 += tl.dot(x3, k3t, input_precision=DOT_PREC)
-    a00 = _scaled_block(a00, b0, c0, c0, True, BC)
-    a11 = _scaled_block(a11, b1, c1, c1, True, BC)
-    a22 = _scaled_block(a22, b2, c2, c2, True, BC)
-    a33 = _scaled_block(a33, b3, c3, c3, True, BC)
-    a10 = _scaled_block(a10, b1, c1, c0, False, BC)
-    a20 = _scaled_block(a20, b2, c2, c0, False, BC)
-    a21 = _scaled_block(a21, b2, c2, c1, False, BC)
-    a30 = _scaled_block(a30, b3, c3, c0, False, BC)
-    a31 = _scaled_block(a31, b3, c3, c1, False, BC)
-    a32 = _scaled_block(a32, b3, c3, c2, False, BC)
-
-    # T = (I + A)^-1 by blocks: T_ii = inv(L_ii), T_ij = -T_ii sum_{j<=l<i} A_il T_lj.
-    t00 = _inv_unit_lower(a00, BC)
-    t11 = _inv_unit_lower(a11, BC)
-    t22 = _inv_unit_lower(a22, BC)
-    t33 = _inv_unit_lower(a33, BC)
+    a10 = _load_block(t_out, tk1, m1, i_h, 0, H, BT, BC)
+    a20 = _load_block(t_out, tk2, m2, i_h, 0, H, BT, BC)
+    a21 = _load_block(t_out, tk2, m2, i_h, BC, H, BT, BC)
+    a30 = _load_block(t_out, tk3, m3, i_h, 0, H, BT, BC)
+    a31 = _load_block(t_out, tk3, m3, i_h, BC, H, BT, BC)
+    a32 = _load_block(t_out, tk3, m3, i_h, 2 * BC, H, BT, BC)
+    t00 = _inv_unit_lower(_load_block(t_out, tk0, m0, i_h, 0, H, BT, BC), BC)
+    t11 = _inv_unit_lower(_load_block(t_out, tk1, m1, i_h, BC, H, BT, BC), BC)
+    t22 = _inv_unit_lower(_load_block(t_out, tk2, m2, i_h, 2 * BC, H, BT, BC), BC)
+    t33 = _inv_unit_lower(_load_block(t_out, tk3, m3, i_h, 3 * BC, H, BT, BC), BC)
     t10 = -tl.dot(t11, tl.dot(a10, t00, input_precision=DOT_PREC), input_precision=DOT_PREC)
     t21 = -tl.dot(t22, tl.dot(a21, t11, input_precision=DOT_PREC), input_precision=DOT_PREC)
     t32 = -tl.dot(t33, tl.dot(a32, t22, input_precision=DOT_PREC), input_precision=DOT_PREC)
@@ -141,6 +112,7 @@ def wy_fwd_kernel(
     t30 = -tl.dot(t33, tl.dot(a30, t00, input_precision=DOT_PREC)
                   + tl.dot(a31, t10, input_precision=DOT_PREC)
                   + tl.dot(a32, t20, input_precision=DOT_PREC), input_precision=DOT_PREC)
+    tl.debug_barrier()  # every read of A is done before T overwrites it
     zero = tl.zeros([BC, BC], tl.float32)
     store_rows(t_out, t00, tk0, m0, i_h, H, BT, rc)
     store_rows(t_out, zero, tk0, m0, i_h, H, BT, BC + rc)
@@ -158,47 +130,20 @@ def wy_fwd_kernel(
     store_rows(t_out, t31, tk3, m3, i_h, H, BT, BC + rc)
     store_rows(t_out, t32, tk3, m3, i_h, H, BT, 2 * BC + rc)
     store_rows(t_out, t33, tk3, m3, i_h, H, BT, 3 * BC + rc)
+    tl.debug_barrier()
 
-    t00, t10, t11 = t00.to(dt), t10.to(dt), t11.to(dt)
-    t20, t21, t22 = t20.to(dt), t21.to(dt), t22.to(dt)
-    t30, t31, t32, t33 = t30.to(dt), t31.to(dt), t32.to(dt), t33.to(dt)
-    # W = T diag(beta e^G) X
-    s0, s1, s2, s3 = b0 * tl.exp(c0), b1 * tl.exp(c1), b2 * tl.exp(c2), b3 * tl.exp(c3)
+    # W = T diag(beta e^G) X,  U = T diag(beta) V: whole-chunk products with T in the input dtype.
+    tm = load_rows(t_out, tok, m, i_h, H, BT, r).to(dt)
+    s = b * tl.where(m, tl.exp(gk), 0.0)
     for i_k in range(0, tl.cdiv(K, BK)):
         offs_k = i_k * BK + tl.arange(0, BK)
-        kx0, x0 = _probe_rows(q, k, lam, tk0, m0, i_h, offs_k, H, K, HAS_LAM)
-        kx1, x1 = _probe_rows(q, k, lam, tk1, m1, i_h, offs_k, H, K, HAS_LAM)
-        kx2, x2 = _probe_rows(q, k, lam, tk2, m2, i_h, offs_k, H, K, HAS_LAM)
-        kx3, x3 = _probe_rows(q, k, lam, tk3, m3, i_h, offs_k, H, K, HAS_LAM)
-        y0, y1 = (x0 * s0[:, None]).to(dt), (x1 * s1[:, None]).to(dt)
-        y2, y3 = (x2 * s2[:, None]).to(dt), (x3 * s3[:, None]).to(dt)
-        w0 = tl.dot(t00, y0, input_precision=DOT_PREC)
-        w1 = tl.dot(t10, y0, input_precision=DOT_PREC) + tl.dot(t11, y1, input_precision=DOT_PREC)
-        w2 = (tl.dot(t20, y0, input_precision=DOT_PREC) + tl.dot(t21, y1, input_precision=DOT_PREC)
-              + tl.dot(t22, y2, input_precision=DOT_PREC))
-        w3 = (tl.dot(t30, y0, input_precision=DOT_PREC) + tl.dot(t31, y1, input_precision=DOT_PREC)
-              + tl.dot(t32, y2, input_precision=DOT_PREC) + tl.dot(t33, y3, input_precision=DOT_PREC))
-        store_rows(w_out, w0, tk0, m0, i_h, H, K, offs_k)
-        store_rows(w_out, w1, tk1, m1, i_h, H, K, offs_k)
-        store_rows(w_out, w2, tk2, m2, i_h, H, K, offs_k)
-        store_rows(w_out, w3, tk3, m3, i_h, H, K, offs_k)
-    # U = T diag(beta) V
+        kr, xr = _probe_rows(q, k, lam, tok, m, i_h, offs_k, H, K, HAS_LAM)
+        w = tl.dot(tm, (xr * s[:, None]).to(dt), input_precision=DOT_PREC)
+        store_rows(w_out, w, tok, m, i_h, H, K, offs_k)
     for i_v in range(0, tl.cdiv(V, BV)):
         offs_v = i_v * BV + tl.arange(0, BV)
-        y0 = (load_rows(v, tk0, m0, i_h, H, V, offs_v).to(tl.float32) * b0[:, None]).to(dt)
-        y1 = (load_rows(v, tk1, m1, i_h, H, V, offs_v).to(tl.float32) * b1[:, None]).to(dt)
-        y2 = (load_rows(v, tk2, m2, i_h, H, V, offs_v).to(tl.float32) * b2[:, None]).to(dt)
-        y3 = (load_rows(v, tk3, m3, i_h, H, V, offs_v).to(tl.float32) * b3[:, None]).to(dt)
-        u0 = tl.dot(t00, y0, input_precision=DOT_PREC)
-        u1 = tl.dot(t10, y0, input_precision=DOT_PREC) + tl.dot(t11, y1, input_precision=DOT_PREC)
-        u2 = (tl.dot(t20, y0, input_precision=DOT_PREC) + tl.dot(t21, y1, input_precision=DOT_PREC)
-              + tl.dot(t22, y2, input_precision=DOT_PREC))
-        u3 = (tl.dot(t30, y0, input_precision=DOT_PREC) + tl.dot(t31, y1, input_precision=DOT_PREC)
-              + tl.dot(t32, y2, input_precision=DOT_PREC) + tl.dot(t33, y3, input_precision=DOT_PREC))
-        store_rows(u_out, u0, tk0, m0, i_h, H, V, offs_v)
-        store_rows(u_out, u1, tk1, m1, i_h, H, V, offs_v)
-        store_rows(u_out, u2, tk2, m2, i_h, H, V, offs_v)
-        store_rows(u_out, u3, tk3, m3, i_h, H, V, offs_v)
+        y = (load_rows(v, tok, m, i_h, H, V, offs_v).to(tl.float32) * b[:, None]).to(dt)
+        store_rows(u_out, tl.dot(tm, y, input_precision=DOT_PREC), tok, m, i_h, H, V, offs_v)
 
 
 @triton.jit

@@ -1,0 +1,191 @@
+"""Kernel benchmark: linmem's Triton ops vs flash-linear-attention (fla) and SDPA flash attention.
+
+    python benchmarks/kernels.py [--quick] [--out benchmarks/results]
+
+Times forward and forward+backward (median of `triton.testing.do_bench`, bf16) in one process for:
+  ours: gla, gated_delta_rule, qdelta_rule, ccq_gla, ccq_gated_delta_rule (LINMEM backend forced to triton)
+  fla 0.6.0: chunk_gla, chunk_gated_delta_rule (fla refuses its gated backward on Hopper with Triton
+             3.4-3.7.0, a guard for a miscompile, fla issue #640; we switch the guard off for TIMING ONLY
+             and say so in the JSON)
+  SDPA: torch scaled_dot_product_attention, causal, flash backend
+at B*T = 32K tokens, T in {1K..32K}, H = 16, d_k = d_v = 128, and at the fla-1.3B layer shapes.
+Writes `kernels-<gpu>.json`; `benchmarks/plot_kernels.py` draws the plot from it.
+
+FLOP model (forward, per token and head, chunk C = 64, multiply-add = 2 FLOPs):
+  GLA:  2 (C d_k + C d_v + 2 d_k d_v)                    intra scores, intra PV, inter read, state update
+  GDN:  GLA + 2 (C d_k + C d_v + d_k d_v)                 + WY representation (A, W, U) and W S
+  CCQ:  backbone + 2 (C d_k + C d_k + 2 d_k d_k)          + the statistic pass with values = k (d_v := d_k)
+  SDPA: 2 * 2 * T d / 2 per query and head (causal half of QK^T and PV)
+Bytes (forward, minimum traffic): read q, k, v, gates; write o (bf16 activations, fp32 gates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+CHUNK = 64
+
+
+def make_inputs(op: str, batch: int, seq_len: int, heads: int, dk: int, dv: int, seed: int = 0):
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, device="cuda", generator=gen)
+
+    bf = torch.bfloat16
+    if op == "sdpa":
+        q, k, v = (randn(batch, heads, seq_len, dk).to(bf) for _ in range(3))
+        return dict(q=q, k=k, v=v)
+    q = F.normalize(randn(batch, seq_len, heads, dk), dim=-1).to(bf)
+    k = F.normalize(randn(batch, seq_len, heads, dk), dim=-1).to(bf)
+    v = randn(batch, seq_len, heads, dv).to(bf)
+    if "gla" in op:
+        gk = (F.logsigmoid(randn(batch, seq_len, heads, dk)) / 16).float()
+        inputs = dict(q=q, k=k, v=v, gk=gk)
+    else:
+        inputs = dict(q=q, k=k, v=v, g=F.logsigmoid(randn(batch, seq_len, heads) + 4).float(),
+                      beta=torch.sigmoid(randn(batch, seq_len, heads)).float())
+    if op in ("qdelta_rule", "ccq_gla", "ccq_gated_delta_rule"):
+        inputs["lam"] = (0.5 * torch.sigmoid(randn(batch, seq_len, heads))).float()
+    return inputs
+
+
+def op_function(op: str):
+    import linmem.kernels as K
+
+    if op == "sdpa":
+        return lambda q, k, v: (F.scaled_dot_product_attention(q, k, v, is_causal=True), None)
+    if op == "fla_chunk_gla":
+        from fla.ops.gla import chunk_gla
+
+        return lambda q, k, v, gk: chunk_gla(q, k, v, gk)
+    if op == "fla_chunk_gated_delta_rule":
+        import fla.ops.common.chunk_o as fla_chunk_o
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+
+        fla_chunk_o.IS_NVIDIA_HOPPER = False  # timing only: disables fla's #640 guard (see module docstring)
+        return lambda q, k, v, g, beta: chunk_gated_delta_rule(q, k, v, g, beta)
+    fn = getattr(K, op)
+    return lambda **kw: fn(**kw)
+
+
+def flops(op: str, tokens: int, heads: int, dk: int, dv: int, seq_len: int) -> float:
+    gla = 2 * (CHUNK * dk + CHUNK * dv + 2 * dk * dv)
+    wy = 2 * (CHUNK * dk + CHUNK * dv + dk * dv)
+    ccq = 2 * (2 * CHUNK * dk + 2 * dk * dk)
+    per = {"sdpa": 2 * seq_len * dk, "gla": gla, "fla_chunk_gla": gla, "ccq_gla": gla + ccq,
+           "gated_delta_rule": gla + wy, "fla_chunk_gated_delta_rule": gla + wy, "qdelta_rule": gla + wy,
+           "ccq_gated_delta_rule": gla + wy + ccq}[op]
+    return float(tokens * heads * per)
+
+
+def traffic(inputs: dict, out_elems: int) -> float:
+    return float(sum(t.numel() * t.element_size() for t in inputs.values()) + 2 * out_elems)
+
+
+def time_op(op: str, batch: int, seq_len: int, heads: int, dk: int, dv: int) -> dict:
+    from triton.testing import do_bench
+
+    from linmem.kernels import use_backend
+
+    inputs = make_inputs(op, batch, seq_len, heads, dk, dv)
+    fn = op_function(op)
+    row = dict(op=op, T=seq_len, B=batch, H=heads, dk=dk, dv=dv)
+    try:
+        with use_backend("triton"):
+            with torch.no_grad():
+                fwd = do_bench(lambda: fn(**inputs), warmup=25, rep=100, return_mode="median")
+            for t in inputs.values():
+                t.requires_grad_(True)
+            out = fn(**inputs)[0]
+            grad_out = torch.randn_like(out)
+
+            def fwd_bwd():
+                for t in inputs.values():
+                    t.grad = None
+                fn(**inputs)[0].backward(grad_out)
+
+            both = do_bench(fwd_bwd, warmup=25, rep=100, return_mode="median")
+        row.update(fwd_ms=fwd, fwdbwd_ms=both,
+                   fwd_tflops=flops(op, batch * seq_len, heads, dk, dv, seq_len) / fwd * 1e-9,
+                   fwd_gbps=traffic(inputs, out.numel()) / fwd * 1e-6)
+    except Exception as error:  # recorded, not hidden: a failing op shows up in the table and the JSON
+        row.update(error=f"{type(error).__name__}: {str(error)[:300]}")
+    del inputs
+    torch.cuda.empty_cache()
+    return row
+
+
+OURS = ["gla", "ccq_gla", "gated_delta_rule", "qdelta_rule", "ccq_gated_delta_rule"]
+PEERS = ["fla_chunk_gla", "fla_chunk_gated_delta_rule", "sdpa"]
+
+
+def add_ratios(rows: list[dict]) -> None:
+    index = {(r["op"], r["T"], r["H"], r["dk"], r["dv"]): r for r in rows}
+
+    def ratio(row, other, key):
+        ref = index.get((other, row["T"], row["H"], row["dk"], row["dv"]))
+        if ref and key in ref and key in row:
+            return row[key] / ref[key]
+        return None
+
+    for row in rows:
+        fla_peer = "fla_chunk_gla" if "gla" in row["op"] else "fla_chunk_gated_delta_rule"
+        backbone = "gla" if "gla" in row["op"] else "gated_delta_rule"
+        for key in ("fwd_ms", "fwdbwd_ms"):
+            tag = key.split("_")[0]
+            row[f"{tag}_vs_fla"] = ratio(row, fla_peer, key)
+            row[f"{tag}_vs_sdpa"] = ratio(row, "sdpa", key)
+            row[f"{tag}_vs_our_backbone"] = ratio(row, backbone, key)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="T in {2K, 8K} only")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    import triton
+    import transformers
+
+    seq_lens = [2048, 8192] if args.quick else [1024, 2048, 4096, 8192, 16384, 32768]
+    rows = []
+    for seq_len in seq_lens:
+        for op in OURS + PEERS:
+            rows.append(time_op(op, 32768 // seq_len, seq_len, 16, 128, 128))
+            print(json.dumps(rows[-1]), flush=True)
+    # fla-1.3B layer shapes at T = 4K (B = 8)
+    for op, heads, dk, dv in (("gated_delta_rule", 6, 256, 512), ("fla_chunk_gated_delta_rule", 6, 256, 512),
+                              ("ccq_gated_delta_rule", 6, 256, 512), ("qdelta_rule", 6, 256, 512),
+                              ("gla", 4, 256, 512), ("fla_chunk_gla", 4, 256, 512), ("ccq_gla", 4, 256, 512)):
+        rows.append(time_op(op, 8, 4096, heads, dk, dv))
+        print(json.dumps(rows[-1]), flush=True)
+    add_ratios(rows)
+    try:
+        import fla
+        fla_version = getattr(fla, "__version__", "0.6.0")
+    except ImportError:
+        fla_version = None
+    result = {
+        "device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+        "transformers": transformers.__version__, "fla": fla_version, "python": platform.python_version(),
+        "dtype": "bfloat16", "timer": "triton.testing.do_bench median, warmup 25 ms, rep 100 ms",
+        "notes": "fla chunk_gated_delta_rule backward timed with its Hopper/Triton<3.7.1 guard (fla #640) "
+                 "switched off: timing only, its gradients are not trusted on this stack.",
+        "rows": rows,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = torch.cuda.get_device_name().lower().replace("nvidia", "").strip().split()[0]
+    path = out / f"kernels-{name}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
