@@ -19,7 +19,7 @@ import torch
 import transformers
 
 import linmem
-from linmem import CCQConfig, CCQForCausalLM
+from linmem import CCQConfig, CCQForCausalLM, cache_of
 
 
 def config_340m(**overrides) -> CCQConfig:
@@ -54,8 +54,8 @@ def measure_decode(model, prompt_len: int, new_tokens: int) -> tuple[float, int,
     out = model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
     torch.cuda.synchronize()
     tps = (out.shape[1] - prompt_len) / (time.perf_counter() - start)
-    short = model(prompt[:, :16], use_cache=True).past_key_values.recurrent_state_bytes()
-    long = model(prompt, use_cache=True).past_key_values.recurrent_state_bytes()
+    short = cache_of(model(prompt[:, :16], use_cache=True)).recurrent_state_bytes()
+    long = cache_of(model(prompt, use_cache=True)).recurrent_state_bytes()
     return tps, short, long
 
 

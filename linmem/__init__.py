@@ -15,6 +15,7 @@ from .modeling import (
     LinmemPreTrainedModel,
     QDeltaForCausalLM,
     QDeltaModel,
+    cache_of,
 )
 
 __version__ = "0.1.0"
@@ -36,5 +37,5 @@ for _config_class, (_model_class, _lm_class) in ARCHITECTURES.items():
 __all__ = [
     "LinmemConfig", "CCQConfig", "QDeltaConfig", "LinmemCache", "LinmemPreTrainedModel", "LinmemModel",
     "LinmemForCausalLM", "CCQModel", "CCQForCausalLM", "QDeltaModel", "QDeltaForCausalLM", "ARCHITECTURES",
-    "LORA_TARGET_MODULES",
+    "LORA_TARGET_MODULES", "cache_of",
 ]

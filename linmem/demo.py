@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .modeling.compat import cache_of
+
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
 
 
@@ -76,7 +78,7 @@ def timed_generation(model, tokenizer, prompt: str, new_tokens: int, device: tor
                                pad_token_id=tokenizer.pad_token_id)
     decode_s = time.perf_counter() - start
     decode_tps = (generated.shape[1] - inputs["input_ids"].shape[1]) / decode_s
-    return tokenizer.decode(generated[0], skip_special_tokens=True), prefill_tps, decode_tps, out.past_key_values
+    return tokenizer.decode(generated[0], skip_special_tokens=True), prefill_tps, decode_tps, cache_of(out)
 
 
 def run_demo(steps: int = 250, batch_size: int = 16, seq_len: int = 96, output_dir: str = "linmem-demo",

@@ -1,7 +1,19 @@
-"""Shared pytest set-up: GPU tests run only with `-m gpu` on a CUDA machine."""
+"""Shared pytest set-up: GPU tests run only with `-m gpu` on a CUDA machine.
 
-import pytest
+Without CUDA, the Triton kernels run under the interpreter. `triton.jit` decides between compiled and
+interpreted functions when a kernel module is imported, so TRITON_INTERPRET must be set here, before any
+test module (or a library such as fla) imports triton; setting it later leaves a mix of the two kinds of
+function and every launch fails with "Cannot call @triton.jit'd outside of the scope of a kernel".
+"""
+
+import os
+
 import torch
+
+if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):

@@ -10,6 +10,7 @@ import yaml
 from huggingface_hub import HfApi, ModelCard, hf_hub_download
 
 import linmem
+from linmem import cache_of
 from linmem.export.model_card import CARD_MARKER
 from linmem.export.state_size import state_size
 from tests.conftest_hub import LocalHub, local_hub  # noqa: F401  (fixture)
@@ -24,7 +25,7 @@ def _front_matter(text: str) -> dict:
 def _live_cache(model, length: int):
     ids = torch.randint(3, 96, (1, length), generator=torch.Generator().manual_seed(length))
     with torch.no_grad():
-        return model(ids, use_cache=True).past_key_values
+        return cache_of(model(ids, use_cache=True))
 
 
 @pytest.mark.parametrize("name, overrides", [

@@ -167,6 +167,27 @@ def test_gpu_varlen_bf16():
     compare(triton_gated_delta_rule, naive_gated_delta_rule, x, NAMES, cu_seqlens=cu, tol_o=5e-3, tol_g=1e-2)
 
 
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype,tol_o,tol_g", [(torch.float32, 1e-4, 1e-3), (torch.float16, 5e-3, 1e-2)])
+def test_gpu_chunk_fp32_fp16(dtype, tol_o, tol_g):
+    """fp32 inputs use IEEE dots (tight tolerance); fp16 the tensor-core path like bf16."""
+    x = make_inputs(1, 1000, 2, 128, 128, dtype=dtype, device="cuda", seed=11)
+    compare(triton_gated_delta_rule, naive_gated_delta_rule, x, NAMES, tol_o=tol_o, tol_g=tol_g)
+
+
+@gpu
+@needs_cuda
+def test_gpu_decode_step_matches_chunk_bf16():
+    x = {n: t.detach() for n, t in make_inputs(2, 64, 4, 128, 128, dtype=torch.bfloat16, device="cuda",
+                                               seed=12).items()}
+    o, s = triton_gated_delta_rule(*(x[n] for n in GATES), initial_state=x["initial_state"], output_final_state=True)
+    state = x["initial_state"].clone()
+    steps = [triton_gated_delta_rule_step(*(x[n][:, t:t + 1] for n in GATES), initial_state=state,
+                                          output_final_state=True)[0] for t in range(64)]
+    assert relative_rms(torch.cat(steps, 1), o) <= 5e-3 and relative_rms(state, s) <= 5e-3
+
+
 @cpu_only
 @pytest.mark.parametrize("center", [False, True])
 def test_ccq_gdn_matches_naive(center):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from linmem import LinmemCache
+from linmem import LinmemCache, cache_of
 
 from .variants import VARIANTS, make_model
 
@@ -28,7 +28,7 @@ def test_prefill_equals_token_by_token_decode(name):
     cache, steps = None, []
     for t in range(12):
         out = model(x[:, t : t + 1], past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
+        cache = cache_of(out)
         steps.append(out.logits)
     # then a chunk that crosses the 64 boundary, then single tokens again
     for start, stop in ((12, 67), (67, 68), (68, 69), (69, 70)):
@@ -104,7 +104,7 @@ def test_save_load_round_trip_is_exact(name, tmp_path):
 def test_cache_rules():
     model = make_model("ccq-gdn-hybrid")
     out = model(ids(1, 5), use_cache=True)
-    cache = out.past_key_values
+    cache = cache_of(out)
     assert cache.get_seq_length() == 5
     with pytest.raises(NotImplementedError, match="cannot be cropped"):
         cache.crop(3)
@@ -114,8 +114,8 @@ def test_cache_rules():
 
 def test_recurrent_state_size_is_independent_of_context_length():
     model = make_model("ccq-gdn")
-    short = model(ids(1, 5), use_cache=True).past_key_values.recurrent_state_bytes()
-    long = model(ids(1, 150), use_cache=True).past_key_values.recurrent_state_bytes()
+    short = cache_of(model(ids(1, 5), use_cache=True)).recurrent_state_bytes()
+    long = cache_of(model(ids(1, 150), use_cache=True)).recurrent_state_bytes()
     assert short == long > 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..modeling.compat import cache_of
 from .alignment import capture_teacher_attention, layer_alignment_losses
 from .convert import build_model
 from .fla import plan_fla
@@ -77,7 +78,7 @@ def _logit_checks(reference, converted, vocab: int, seq_len: int, new_tokens: in
         cache, outputs = None, []
         for t in range(steps):
             step = model(input_ids=ids[:, t:t + 1], past_key_values=cache, use_cache=True)
-            cache = step.past_key_values
+            cache = cache_of(step)
             outputs.append(step.logits)
         decoded[label] = torch.cat(outputs, 1)
     checks.append(_check(f"token-by-token decode logits ({steps} steps)",

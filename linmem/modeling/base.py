@@ -19,6 +19,7 @@ from ..configuration.base import LinmemConfig
 from .attention import SoftmaxAttention
 from .block import LinmemBlock
 from .cache import LinmemCache
+from .compat import cache_argument, cache_of, with_cache
 from .layers import RMSNorm, ShortConvolution
 from .padding import TokenLayout
 
@@ -136,6 +137,7 @@ class LinmemModel(LinmemPreTrainedModel):
     ) -> BaseModelOutputWithPast | tuple:
         """input_ids [B, T] (or inputs_embeds [B, T, hidden]); attention_mask [B, T] or [B, past + T]."""
         _validate_input_ids(input_ids, inputs_embeds)
+        past_key_values = cache_argument(past_key_values, kwargs)
         if past_key_values is not None and not isinstance(past_key_values, LinmemCache):
             raise TypeError(
                 f"`past_key_values` must be a LinmemCache (returned by this model), got {type(past_key_values).__name__}"
@@ -170,8 +172,8 @@ class LinmemModel(LinmemPreTrainedModel):
 
         if not return_dict:
             return tuple(v for v in (hidden_states, cache, all_hidden_states) if v is not None)
-        return BaseModelOutputWithPast(last_hidden_state=hidden_states, past_key_values=cache,
-                                       hidden_states=all_hidden_states)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, hidden_states=all_hidden_states,
+                                       **with_cache(cache))
 
 
 class LinmemForCausalLM(LinmemPreTrainedModel, GenerationMixin):
@@ -203,12 +205,12 @@ class LinmemForCausalLM(LinmemPreTrainedModel, GenerationMixin):
                                       inputs_embeds=None, **kwargs):
         # Feed only the positions the recurrent state has not consumed yet (robust across versions
         # whatever slicing `generate` asks for).
+        cache = cache_argument(past_key_values, kwargs)
         model_inputs = super().prepare_inputs_for_generation(
-            input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds, **kwargs,
+            input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **with_cache(cache), **kwargs,
         )
-        if isinstance(past_key_values, LinmemCache) and past_key_values.get_seq_length() > 0:
-            consumed = past_key_values.get_seq_length()
+        if isinstance(cache, LinmemCache) and cache.get_seq_length() > 0:
+            consumed = cache.get_seq_length()
             if model_inputs.get("input_ids") is not None and input_ids.shape[1] > consumed:
                 model_inputs["input_ids"] = input_ids[:, consumed:].contiguous()
                 model_inputs.pop("inputs_embeds", None)
@@ -230,6 +232,7 @@ class LinmemForCausalLM(LinmemPreTrainedModel, GenerationMixin):
     ) -> CausalLMOutputWithPast | tuple:
         """Logits [B, T', vocab] (T' = T, or logits_to_keep); loss when labels [B, T] are given (-100 ignored)."""
         return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        past_key_values = cache_argument(past_key_values, kwargs)
         outputs = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
@@ -244,8 +247,8 @@ class LinmemForCausalLM(LinmemPreTrainedModel, GenerationMixin):
                 raise ValueError(f"`labels` must have shape {tuple(hidden_states.shape[:2])}, got {tuple(labels.shape)}")
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
         if not return_dict:
-            output = (logits, outputs.past_key_values, outputs.hidden_states)
+            output = (logits, cache_of(outputs), outputs.hidden_states)
             output = tuple(v for v in output if v is not None)
             return (loss,) + output if loss is not None else output
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=outputs.past_key_values,
-                                      hidden_states=outputs.hidden_states)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=outputs.hidden_states,
+                                      **with_cache(cache_of(outputs)))

@@ -1,20 +1,25 @@
 """CCQ statistic pass on Triton, shared by CCQ-GLA and CCQ-GDN (specs/ccq.md, "Chunkwise form").
 
 With unit keys k̂ and a scalar log decay g_t = log γ_t per head:
-    M_t = γ_t M_{t-1} + k̂_t k̂_tᵀ,  z_t = γ_t z_{t-1} + 1,  m_t = γ_t m_{t-1} + k̂_t (centring only)
-    u_t = M_t q_t.
-u is a linear attention with values := keys := k̂ and read scale 1; z and m are the same recurrence with
-query = key = 1 and values [k̂, 1]. Both run on the chunked GLA kernels (triton_gla_chunked) with the
-scalar decay broadcast over channels, which is exact; gradients flow to q, k̂, g and the initial
-statistics through that kernel's autograd. `ccq_contract_query` then forms
-    q̃ = q − λ (u / z − μ (μ · q)),  μ = m / z  (the μ term only with centring).
+    M_t = γ_t M_{t-1} + k̂_t k̂_tᵀ,  z_t = γ_t z_{t-1} + 1,  m_t = γ_t m_{t-1} + k̂_t (centring only),
+    q̃_t = q_t − λ_t (M_t q_t / z_t − μ_t (μ_t · q_t)),  μ_t = m_t / z_t (the μ term only with centring).
+One dedicated scalar-decay kernel (triton_stats_kernels.py) computes q̃ directly, plus the final M, z, m.
+Backward (CCQStatsFunction): the elementwise part (u, z, m -> q̃) in one prep kernel; M_tᵀ du_t (the q
+gradient through M) is the forward kernel again with query du and initial state M0ᵀ; the reverse kernel gives
+k̂'s gradient, the decay "writer" terms and the initial-state gradients. The log-decay gradient is, per sequence,
+    dg_j = sum_{t >= j} (du_t·u_t + dz_t z_t + dm_t·m_t − k̂_t·dk̂_t^{value} − zw_t)   (+ final-state terms),
+a reverse cumulative sum done in torch (float64 for varlen, where it runs across sequences).
 """
 
 from __future__ import annotations
 
 import torch
+import triton
 
-from ..gla.triton_chunk import DEFAULT_CHUNK_SIZE, triton_gla_chunked
+from ..gla.triton_layout import ChunkLayout
+from .triton_stats_kernels import ccq_stats_bwd_kernel, ccq_stats_bwd_prep_kernel, ccq_stats_fwd_kernel
+
+DEFAULT_CHUNK_SIZE = 64
 
 
 def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -23,45 +28,129 @@ def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x * torch.rsqrt((x * x).sum(-1, keepdim=True) + eps)
 
 
-def triton_ccq_stats(
-    q: torch.Tensor, khat: torch.Tensor, g: torch.Tensor, *,
-    M0: torch.Tensor | None = None, z0: torch.Tensor | None = None, m0: torch.Tensor | None = None,
-    center: bool = False, output_final_state: bool = False, cu_seqlens: torch.Tensor | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-):
-    """q, khat [B, T, H, K] (same dtype), g [B, T, H] log γ (<= 0).
+def _tiles(K: int) -> tuple[int, int, int]:
+    """(KP, BV, num_warps): padded key dim, column block of M per program, warps."""
+    kp = max(16, triton.next_power_of_2(K))
+    return kp, min(64, kp), 4 if kp <= 64 else 8
 
-    M0 [N, H, K, K], z0 [N, H], m0 [N, H, K] fp32 initial statistics (None = zeros).
-    Returns u [B, T, H, K] (q.dtype), z [B, T, H] fp32, m [B, T, H, K] fp32 or None, and
-    (M_T, z_T, m_T or None) fp32 when output_final_state, else None.
-    """
+
+def _prec(dtype: torch.dtype) -> str:
+    return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
+
+
+def _nan(shape, like: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    return torch.full(shape, float("nan"), device=like.device, dtype=dtype)
+
+
+def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, raw_u: bool, save: bool,
+                   store_final: bool):
+    """-> out [B,T,H,K] (q̃ in q.dtype, or u fp32 when raw_u), saved (u, z, m) or None, finals or None."""
     B, T, H, K = q.shape
-    gk = g.float()[..., None].expand(B, T, H, K).contiguous()
-    # The GLA read is S^T q, so its state is S = M^T (M is symmetric in value, not in its gradient).
-    u, S_T = triton_gla_chunked(q, khat.to(q.dtype), khat.to(q.dtype), gk, scale=1.0,
-                                initial_state=M0.transpose(-1, -2) if M0 is not None else None,
-                                output_final_state=output_final_state, cu_seqlens=cu_seqlens,
-                                chunk_size=chunk_size)
-    M_T = S_T.transpose(-1, -2) if S_T is not None else None
-    ones = torch.ones(B, T, H, 1, device=q.device, dtype=torch.float32)
-    vals = torch.cat([khat.float(), ones], -1) if center else ones
-    init = None
-    if z0 is not None or (center and m0 is not None):
-        N = (M0.shape[0] if M0 is not None else (z0 if z0 is not None else m0).shape[0])
-        z_init = z0.float() if z0 is not None else torch.zeros(N, H, device=q.device)
-        parts = [z_init[..., None]]
-        if center:
-            parts.insert(0, m0.float() if m0 is not None else torch.zeros(N, H, K, device=q.device))
-        init = torch.cat(parts, -1)[:, :, None, :]
-    zm, zm_T = triton_gla_chunked(ones, ones, vals, g.float()[..., None].contiguous(), scale=1.0,
-                                  initial_state=init, output_final_state=output_final_state,
-                                  cu_seqlens=cu_seqlens, chunk_size=chunk_size)
-    z = zm[..., -1]
-    m = zm[..., :K] if center else None
-    finals = None
-    if output_final_state:
-        finals = (M_T, zm_T[:, :, 0, -1], zm_T[:, :, 0, :K] if center else None)
-    return u, z, m, finals
+    N = layout.n_seqs
+    kp, bv, nw = _tiles(K)
+    out = _nan((B, T, H, K), q, torch.float32 if raw_u else q.dtype)
+    u_s = _nan((B, T, H, K), q) if save else None
+    z_s = _nan((B, T, H), q) if save else None
+    m_s = _nan((B, T, H, K), q) if save and center else None
+    MT = _nan((N, H, K, K), q) if store_final else None
+    zT = _nan((N, H), q) if store_final else None
+    mT = _nan((N, H, K), q) if store_final and center else None
+    ccq_stats_fwd_kernel[(triton.cdiv(K, bv), N * H)](
+        q, k, g, lam, M0, z0, m0, out, u_s, z_s, m_s, MT, zT, mT,
+        layout.cu_seqlens, layout.chunk_offsets, T, layout.n_chunks,
+        H=H, K=K, BT=layout.chunk_size, KP=kp, BV=bv, HAS_M0=M0 is not None, HAS_Z0=z0 is not None,
+        HAS_MM0=m0 is not None, CENTER=center, RAW_U=raw_u, SAVE=save, STORE_FINAL=store_final,
+        IS_VARLEN=layout.is_varlen, PREC=_prec(q.dtype), num_warps=nw)
+    return out, ((u_s, z_s, m_s) if save else None), ((MT, zT, mT) if store_final else None)
+
+
+def _seq_reverse_cumsum(x: torch.Tensor, layout: ChunkLayout) -> torch.Tensor:
+    """x [B, T, H] -> sum over the later-or-equal tokens of the same sequence (no host sync)."""
+    if not layout.is_varlen:
+        return x.flip(1).cumsum(1).flip(1)
+    x64 = x[0].double()  # [T, H]; float64 because the sum runs across sequences and is differenced
+    rc = torch.cat([x64.flip(0).cumsum(0).flip(0), x64.new_zeros(1, x64.shape[1])], 0)
+    cu = layout.cu_seqlens.to(torch.int64)
+    tok = torch.arange(x.shape[1], device=x.device)
+    seq_end = cu[torch.searchsorted(cu, tok, right=True)]
+    return (rc[:-1] - rc[seq_end]).to(x.dtype).unsqueeze(0)
+
+
+def _add_at_last_token(x: torch.Tensor, per_seq: torch.Tensor, layout: ChunkLayout) -> torch.Tensor:
+    """x [B, T, H] plus per_seq [N, H] at the last token of each non-empty sequence."""
+    if not layout.is_varlen:
+        x = x.clone()
+        x[:, -1] += per_seq
+        return x
+    cu = layout.cu_seqlens.to(torch.int64)
+    nonempty = (cu[1:] > cu[:-1]).unsqueeze(-1)
+    last = (cu[1:] - 1).clamp(min=0)
+    return x.index_add(1, last, torch.where(nonempty, per_seq, 0).unsqueeze(0))
+
+
+class CCQStatsFunction(torch.autograd.Function):
+    """q̃ and the final (M, z, m); differentiable in q, k̂, g, lam, M0, z0, m0."""
+
+    @staticmethod
+    def forward(ctx, q, k, g, lam, M0, z0, m0, center, output_final_state, cu_seqlens, chunk_size):
+        B, T = q.shape[:2]
+        layout = ChunkLayout(B, T, cu_seqlens, chunk_size)
+        save = any(ctx.needs_input_grad[:7])
+        q_tilde, saved, finals = _stats_forward(q, k, g, lam, M0, z0, m0, layout, center, False, save,
+                                                output_final_state)
+        MT, zT, mT = finals if finals is not None else (None, None, None)
+        if save:
+            ctx.save_for_backward(q, k, g, lam, M0, z0, m0, *saved, MT, zT, mT)
+        ctx.layout, ctx.center = layout, center
+        ctx.set_materialize_grads(False)
+        return q_tilde, MT, zT, mT
+
+    @staticmethod
+    def backward(ctx, dqt, dMT, dzT, dmT):
+        q, k, g, lam, M0, z0, m0, u, z, m, MT, zT, mT = ctx.saved_tensors
+        layout, center = ctx.layout, ctx.center
+        B, T, H, K = q.shape
+        N = layout.n_seqs
+        kp, bv, nw = _tiles(K)
+        dqt = dqt.contiguous() if dqt is not None else torch.zeros_like(q)
+        du, dq, dm = _nan((B, T, H, K), q), _nan((B, T, H, K), q), _nan((B, T, H, K), q) if center else None
+        dz, dlam, reader = _nan((B, T, H), q), _nan((B, T, H), q), _nan((B, T, H), q)
+        prep_rows = 16
+        ccq_stats_bwd_prep_kernel[(triton.cdiv(B * T, prep_rows), H)](
+            dqt, q, lam, u, z, m, du, dz, dm, dq, dlam, reader, B * T,
+            H=H, K=K, BT=prep_rows, KP=kp, CENTER=center, num_warps=4)
+        # q's gradient through M: M_tᵀ du_t, i.e. the forward statistics with query du and state M0ᵀ
+        M0t = M0.transpose(-1, -2).contiguous() if M0 is not None else None
+        dq_M, _, _ = _stats_forward(du, k, g, lam, M0t, None, None, layout, False, True, False, False)
+        dq += dq_M
+        nb = triton.cdiv(K, bv)
+        dk_key = _nan((nb, B, T, H, K), q)
+        dk_val = _nan((B, T, H, K), q)
+        zw = _nan((B, T, H), q)
+        store_d0 = any(x is not None for x in (M0, z0, m0))
+        dM0 = _nan((N, H, K, K), q) if store_d0 else None
+        dz0 = _nan((N, H), q) if store_d0 else None
+        dm0 = _nan((N, H, K), q) if store_d0 and center else None
+        ccq_stats_bwd_kernel[(nb, N * H)](
+            q, k, g, du, dz, dm,
+            dMT.float().contiguous() if dMT is not None else None,
+            dzT.float().contiguous() if dzT is not None else None,
+            dmT.float().contiguous() if dmT is not None else None,
+            dk_key, dk_val, zw, dM0, dz0, dm0, layout.cu_seqlens, layout.chunk_offsets, T, layout.n_chunks, B * T,
+            H=H, K=K, BT=layout.chunk_size, KP=kp, BV=bv, CENTER=center, HAS_DMT=dMT is not None,
+            HAS_DZT=dzT is not None, HAS_DMMT=dmT is not None, STORE_D0=store_d0,
+            IS_VARLEN=layout.is_varlen, PREC=_prec(q.dtype), num_warps=nw)
+        dk = dk_key.sum(0) + dk_val
+        dG = reader - (k.float() * dk_val).sum(-1) - zw
+        final = torch.zeros(N, H, device=q.device, dtype=torch.float32)
+        for d, x in ((dMT, MT), (dzT, zT), (dmT, mT)):
+            if d is not None and x is not None:
+                final = final + (d.float() * x).reshape(N, H, -1).sum(-1)
+        dG = _add_at_last_token(dG, final, layout)
+        dg = _seq_reverse_cumsum(dG, layout)
+        return (dq.to(q.dtype), dk.to(k.dtype), dg.to(g.dtype), dlam.to(lam.dtype),
+                dM0 if M0 is not None else None, dz0 if z0 is not None else None,
+                dm0 if m0 is not None else None, None, None, None, None)
 
 
 def ccq_contract_query(
@@ -70,17 +159,21 @@ def ccq_contract_query(
     center: bool = False, output_final_state: bool = False, cu_seqlens: torch.Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ):
-    """q̃ = q − λ Σ_t q [B, T, H, K] (q.dtype) and the final statistics (as triton_ccq_stats).
+    """q̃ = q − λ Σ_t q [B, T, H, K] (q.dtype) and the final statistics (M_T [N, H, K, K], z_T [N, H],
+    m_T [N, H, K] or None; fp32) when output_final_state, else None.
 
-    khat [B, T, H, K] unit keys, g [B, T, H] log γ, lam [B, T, H].
+    q, khat [B, T, H, K] (khat unit keys, cast to q's dtype); g [B, T, H] log γ (<= 0); lam [B, T, H];
+    M0 [N, H, K, K], z0 [N, H], m0 [N, H, K] initial statistics (None = zeros; m0 used only with center).
+    chunk_size: 16, 32 or 64 (the small ones are for tests).
     """
-    u, z, m, finals = triton_ccq_stats(q, khat, g, M0=M0, z0=z0, m0=m0, center=center,
-                                       output_final_state=output_final_state, cu_seqlens=cu_seqlens,
-                                       chunk_size=chunk_size)
-    zz = z[..., None]
-    sigma_q = u.float() / zz
-    if center:
-        mu = m / zz
-        sigma_q = sigma_q - mu * (mu * q.float()).sum(-1, keepdim=True)
-    q_tilde = q.float() - lam.float()[..., None] * sigma_q
-    return q_tilde.to(q.dtype), finals
+    if chunk_size not in (16, 32, 64):
+        raise ValueError(f"chunk_size: expected 16, 32 or 64, got {chunk_size}")
+
+    def prep(x):
+        return x.float().contiguous() if x is not None else None
+
+    q_tilde, MT, zT, mT = CCQStatsFunction.apply(
+        q.contiguous(), khat.to(q.dtype).contiguous(), g.float().contiguous(), lam.contiguous(),
+        prep(M0), prep(z0), prep(m0) if center else None, bool(center), bool(output_final_state), cu_seqlens,
+        chunk_size)
+    return q_tilde, ((MT, zT, mT) if output_final_state else None)

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Everything linmem runs on a GPU host in one go: GPU tests, kernel benchmark, training throughput.
+#   OUT=results_dir bash benchmarks/run_gpu_suite.sh
+# Wheels for flash-linear-attention (the benchmark's peer) may be placed in .whl/ (no network needed).
+# Each stage has its own time limit and log, so a slow or failing stage never hides the others.
+set -uo pipefail
+OUT=${OUT:-benchmarks/results}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+fi
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
+$PY -c "import torch, triton, transformers; print(torch.__version__, triton.__version__, transformers.__version__)" >> "$OUT/gpu.txt"
+
+timeout "${TEST_S:-260}" $PY -m pytest -m gpu -q -rfE -p no:cacheprovider --timeout 200 \
+  tests/test_kernels_triton_gla.py tests/test_kernels_triton_gdn.py tests/test_kernels_triton_qdelta.py \
+  tests/test_kernels_triton_ccq_stats.py tests/test_model_gpu.py tests/test_hub_gpu.py \
+  > "$OUT/gpu_tests.log" 2>&1
+echo "gpu tests rc=$?" >> "$OUT/gpu.txt"
+
+timeout "${BENCH_S:-200}" $PY benchmarks/kernels.py ${BENCH_ARGS:-} --out "$OUT" > "$OUT/kernels.log" 2>&1
+echo "kernel benchmark rc=$?" >> "$OUT/gpu.txt"
+
+timeout "${TRAIN_S:-90}" $PY benchmarks/train_throughput.py --out "$OUT" > "$OUT/train.log" 2>&1
+echo "train throughput rc=$?" >> "$OUT/gpu.txt"
+cat "$OUT/gpu.txt"

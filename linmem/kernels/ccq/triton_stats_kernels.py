@@ -1,0 +1,220 @@
+"""Triton kernels of the CCQ statistic pass with a SCALAR per-head decay (forward and reverse).
+
+Per chunk of BT tokens, b = chunk-local inclusive cumsum of the log decay g (b <= 0, non-increasing),
+D_ti = e^{b_t - b_i} for i <= t (else 0; exponent <= 0), one [BT, BT] matrix per head. The state is
+S = Mᵀ (so u = M q reads as u_t = Sᵀ q_t) and a program owns the columns `blk` of S, i.e. the
+coordinates blk of u (they are independent given q):
+    u_t[blk] = e^{b_t} (q_t S_start[:, blk]) + sum_i (D ∘ Q K̂ᵀ)_ti k̂_i[blk]
+    z_t      = e^{b_t} z_start + sum_i D_ti,            m_t = e^{b_t} m_start + sum_i D_ti k̂_i
+    S_end    = e^{b_last} S_start + sum_i e^{b_last - b_i} k̂_i k̂_i[blk]ᵀ   (z, m alike)
+Each program runs the chunks of one (sequence, head) in order, so the state stays in registers.
+The reverse kernel runs the chunks backwards with the state gradient dS [K, BV] (dS_T = dM_Tᵀ).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from ..gla.triton_chunk_kernels import _put, _tile
+from ..gla.triton_layout import seq_span
+
+
+@triton.jit
+def _mm(a, b, DT: tl.constexpr, PREC: tl.constexpr):
+    return tl.dot(a.to(DT), b.to(DT), input_precision=PREC)
+
+
+@triton.jit
+def _chunk_decay(g, rows, rm, i_h, H: tl.constexpr, BT: tl.constexpr):
+    """b [BT] (masked rows carry b_last), D [BT, BT], e^b, e^{b_last}, w = e^{b_last - b} (0 when masked)."""
+    r = tl.arange(0, BT)
+    b = tl.cumsum(tl.load(g + rows * H + i_h, mask=rm, other=0.0).to(tl.float32), 0)
+    b_last = tl.sum(tl.where(r == BT - 1, b, 0.0), 0)  # masked rows add 0, so the last row holds b_last
+    causal = r[:, None] >= r[None, :]
+    D = tl.where(causal, tl.exp(tl.where(causal, b[:, None] - b[None, :], 0.0)), 0.0)
+    w = tl.where(rm, tl.exp(b_last - b), 0.0)
+    return D, tl.exp(b), tl.exp(b_last), w
+
+
+@triton.jit
+def ccq_stats_fwd_kernel(q, k, g, lam, M0, z0, m0, out, u_s, z_s, m_s, MT, zT, mT,
+                         cu_seqlens, chunk_offsets, T, NT,
+                         H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr, BV: tl.constexpr,
+                         HAS_M0: tl.constexpr, HAS_Z0: tl.constexpr, HAS_MM0: tl.constexpr, CENTER: tl.constexpr,
+                         RAW_U: tl.constexpr, SAVE: tl.constexpr, STORE_FINAL: tl.constexpr,
+                         IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """Grid (cdiv(K, BV), N*H). q, k [B*T, H, K]; g, lam [B*T, H]; M0 [N, H, K, K]; z0 [N, H]; m0 [N, H, K].
+
+    out [B*T, H, K]: q̃ = q − λ (u/z − μ (μ·q)) (μ = m/z, CENTER only), or u itself when RAW_U.
+    SAVE: u_s, m_s [B*T, H, K] fp32 and z_s [B*T, H] fp32 per token. STORE_FINAL: MT, zT, mT (fp32).
+    """
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, eos, _ = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
+    DT = q.dtype.element_ty
+    ck = tl.arange(0, KP)
+    cv = i_v * BV + tl.arange(0, BV)
+    one = tl.arange(0, 1)
+    lead_row = (tl.arange(0, BT) * 0 + i_v) == 0  # only column block 0 writes per-token / per-head scalars
+    lead_one = (one * 0 + i_v) == 0
+    # S[c, r] = M[r, c]: element (c, r) of the tile lives at M + r*K + c
+    s_off = i_nh.to(tl.int64) * K * K + cv[None, :] * K + ck[:, None]
+    s_mask = (ck < K)[:, None] & (cv < K)[None, :]
+    S = tl.zeros([KP, BV], tl.float32)
+    if HAS_M0:
+        S += tl.load(M0 + s_off, mask=s_mask, other=0.0)
+    zs = tl.zeros([1], tl.float32)
+    if HAS_Z0:
+        zs += tl.load(z0 + i_nh + one)
+    ms = tl.zeros([KP], tl.float32)
+    msv = tl.zeros([BV], tl.float32)
+    if CENTER and HAS_MM0:
+        ms += tl.load(m0 + i_nh.to(tl.int64) * K + ck, mask=ck < K, other=0.0)
+        msv += tl.load(m0 + i_nh.to(tl.int64) * K + cv, mask=cv < K, other=0.0)
+    for i in range(0, tl.cdiv(eos - bos, BT)):
+        t0 = bos + i * BT
+        rows = t0 + tl.arange(0, BT)
+        rm = rows < eos
+        qt = _tile(q, rows, rm, i_h, H, K, ck)
+        kt = _tile(k, rows, rm, i_h, H, K, ck)
+        kv = _tile(k, rows, rm, i_h, H, K, cv)
+        D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
+        A = _mm(qt, tl.trans(kt), DT, PREC) * D
+        u = eb[:, None] * _mm(qt, S, DT, PREC) + _mm(A, kv, DT, PREC)
+        z = eb * zs + tl.sum(D, 1)
+        if CENTER:
+            mv = eb[:, None] * msv[None, :] + _mm(D, kv, DT, PREC)
+        if RAW_U:
+            _put(out, u, rows, rm, i_h, H, K, cv)
+        else:
+            sig = u / z[:, None]
+            if CENTER:
+                mq = eb * tl.sum(qt * ms[None, :], 1) + tl.sum(A, 1)  # m_t · q_t
+                sig -= mv * (mq / (z * z))[:, None]
+            lt = tl.load(lam + rows * H + i_h, mask=rm, other=0.0).to(tl.float32)
+            qv = _tile(q, rows, rm, i_h, H, K, cv)
+            _put(out, qv - lt[:, None] * sig, rows, rm, i_h, H, K, cv)
+        if SAVE:
+            _put(u_s, u, rows, rm, i_h, H, K, cv)
+            tl.store(z_s + rows * H + i_h, z, mask=rm & lead_row)
+            if CENTER:
+                _put(m_s, mv, rows, rm, i_h, H, K, cv)
+        S = S * e_last + _mm(tl.trans(kt * w[:, None]), kv, DT, PREC)
+        zs = zs * e_last + tl.sum(w, 0)
+        if CENTER:
+            ms = ms * e_last + tl.sum(kt * w[:, None], 0)
+            msv = msv * e_last + tl.sum(kv * w[:, None], 0)
+    if STORE_FINAL:
+        tl.store(MT + s_off, S, mask=s_mask)
+        tl.store(zT + i_nh + one, zs, mask=lead_one)
+        if CENTER:
+            tl.store(mT + i_nh.to(tl.int64) * K + cv, msv, mask=cv < K)
+
+
+@triton.jit
+def ccq_stats_bwd_kernel(q, k, g, du, dz, dm, dMT, dzT, dmT, dk_key, dk_val, zw, dM0, dz0, dm0,
+                         cu_seqlens, chunk_offsets, T, NT, n_tok,
+                         H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr, BV: tl.constexpr,
+                         CENTER: tl.constexpr, HAS_DMT: tl.constexpr, HAS_DZT: tl.constexpr,
+                         HAS_DMMT: tl.constexpr, STORE_D0: tl.constexpr, IS_VARLEN: tl.constexpr,
+                         PREC: tl.constexpr):
+    """Grid (cdiv(K, BV), N*H). Reverse pass given du [B*T, H, K], dz [B*T, H], dm [B*T, H, K] (fp32 upstream
+    gradients of u_t, z_t, m_t) and the final-state gradients dMT, dzT, dmT.
+
+    dk_key [NB, B*T, H, K]: k̂'s gradient as the key of u, partial per column block (summed outside);
+    dk_val [B*T, H, K]: as the value of u (columns blk) plus through m; zw [B*T, H]: sum_{t>=i} w_ti dz_t
+    (the "writer" part of the log-decay gradient of z). STORE_D0: dM0, dz0, dm0 (gradients at the start).
+    """
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, eos, _ = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
+    ck = tl.arange(0, KP)
+    cv = i_v * BV + tl.arange(0, BV)
+    one = tl.arange(0, 1)
+    lead_row = (tl.arange(0, BT) * 0 + i_v) == 0  # only column block 0 writes per-token / per-head scalars
+    lead_one = (one * 0 + i_v) == 0
+    s_off = i_nh.to(tl.int64) * K * K + cv[None, :] * K + ck[:, None]
+    s_mask = (ck < K)[:, None] & (cv < K)[None, :]
+    dS = tl.zeros([KP, BV], tl.float32)
+    if HAS_DMT:
+        dS += tl.load(dMT + s_off, mask=s_mask, other=0.0)
+    dzs = tl.zeros([1], tl.float32)
+    if HAS_DZT:
+        dzs += tl.load(dzT + i_nh + one)
+    dms = tl.zeros([BV], tl.float32)
+    if CENTER and HAS_DMMT:
+        dms += tl.load(dmT + i_nh.to(tl.int64) * K + cv, mask=cv < K, other=0.0)
+    key_part = dk_key + i_v.to(tl.int64) * n_tok * H * K
+    n_ch = tl.cdiv(eos - bos, BT)
+    for j in range(0, n_ch):
+        t0 = bos + (n_ch - 1 - j) * BT
+        rows = t0 + tl.arange(0, BT)
+        rm = rows < eos
+        qt = _tile(q, rows, rm, i_h, H, K, ck)
+        kt = _tile(k, rows, rm, i_h, H, K, ck)
+        kv = _tile(k, rows, rm, i_h, H, K, cv)
+        duv = _tile(du, rows, rm, i_h, H, K, cv)
+        dzt = tl.load(dz + rows * H + i_h, mask=rm, other=0.0)
+        D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
+        A = _mm(qt, tl.trans(kt), tl.float32, PREC) * D
+        P = _mm(duv, tl.trans(kv), tl.float32, PREC) * D
+        dkk = _mm(tl.trans(P), qt, tl.float32, PREC) + w[:, None] * _mm(kv, tl.trans(dS), tl.float32, PREC)
+        dkv = _mm(tl.trans(A), duv, tl.float32, PREC) + w[:, None] * _mm(kt, dS, tl.float32, PREC)
+        if CENTER:
+            dmv = _tile(dm, rows, rm, i_h, H, K, cv)
+            dkv += _mm(tl.trans(D), dmv, tl.float32, PREC) + w[:, None] * dms[None, :]
+            dms = dms * e_last + tl.sum(eb[:, None] * dmv, 0)
+        _put(key_part, dkk, rows, rm, i_h, H, K, ck)
+        _put(dk_val, dkv, rows, rm, i_h, H, K, cv)
+        tl.store(zw + rows * H + i_h, tl.sum(D * dzt[:, None], 0) + w * dzs, mask=rm & lead_row)
+        dS = dS * e_last + _mm(tl.trans(qt * eb[:, None]), duv, tl.float32, PREC)
+        dzs = dzs * e_last + tl.sum(eb * dzt, 0)
+    if STORE_D0:
+        tl.store(dM0 + s_off, dS, mask=s_mask)
+        tl.store(dz0 + i_nh + one, dzs, mask=lead_one)
+        if CENTER:
+            tl.store(dm0 + i_nh.to(tl.int64) * K + cv, dms, mask=cv < K)
+
+
+@triton.jit
+def ccq_stats_bwd_prep_kernel(dqt, q, lam, u, z, m, du, dz, dm, dq, dlam, reader, n_tok,
+                              H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
+                              CENTER: tl.constexpr):
+    """Grid (cdiv(B*T, BT), H). Elementwise backward of q̃ = q − λ σ, σ = u/z − μ (μ·q), μ = m/z, per token:
+    du, dm [B*T, H, K] and dz [B*T, H] (fp32 upstream of the statistics), dq [B*T, H, K] (fp32, the direct
+    part), dlam [B*T, H] and reader [B*T, H] = du·u + dz z + dm·m (the log-decay "reader" term).
+    """
+    i_t, i_h = tl.program_id(0), tl.program_id(1)
+    rows = i_t.to(tl.int64) * BT + tl.arange(0, BT)
+    rm = rows < n_tok
+    ck = tl.arange(0, KP)
+    g_ = _tile(dqt, rows, rm, i_h, H, K, ck)
+    qt = _tile(q, rows, rm, i_h, H, K, ck)
+    ut = _tile(u, rows, rm, i_h, H, K, ck)
+    zt = tl.load(z + rows * H + i_h, mask=rm, other=1.0)
+    lt = tl.load(lam + rows * H + i_h, mask=rm, other=0.0).to(tl.float32)
+    dsig = -lt[:, None] * g_
+    dut = dsig / zt[:, None]
+    sig = ut / zt[:, None]
+    dzt = -tl.sum(dsig * ut, 1) / (zt * zt)
+    dqo = g_
+    rd = tl.sum(dut * ut, 1)
+    if CENTER:
+        mt = _tile(m, rows, rm, i_h, H, K, ck)
+        mu = mt / zt[:, None]
+        mq = tl.sum(mu * qt, 1)
+        sig -= mu * mq[:, None]
+        ds_mu = tl.sum(dsig * mu, 1)
+        dmu = -mq[:, None] * dsig - ds_mu[:, None] * qt
+        dmt = dmu / zt[:, None]
+        dqo -= ds_mu[:, None] * mu
+        dzt -= tl.sum(dmu * mt, 1) / (zt * zt)
+        rd += tl.sum(dmt * mt, 1)
+        _put(dm, dmt, rows, rm, i_h, H, K, ck)
+    rd += dzt * zt
+    _put(du, dut, rows, rm, i_h, H, K, ck)
+    _put(dq, dqo, rows, rm, i_h, H, K, ck)
+    tl.store(dz + rows * H + i_h, dzt, mask=rm)
+    tl.store(dlam + rows * H + i_h, -tl.sum(g_ * sig, 1), mask=rm)
+    tl.store(reader + rows * H + i_h, rd, mask=rm)
