@@ -14,7 +14,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
 $PY -c "import torch, triton, transformers; print(torch.__version__, triton.__version__, transformers.__version__)" >> "$OUT/gpu.txt"
 
-timeout "${TEST_S:-260}" $PY -m pytest -m gpu -q -rfE -p no:cacheprovider --timeout 200 \
+timeout "${TEST_S:-260}" $PY -m pytest -m gpu -q -s -rfE -p no:cacheprovider --timeout 200 \
   tests/test_kernels_triton_gla.py tests/test_kernels_triton_gdn.py tests/test_kernels_triton_qdelta.py \
   tests/test_kernels_triton_ccq_stats.py tests/test_model_gpu.py tests/test_hub_gpu.py \
   > "$OUT/gpu_tests.log" 2>&1
