@@ -145,45 +145,60 @@ def add_ratios(rows: list[dict]) -> None:
             row[f"{tag}_vs_our_backbone"] = ratio(row, backbone, key)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="T in {2K, 8K} only")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    args = parser.parse_args()
+def result_header() -> dict:
     import triton
     import transformers
 
-    seq_lens = [2048, 8192] if args.quick else [1024, 2048, 4096, 8192, 16384, 32768]
-    rows = []
-    for seq_len in seq_lens:
-        for op in OURS + PEERS:
-            rows.append(time_op(op, 32768 // seq_len, seq_len, 16, 128, 128))
-            print(json.dumps(rows[-1]), flush=True)
-    # fla-1.3B layer shapes at T = 4K (B = 8)
-    for op, heads, dk, dv in (("gated_delta_rule", 6, 256, 512), ("fla_chunk_gated_delta_rule", 6, 256, 512),
-                              ("ccq_gated_delta_rule", 6, 256, 512), ("qdelta_rule", 6, 256, 512),
-                              ("gla", 4, 256, 512), ("fla_chunk_gla", 4, 256, 512), ("ccq_gla", 4, 256, 512)):
-        rows.append(time_op(op, 8, 4096, heads, dk, dv))
-        print(json.dumps(rows[-1]), flush=True)
-    add_ratios(rows)
     try:
         import fla
         fla_version = getattr(fla, "__version__", "0.6.0")
     except ImportError:
         fla_version = None
-    result = {
+    return {
         "device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
         "transformers": transformers.__version__, "fla": fla_version, "python": platform.python_version(),
         "dtype": "bfloat16", "timer": "triton.testing.do_bench median, warmup 25 ms, rep 100 ms",
         "notes": "fla chunk_gated_delta_rule backward timed with its Hopper/Triton<3.7.1 guard (fla #640) "
                  "switched off: timing only, its gradients are not trusted on this stack.",
-        "rows": rows,
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="T in {2K, 8K} only")
+    parser.add_argument("--seq-lens", default=None, help="comma-separated T values (default 1K..32K)")
+    parser.add_argument("--ops", default=None, help=f"comma-separated subset of {PEERS + OURS}")
+    parser.add_argument("--no-fla-shapes", action="store_true", help="skip the fla-1.3B layer shapes")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+
+    if args.seq_lens:
+        seq_lens = [int(t) for t in args.seq_lens.split(",")]
+    else:
+        seq_lens = [2048, 8192] if args.quick else [1024, 2048, 4096, 8192, 16384, 32768]
+    ops = args.ops.split(",") if args.ops else PEERS + OURS  # peers first: their numbers anchor the ratios
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = torch.cuda.get_device_name().lower().replace("nvidia", "").strip().split()[0]
     path = out / f"kernels-{name}.json"
-    path.write_text(json.dumps(result, indent=2))
+    result = {**result_header(), "rows": []}
+    rows = result["rows"]
+
+    def record(row: dict) -> None:
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        add_ratios(rows)
+        path.write_text(json.dumps(result, indent=2))  # after every row: a stopped run keeps what it timed
+
+    for seq_len in seq_lens:
+        for op in ops:
+            record(time_op(op, 32768 // seq_len, seq_len, 16, 128, 128))
+    if not args.no_fla_shapes:  # fla-1.3B layer shapes at T = 4K (B = 8)
+        for op, heads, dk, dv in (("gated_delta_rule", 6, 256, 512), ("fla_chunk_gated_delta_rule", 6, 256, 512),
+                                  ("ccq_gated_delta_rule", 6, 256, 512), ("qdelta_rule", 6, 256, 512),
+                                  ("gla", 4, 256, 512), ("fla_chunk_gla", 4, 256, 512), ("ccq_gla", 4, 256, 512)):
+            if op in ops:
+                record(time_op(op, 8, 4096, heads, dk, dv))
     print(f"wrote {path}")
 
 
