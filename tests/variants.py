@@ -17,7 +17,9 @@ VARIANTS = {
     "ccq-gla-hybrid-window": lambda **kw: CCQConfig(backbone="gla", attn_layers=[0], attn_num_heads=2,
                                                     attn_window_size=5, **{**TINY, **kw}),
     "qdelta": lambda **kw: QDeltaConfig(**{**TINY, **kw}),
-    "qdelta-hybrid": lambda **kw: QDeltaConfig(attn_layers=[0], attn_num_heads=2, **{**TINY, **kw}),
+    # Qwen2/Qwen3-style: q/k/v biases everywhere, per-head q/k norm and a wider head in the softmax layer
+    "qdelta-hybrid": lambda **kw: QDeltaConfig(attn_layers=[0], attn_num_heads=2, attn_head_dim=24, qkv_bias=True,
+                                               attn_qk_norm=True, **{**TINY, **kw}),
     "qdelta-deltanet": lambda **kw: QDeltaConfig(use_decay=False, **{**TINY, **kw}),
 }
 
@@ -40,4 +42,8 @@ def make_model(name: str, dtype: torch.dtype = torch.float64, seed: int = 0, **o
                 param.normal_(0, 1.0)
             elif module_name.endswith("lamb_proj.weight"):
                 param.normal_(0, 0.3)
+            elif module_name.endswith(("q_proj.bias", "k_proj.bias", "v_proj.bias")):
+                param.normal_(0, 0.3)
+            elif module_name.endswith(("q_norm.weight", "k_norm.weight")):
+                param.uniform_(0.5, 1.5)
     return model

@@ -46,6 +46,10 @@ class LinmemConfig(PretrainedConfig):
         attn_layers: indices of layers that use softmax attention (hybrid models).
         attn_num_heads / attn_num_kv_heads: query / key-value heads of those layers (GQA when fewer kv heads).
         attn_window_size: sliding window of those layers (None: full causal attention).
+        attn_head_dim: head dimension of those layers (None: hidden_size // attn_num_heads; Qwen3-style
+            checkpoints use a wider one).
+        attn_qk_norm: per-head RMSNorm of q and k before RoPE in those layers (Qwen3, Gemma3).
+        qkv_bias: biases on the q, k, v projections of every layer, linear and softmax (Qwen2).
         rope_theta: RoPE base of those layers.
         max_position_embeddings: informative; recurrent layers have no length limit.
     """
@@ -74,6 +78,9 @@ class LinmemConfig(PretrainedConfig):
         attn_num_heads: int | None = None,
         attn_num_kv_heads: int | None = None,
         attn_window_size: int | None = None,
+        attn_head_dim: int | None = None,
+        attn_qk_norm: bool = False,
+        qkv_bias: bool = False,
         rope_theta: float = 10000.0,
         max_position_embeddings: int = 2048,
         use_cache: bool = True,
@@ -100,6 +107,9 @@ class LinmemConfig(PretrainedConfig):
         self.attn_num_heads = attn_num_heads if attn_num_heads is not None else num_heads
         self.attn_num_kv_heads = attn_num_kv_heads if attn_num_kv_heads is not None else self.attn_num_heads
         self.attn_window_size = attn_window_size
+        self.attn_head_dim = attn_head_dim if attn_head_dim is not None else hidden_size // self.attn_num_heads
+        self.attn_qk_norm = bool(attn_qk_norm)
+        self.qkv_bias = bool(qkv_bias)
         self.rope_theta = rope_theta
         self.max_position_embeddings = max_position_embeddings
         self.use_cache = use_cache
@@ -130,15 +140,11 @@ class LinmemConfig(PretrainedConfig):
             return self.intermediate_size
         return 256 * math.ceil(self.hidden_ratio * self.hidden_size / 256)
 
-    @property
-    def attn_head_dim(self) -> int:
-        return self.hidden_size // self.attn_num_heads
-
     # ---- validation --------------------------------------------------------------------------
     def validate_fields(self) -> None:
         """Raise a ValueError naming the first invalid field."""
         for field in ("vocab_size", "hidden_size", "num_hidden_layers", "num_heads", "head_dim", "conv_size",
-                      "attn_num_heads", "attn_num_kv_heads", "max_position_embeddings"):
+                      "attn_num_heads", "attn_num_kv_heads", "attn_head_dim", "max_position_embeddings"):
             value = getattr(self, field)
             _require(_positive_int(value), field, "a positive integer", value)
         _require(isinstance(self.expand_v, (int, float)) and self.expand_v > 0, "expand_v", "a positive number", self.expand_v)
@@ -155,12 +161,9 @@ class LinmemConfig(PretrainedConfig):
                      f"layer indices in [0, {self.num_hidden_layers})", self.attn_layers)
         _require(len(set(self.attn_layers)) == len(self.attn_layers), "attn_layers", "distinct indices", self.attn_layers)
         if self.attn_layers:
-            _require(self.hidden_size % self.attn_num_heads == 0, "attn_num_heads",
-                     f"a divisor of hidden_size={self.hidden_size}", self.attn_num_heads)
             _require(self.attn_num_heads % self.attn_num_kv_heads == 0, "attn_num_kv_heads",
                      f"a divisor of attn_num_heads={self.attn_num_heads}", self.attn_num_kv_heads)
-            _require(self.attn_head_dim % 2 == 0, "attn_num_heads",
-                     "a head count giving an even attention head dim (RoPE)", self.attn_num_heads)
+            _require(self.attn_head_dim % 2 == 0, "attn_head_dim", "an even number (RoPE)", self.attn_head_dim)
         if self.attn_window_size is not None:
             _require(_positive_int(self.attn_window_size), "attn_window_size", "a positive integer or None", self.attn_window_size)
         _require(self.rope_theta > 0, "rope_theta", "a positive number", self.rope_theta)

@@ -2,6 +2,9 @@
 
 Linearisation by weight transfer: embeddings, norms (with eps), MLP, final norm and LM head are copied;
 in linear layers q/o are copied and k/v repeated across each group of query heads (GQA), RoPE is dropped,
+Qwen2's q/k/v biases are copied (k/v repeated like their weights; `qkv_bias`), Qwen3's per-head q/k norms
+are kept in softmax layers (`attn_qk_norm`, with its own `attn_head_dim`) and replaced by the l2 norm in
+linear ones,
 and the recurrent gates are new, at their standard initialisation, with one decision: the short
 convolutions start as the identity so that q, k, v begin as the teacher's projections (then SiLU, l2 norm).
 Layers listed in `keep_softmax_layers` stay softmax attention with their RoPE (rope_theta copied).
@@ -61,11 +64,13 @@ def _fields(source: SourceCheckpoint, keep: list[int], target: str) -> dict[str,
     hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
     kv_heads = int(config.get("num_key_value_heads") or heads)
     head_dim = int(config.get("head_dim") or hidden // heads)
-    if keep and head_dim * heads != hidden:
-        raise ConversionError(
-            f"cannot keep softmax layers {keep}: source head_dim={head_dim} x num_attention_heads={heads} != "
-            f"hidden_size={hidden}, and linmem softmax layers use head_dim = hidden_size / attn_num_heads"
-        )
+    if head_dim % 2:
+        raise ConversionError(f"source field `head_dim` = {head_dim} is odd; RoPE needs an even head dim")
+    layer0 = "model.layers.0.self_attn."
+    qkv_bias = all(layer0 + f"{n}_proj.bias" in source.key_files for n in "qkv")
+    if not qkv_bias and any(layer0 + f"{n}_proj.bias" in source.key_files for n in "qkv"):
+        raise ConversionError("source has biases on only some of q_proj, k_proj, v_proj; linmem needs all or none")
+    qk_norm = layer0 + "q_norm.weight" in source.key_files and layer0 + "k_norm.weight" in source.key_files
     window = None
     if config.get("sliding_window") and config.get("use_sliding_window", True):
         window = int(config["sliding_window"])
@@ -82,6 +87,7 @@ def _fields(source: SourceCheckpoint, keep: list[int], target: str) -> dict[str,
         pad_token_id=config.get("pad_token_id"), bos_token_id=config.get("bos_token_id"),
         eos_token_id=config.get("eos_token_id"),
         attn_layers=keep, attn_num_heads=heads, attn_num_kv_heads=kv_heads, attn_window_size=window,
+        attn_head_dim=head_dim, attn_qk_norm=bool(qk_norm and keep), qkv_bias=qkv_bias,
         rope_theta=_rope_theta(config),
     )
     if target == "ccq-gla":
@@ -138,14 +144,19 @@ def _attention_layer(plan: ConversionPlan, source: SourceCheckpoint, i: int, lin
     plan.add(p + "v_proj.weight", s + "v_proj.weight", fn=expand, note=note)
     plan.add(p + "o_proj.weight", s + "o_proj.weight")
     where = "linear layer" if linear else "kept softmax layer"
-    for name in ("q_proj.bias", "k_proj.bias", "v_proj.bias"):
-        if s + name in source.key_files:
-            plan.drop(s + name, f"linmem {where}s have no q/k/v bias (lossy; distillation compensates)")
+    if config.qkv_bias:  # Qwen2: biases on q, k, v (k/v repeated like their weights)
+        plan.add(p + "q_proj.bias", s + "q_proj.bias")
+        plan.add(p + "k_proj.bias", s + "k_proj.bias", fn=expand, note=note)
+        plan.add(p + "v_proj.bias", s + "v_proj.bias", fn=expand, note=note)
     for name in ("q_norm.weight", "k_norm.weight"):
-        if s + name in source.key_files:
-            reason = ("the l2 norm of q, k replaces the per-head RMSNorm" if linear and plan.target_name != "ccq-gla"
-                      else "linmem has no per-head q/k norm here (lossy; distillation compensates)")
-            plan.drop(s + name, reason)
+        if s + name not in source.key_files:
+            continue
+        if not linear:  # Qwen3: the per-head q/k RMSNorm is kept exactly in softmax layers
+            plan.add(p + name, s + name)
+        elif plan.target_name != "ccq-gla":
+            plan.drop(s + name, "the l2 norm of q, k replaces the per-head RMSNorm in linear layers")
+        else:
+            plan.drop(s + name, "GLA layers have no per-head q/k norm (lossy; distillation compensates)")
     if s + "o_proj.bias" in source.key_files:
         plan.drop(s + "o_proj.bias", f"linmem {where}s have no output bias (lossy)")
     if s + "rotary_emb.inv_freq" in source.key_files:

@@ -1,4 +1,5 @@
-"""Causal softmax attention for the hybrid layers (`config.attn_layers`): RoPE, GQA, optional sliding window.
+"""Causal softmax attention for the hybrid layers (`config.attn_layers`): RoPE, GQA, optional sliding window,
+optional q/k biases (`qkv_bias`) and per-head q/k RMSNorm (`attn_qk_norm`).
 
 Positions come from the 2-D attention mask (cumsum - 1), so a left-padded row gets exactly the
 positions it would have alone; padded keys are masked out.
@@ -12,7 +13,7 @@ from torch import nn
 
 from ..configuration.base import LinmemConfig
 from .cache import LinmemCache
-from .layers import upcast
+from .layers import RMSNorm, upcast
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -43,10 +44,15 @@ class SoftmaxAttention(nn.Module):
         self.window_size = config.attn_window_size
         self.rope_theta = config.rope_theta
         hidden = config.hidden_size
-        self.q_proj = nn.Linear(hidden, self.num_heads * self.head_dim, bias=False)
-        self.k_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=False)
-        self.v_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=False)
+        self.q_proj = nn.Linear(hidden, self.num_heads * self.head_dim, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=config.qkv_bias)
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, hidden, bias=False)
+        if config.attn_qk_norm:  # per-head RMSNorm of q and k before RoPE (Qwen3)
+            self.q_norm = RMSNorm(self.head_dim, eps=config.norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, eps=config.norm_eps)
+        else:
+            self.q_norm = self.k_norm = None
 
     def forward(
         self,
@@ -62,6 +68,8 @@ class SoftmaxAttention(nn.Module):
         q = self.q_proj(hidden_states).view(batch, seq_len, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(hidden_states).view(batch, seq_len, self.num_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(hidden_states).view(batch, seq_len, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
 
         key_mask = attention_mask.bool() if attention_mask is not None else None
         if position_ids is None:

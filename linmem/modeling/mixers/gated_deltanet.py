@@ -34,9 +34,9 @@ class GatedDeltaNetMixer(RecurrentMixer):
         self.use_decay = use_decay
         self.allow_neg_eigval = getattr(config, "allow_neg_eigval", False)
         key_dim, value_dim = num_heads * self.head_k_dim, num_heads * self.head_v_dim
-        self.q_proj = nn.Linear(hidden, key_dim, bias=False)
-        self.k_proj = nn.Linear(hidden, key_dim, bias=False)
-        self.v_proj = nn.Linear(hidden, value_dim, bias=False)
+        self.q_proj = nn.Linear(hidden, key_dim, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(hidden, key_dim, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(hidden, value_dim, bias=config.qkv_bias)
         self.b_proj = nn.Linear(hidden, num_heads, bias=False)
         if use_decay:
             self.a_proj = nn.Linear(hidden, num_heads, bias=False)

@@ -29,9 +29,9 @@ class GLAMixer(RecurrentMixer):
         self.head_v_dim = config.value_dim
         self.gate_logit_normalizer = getattr(config, "gate_logit_normalizer", 16.0)
         key_dim, value_dim = num_heads * self.head_k_dim, num_heads * self.head_v_dim
-        self.q_proj = nn.Linear(hidden, key_dim, bias=False)
-        self.k_proj = nn.Linear(hidden, key_dim, bias=False)
-        self.v_proj = nn.Linear(hidden, value_dim, bias=False)
+        self.q_proj = nn.Linear(hidden, key_dim, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(hidden, key_dim, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(hidden, value_dim, bias=config.qkv_bias)
         # A ModuleList (not Sequential) keeps fla's key names gk_proj.0 / gk_proj.1 and plain Linear LoRA targets.
         rank = getattr(config, "gate_low_rank_dim", 16)
         self.gk_proj = nn.ModuleList([nn.Linear(hidden, rank, bias=False), nn.Linear(rank, key_dim, bias=True)])
