@@ -214,3 +214,33 @@ def test_ccq_gdn_matches_naive(center):
     ref = torch.autograd.grad((ro * do.double()).sum() + rs.S.sum(), ins64)
     for n, a, b in zip(names, grads, ref):
         assert relative_rms(a, b) <= 1e-3, n
+
+
+@cpu_only
+@pytest.mark.parametrize("center", [False, True])
+def test_ccq_gdn_decode_steps_match_naive_and_update_in_place(center):
+    """The fused CCQ-GDN step (statistics kernel + GDN step) over 5 tokens == the naive recurrence; the
+    fp32 CCQState tensors passed in are the ones updated."""
+    from linmem.kernels.ccq.naive import naive_ccq_gated_delta_rule
+    from linmem.kernels.ccq.state import CCQState
+    from linmem.kernels.ccq.triton_step import triton_ccq_gated_delta_rule_step
+
+    x = {n: t.detach() for n, t in make_inputs(2, 5, 2, 20, 24, seed=30, with_lam=True).items()}
+    gen = torch.Generator().manual_seed(31)
+    kk = F.normalize(torch.randn(2, 2, 6, 20, generator=gen), dim=-1)
+    st = CCQState(x["initial_state"].clone(), torch.einsum("nhjk,nhjl->nhkl", kk, kk).contiguous(),
+                  torch.rand(2, 2, generator=gen) * 3 + 1, kk.sum(2).contiguous() if center else None)
+    names = GATES + ("lam",)
+    ro, rs = naive_ccq_gated_delta_rule(*(x[n].double() for n in names), initial_state=st.to(torch.float64),
+                                        output_final_state=True, center=center)
+    mine = CCQState(*[t.clone() if t is not None else None for t in st])
+    outs = []
+    for t in range(5):
+        o, fs = triton_ccq_gated_delta_rule_step(*(x[n][:, t:t + 1] for n in names), initial_state=mine,
+                                                 output_final_state=True, center=center)
+        outs.append(o)
+        assert all(a.data_ptr() == b.data_ptr() for a, b in zip(fs, mine) if a is not None)
+    assert relative_rms(torch.cat(outs, 1), ro) <= 1e-4
+    for a, b in zip(mine, rs):
+        if b is not None:
+            assert relative_rms(a, b) <= 1e-4

@@ -12,6 +12,7 @@ On auto, an op whose Triton module does not exist yet falls back to PyTorch with
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import os
@@ -56,6 +57,7 @@ def use_backend(name: str) -> Iterator[None]:
         stack.pop()
 
 
+@functools.cache
 def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
@@ -68,10 +70,12 @@ def resolve_backend(q: torch.Tensor) -> str:
     return name
 
 
+@functools.cache
 def load_triton(package: str, module: str, function: str) -> Callable | None:
     """`package.module.function`, or None when that module/function (or triton itself) does not exist yet.
 
-    Other import errors (a bug inside an existing Triton file) propagate.
+    Other import errors (a bug inside an existing Triton file) propagate. Cached: a decode step calls this
+    for every op of every layer, and an import-system lookup per call costs more than the step kernel.
     """
     full = f"{package}.{module}"
     try:
@@ -87,14 +91,15 @@ def dispatch(op_name: str, package: str, naive_fn: Callable, chunk_fn: Callable,
              args: tuple, kwargs: dict, *, use_step: bool = False):
     """Call the implementation the backend picks with (args, kwargs); use_step prefers the decode kernel.
 
-    use_step is decided by the op (T == 1 on CUDA without gradients): `triton_<op>_step` from
-    `triton_step.py`, falling back to the chunk kernel when absent.
+    use_step is decided by the op (one token per row, no gradients): on Triton `triton_<op>_step` from
+    `triton_step.py` (falling back to the chunk kernel when absent); on the PyTorch backend the per-token
+    recurrence, which for one token is the whole computation (the chunk machinery would pad it to a chunk).
     """
     backend = resolve_backend(q)
     if backend == "naive":
         return naive_fn(*args, **kwargs)
     if backend == "torch":
-        return chunk_fn(*args, **kwargs)
+        return (naive_fn if use_step else chunk_fn)(*args, **kwargs)
     fn = None
     if use_step:
         fn = load_triton(package, "triton_step", f"triton_{op_name}_step")
@@ -113,8 +118,8 @@ def dispatch(op_name: str, package: str, naive_fn: Callable, chunk_fn: Callable,
 
 
 def wants_step(q: torch.Tensor, tensors: tuple, cu_seqlens: torch.Tensor | None) -> bool:
-    """True for a decode step: one token per row, on CUDA, and no gradient needed."""
-    if cu_seqlens is not None or q.shape[1] != 1 or not q.is_cuda:
+    """True for a decode step: one token per row and no gradient needed."""
+    if cu_seqlens is not None or q.shape[1] != 1:
         return False
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors):
         return False

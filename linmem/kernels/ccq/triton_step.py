@@ -1,9 +1,9 @@
-"""Fused single-token CCQ-GLA decode step on Triton (T == 1), updating the fp32 statistics in place.
+"""Fused single-token CCQ decode steps on Triton (T == 1), updating the fp32 statistics in place.
 
-Kernel 1 (per sequence and head): k̂ = l2n(k), γ = exp(mean gk), M <- γ M + k̂ k̂ᵀ, z <- γ z + 1,
-m <- γ m + k̂ (centring), q̃ = q − λ (M q / z − μ (μ·q)). Then the GLA step kernel on q̃ updates S.
-Inference only (no autograd). With output_final_state=True the given CCQState's fp32 contiguous
-tensors are updated in place and returned.
+Kernel 1 (per sequence and head): k̂ = l2n(k) and γ = exp(mean gk) for GLA, k̂ = k (already unit) and
+γ = exp(g) for GDN; M <- γ M + k̂ k̂ᵀ, z <- γ z + 1, m <- γ m + k̂ (centring), q̃ = q − λ (M q / z − μ (μ·q)).
+Then the backbone's step kernel on q̃ updates S. Inference only (no autograd). With
+output_final_state=True the given CCQState's fp32 contiguous tensors are updated in place and returned.
 """
 
 from __future__ import annotations
@@ -12,14 +12,20 @@ import torch
 import triton
 import triton.language as tl
 
+from ..gated_delta_rule.triton_step import triton_gated_delta_rule_step
 from ..gla.triton_step import triton_gla_step
 
 
 @triton.jit
 def ccq_stats_step_kernel(q, k, gk, lam, M_in, z_in, m_in, M_out, z_out, m_out, q_tilde, cu_seqlens,
                           H: tl.constexpr, K: tl.constexpr, KP: tl.constexpr, BC: tl.constexpr,
-                          HAS_S0: tl.constexpr, CENTER: tl.constexpr, IS_VARLEN: tl.constexpr):
-    """Grid (N*H,). M tiles [KP, BC] (all rows, a block of columns)."""
+                          HAS_S0: tl.constexpr, CENTER: tl.constexpr, IS_VARLEN: tl.constexpr,
+                          GLA: tl.constexpr):
+    """Grid (N*H,). M tiles [KP, BC] (all rows, a block of columns).
+
+    GLA: gk [*, H, K] per-channel log decay, keys l2-normalised here; else gk [*, H] scalar log decay g and
+    keys used as given (the GDN layer normalised them).
+    """
     i_nh = tl.program_id(0)
     i_n, i_h = i_nh // H, i_nh % H
     if IS_VARLEN:
@@ -32,10 +38,14 @@ def ccq_stats_step_kernel(q, k, gk, lam, M_in, z_in, m_in, M_out, z_out, m_out, 
     rm = tl.where(has, rows < K, False)
     tok = (bos * H + i_h) * K
     kv = tl.load(k + tok + rows, mask=rm, other=0.0).to(tl.float32)
-    inv = tl.rsqrt(tl.sum(kv * kv, 0) + 1e-6)
+    if GLA:
+        inv = tl.rsqrt(tl.sum(kv * kv, 0) + 1e-6)
+        lg = tl.sum(tl.load(gk + tok + rows, mask=rm, other=0.0).to(tl.float32), 0) / K
+    else:
+        inv = 1.0
+        lg = tl.load(gk + bos * H + i_h, mask=has, other=0.0).to(tl.float32)
     kh = kv * inv
     qv = tl.load(q + tok + rows, mask=rm, other=0.0).to(tl.float32)
-    lg = tl.sum(tl.load(gk + tok + rows, mask=rm, other=0.0).to(tl.float32), 0) / K
     gam = tl.exp(lg)
     lm = tl.load(lam + bos * H + i_h, mask=has, other=0.0).to(tl.float32)
     if HAS_S0:
@@ -73,16 +83,12 @@ def ccq_stats_step_kernel(q, k, gk, lam, M_in, z_in, m_in, M_out, z_out, m_out, 
     tl.store(q_tilde + tok + rows, qv - lm * sig, mask=rm)
 
 
-def triton_ccq_gla_step(q, k, v, gk, lam, *, scale=None, initial_state=None, output_final_state=False,
-                        cu_seqlens=None, center=False):
-    """One token per sequence (as triton_gla_step). lam [B, 1, H]. Returns (o, CCQState or None)."""
-    from .state import CCQState
-
+def _ccq_query_step(q, k, decay, lam, st, center: bool, output_final_state: bool, cu_seqlens, gla: bool):
+    """Kernel 1 for one token per sequence -> (q̃ fp32 [B, 1, H, K], M, z, m) with the statistics updated."""
     B, T, H, K = q.shape
     N = B if cu_seqlens is None else cu_seqlens.numel() - 1
     if cu_seqlens is None and T != 1:
         raise ValueError(f"q: the decode step expects T == 1, got T = {T}")
-    st = initial_state
     dev = q.device
 
     def _out(t, shape):
@@ -101,16 +107,42 @@ def triton_ccq_gla_step(q, k, v, gk, lam, *, scale=None, initial_state=None, out
     else:
         m_in = m_prev.float().contiguous() if center else None
     q_tilde = torch.zeros(B, T, H, K, device=dev, dtype=torch.float32)
-    q_, k_, gk_ = q.contiguous(), k.contiguous(), gk.contiguous()
     kp = max(16, triton.next_power_of_2(K))
     ccq_stats_step_kernel[(N * H,)](
-        q_, k_, gk_, lam.contiguous(), M_in, z_in, m_in, M_out, z_out, m_out, q_tilde, cu_seqlens,
-        H=H, K=K, KP=kp, BC=min(kp, 32 if kp <= 128 else 16), HAS_S0=st is not None, CENTER=center,
-        IS_VARLEN=cu_seqlens is not None)
-    o, S = triton_gla_step(q_tilde, k_, v, gk_, scale=K ** -0.5 if scale is None else scale,
+        q.contiguous(), k.contiguous(), decay.contiguous(), lam.contiguous(), M_in, z_in, m_in, M_out, z_out,
+        m_out, q_tilde, cu_seqlens, H=H, K=K, KP=kp, BC=min(kp, 32 if kp <= 128 else 16), HAS_S0=st is not None,
+        CENTER=center, IS_VARLEN=cu_seqlens is not None, GLA=gla)
+    return q_tilde, M_out, z_out, m_out
+
+
+def triton_ccq_gla_step(q, k, v, gk, lam, *, scale=None, initial_state=None, output_final_state=False,
+                        cu_seqlens=None, center=False):
+    """One token per sequence (as triton_gla_step). lam [B, 1, H]. Returns (o, CCQState or None)."""
+    from .state import CCQState
+
+    st = initial_state
+    q_tilde, M, z, m = _ccq_query_step(q, k, gk, lam, st, center, output_final_state, cu_seqlens, gla=True)
+    o, S = triton_gla_step(q_tilde, k.contiguous(), v, gk.contiguous(),
+                           scale=q.shape[-1] ** -0.5 if scale is None else scale,
                            initial_state=st.S if st is not None else None,
                            output_final_state=output_final_state, cu_seqlens=cu_seqlens)
     o = o.to(q.dtype)
-    if not output_final_state:
-        return o, None
-    return o, CCQState(S, M_out, z_out, m_out)
+    return (o, CCQState(S, M, z, m)) if output_final_state else (o, None)
+
+
+def triton_ccq_gated_delta_rule_step(q, k, v, g, beta, lam, *, scale=None, initial_state=None,
+                                     output_final_state=False, cu_seqlens=None, center=False):
+    """One token per sequence (as triton_gated_delta_rule_step). g, beta, lam [B, 1, H]; k unit keys.
+
+    Returns (o, CCQState or None); the fp32 state tensors of initial_state are updated in place.
+    """
+    from .state import CCQState
+
+    st = initial_state
+    q_tilde, M, z, m = _ccq_query_step(q, k, g, lam, st, center, output_final_state, cu_seqlens, gla=False)
+    o, S = triton_gated_delta_rule_step(q_tilde.to(q.dtype), k, v, g, beta,
+                                        scale=q.shape[-1] ** -0.5 if scale is None else scale,
+                                        initial_state=st.S if st is not None else None,
+                                        output_final_state=output_final_state, cu_seqlens=cu_seqlens)
+    o = o.to(q.dtype)
+    return (o, CCQState(S, M, z, m)) if output_final_state else (o, None)

@@ -37,7 +37,11 @@ def causal_conv1d(
         window = torch.cat([hist, xs.transpose(1, 2)], dim=-1)  # [B, D, W-1+T]
         if T == 0:
             return xs, window
-        y = F.conv1d(window, w, b, groups=D).transpose(1, 2)  # [B, T, D]
+        if T == 1:  # decode step: one dot product per channel (F.conv1d's set-up costs more than the work)
+            y = (window * w.squeeze(1)).sum(-1, keepdim=True).transpose(1, 2)
+            y = y + b if b is not None else y
+        else:
+            y = F.conv1d(window, w, b, groups=D).transpose(1, 2)  # [B, T, D]
         return apply_activation(y, activation), window[:, :, window.shape[-1] - (W - 1):]
 
     return run_per_sequence(dense, (x,), initial_state, output_final_state, cu_seqlens)
