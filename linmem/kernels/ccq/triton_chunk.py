@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..gla.triton_chunk import DEFAULT_CHUNK_SIZE, triton_gla_chunked
-from .triton_stats import ccq_contract_query, l2_normalize
+from .triton_stats import contract_query_from_state, l2_normalize
 
 
 def triton_ccq_gla_chunked(q, k, v, gk, lam, *, scale=None, initial_state=None, output_final_state=False,
@@ -20,21 +20,14 @@ def triton_ccq_gla_chunked(q, k, v, gk, lam, *, scale=None, initial_state=None, 
     from .state import CCQState
 
     st = initial_state
-    khat = l2_normalize(k)
-    log_gamma = gk.float().mean(-1)
-    q_tilde, finals = ccq_contract_query(
-        q, khat.to(q.dtype), log_gamma, lam,
-        M0=st.M if st is not None else None, z0=st.z if st is not None else None,
-        m0=getattr(st, "m", None) if st is not None else None, center=center,
-        output_final_state=output_final_state, cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+    q_tilde, finals = contract_query_from_state(q, l2_normalize(k), gk.float().mean(-1), lam, st, center=center,
+                                                output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                                                chunk_size=chunk_size)
     o, S = triton_gla_chunked(q_tilde, k, v, gk, scale=k.shape[-1] ** -0.5 if scale is None else scale,
                               initial_state=st.S if st is not None else None,
                               output_final_state=output_final_state, cu_seqlens=cu_seqlens,
                               chunk_size=chunk_size)
-    if not output_final_state:
-        return o, None
-    M_T, z_T, m_T = finals
-    return o, CCQState(S, M_T, z_T, m_T)
+    return (o, CCQState(S, *finals)) if output_final_state else (o, None)
 
 
 def triton_ccq_gla(

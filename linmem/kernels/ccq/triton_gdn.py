@@ -12,7 +12,7 @@ import torch
 
 from ..gated_delta_rule.triton_chunk import chunk_delta_rule_triton
 from .state import CCQState
-from .triton_stats import ccq_contract_query
+from .triton_stats import contract_query_from_state
 
 
 def triton_ccq_gated_delta_rule(
@@ -26,16 +26,11 @@ def triton_ccq_gated_delta_rule(
     """
     st = initial_state
     stat_kwargs = {} if chunk_size is None else {"chunk_size": chunk_size}
-    q_tilde, finals = ccq_contract_query(
-        q, k.to(q.dtype), g, lam,
-        M0=st.M if st is not None else None, z0=st.z if st is not None else None,
-        m0=st.m if st is not None else None, center=center,
-        output_final_state=output_final_state, cu_seqlens=cu_seqlens, **stat_kwargs)
+    q_tilde, finals = contract_query_from_state(q, k, g, lam, st, center=center,
+                                                output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                                                **stat_kwargs)
     o, S = chunk_delta_rule_triton(q_tilde, k, v, g, beta, None, scale=k.shape[-1] ** -0.5 if scale is None else scale,
                                    initial_state=st.S if st is not None else None,
                                    output_final_state=output_final_state, cu_seqlens=cu_seqlens,
                                    chunk_size=chunk_size)
-    if not output_final_state:
-        return o, None
-    M_T, z_T, m_T = finals
-    return o, CCQState(S, M_T, z_T, m_T)
+    return (o, CCQState(S, *finals)) if output_final_state else (o, None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import triton
 
-from ..gla.triton_layout import ChunkLayout
+from ..triton_layout import ChunkLayout
 from .triton_stats_kernels import ccq_stats_bwd_kernel, ccq_stats_bwd_prep_kernel, ccq_stats_fwd_kernel
 
 DEFAULT_CHUNK_SIZE = 64
@@ -177,3 +177,13 @@ def ccq_contract_query(
         prep(M0), prep(z0), prep(m0) if center else None, bool(center), bool(output_final_state), cu_seqlens,
         chunk_size)
     return q_tilde, ((MT, zT, mT) if output_final_state else None)
+
+
+def contract_query_from_state(q, khat, log_gamma, lam, state, *, center: bool, output_final_state: bool,
+                              cu_seqlens=None, chunk_size: int = DEFAULT_CHUNK_SIZE):
+    """`ccq_contract_query` with the initial statistics taken from a CCQState (or None for zeros)."""
+    return ccq_contract_query(
+        q, khat.to(q.dtype), log_gamma, lam,
+        M0=state.M if state is not None else None, z0=state.z if state is not None else None,
+        m0=getattr(state, "m", None) if state is not None else None, center=center,
+        output_final_state=output_final_state, cu_seqlens=cu_seqlens, chunk_size=chunk_size)

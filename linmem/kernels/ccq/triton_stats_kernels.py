@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from ..gla.triton_chunk_kernels import _put, _tile
-from ..gla.triton_layout import seq_span
+from ..triton_layout import seq_span
 
 
 @triton.jit

@@ -13,6 +13,7 @@ import os
 import torch
 import triton
 
+from ..triton_layout import ChunkLayout
 from .triton_output import output_dqk_kernel, output_dv_kernel, output_fwd_kernel
 from .triton_state import state_bwd_kernel, state_fwd_kernel
 from .triton_wy import wy_bwd_kernel, wy_fwd_kernel
@@ -25,51 +26,6 @@ DEFAULT_CHUNK_SIZE = 64
 
 def _pow2(n: int) -> int:
     return triton.next_power_of_2(n)
-
-
-class ChunkLayout:
-    """Where each chunk of a dense or varlen batch lives; all tables are built on device (no sync).
-
-    n_seqs sequences; `n_slots` chunk slots (for varlen an upper bound T // BT + N, unused slots have
-    an empty span); `table` [n_slots, 2] int32 = token span of each slot (varlen only);
-    `chunk_offsets` [N + 1] = first slot of each sequence (varlen only).
-    """
-
-    def __init__(self, batch: int, seq_len: int, cu_seqlens: torch.Tensor | None, chunk_size: int) -> None:
-        self.batch, self.seq_len, self.chunk_size = batch, seq_len, chunk_size
-        self.is_varlen = cu_seqlens is not None
-        if cu_seqlens is None:
-            self.n_seqs = batch
-            self.n_chunks = triton.cdiv(seq_len, chunk_size)
-            self.n_slots = batch * self.n_chunks
-            self.cu_seqlens = self.chunk_offsets = self.table = None
-            self.slot_grid = self.n_chunks
-            return
-        cu = cu_seqlens.to(torch.int64)
-        self.n_seqs = cu.numel() - 1
-        self.n_chunks = 0
-        lens = cu[1:] - cu[:-1]
-        counts = (lens + chunk_size - 1) // chunk_size
-        offsets = torch.zeros(self.n_seqs + 1, dtype=torch.int64, device=cu.device)
-        offsets[1:] = torch.cumsum(counts, 0)
-        self.n_slots = seq_len // chunk_size + self.n_seqs
-        slot = torch.arange(self.n_slots, device=cu.device)
-        seq = torch.searchsorted(offsets[1:], slot, right=True).clamp_(max=max(self.n_seqs - 1, 0))
-        used = slot < offsets[-1]
-        start = cu[seq] + (slot - offsets[seq]) * chunk_size
-        end = torch.minimum(start + chunk_size, cu[seq + 1])
-        self.table = torch.stack([torch.where(used, start, 0), torch.where(used, end, 0)], 1).to(torch.int32)
-        self.cu_seqlens = cu.to(torch.int32).contiguous()
-        self.chunk_offsets = offsets.to(torch.int32)
-        self.slot_grid = self.n_slots
-
-    def kernel_args(self) -> tuple:
-        """(chunk_table, T, NT) as the chunk-parallel kernels take them."""
-        return self.table, self.seq_len, self.n_chunks
-
-    def seq_args(self) -> tuple:
-        """(cu_seqlens, chunk_offsets, T, NT) as the sequential state kernels take them."""
-        return self.cu_seqlens, self.chunk_offsets, self.seq_len, self.n_chunks
 
 
 def _dot_precision(dtype: torch.dtype) -> str:

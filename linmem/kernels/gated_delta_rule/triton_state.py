@@ -13,7 +13,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_common import load_gate, load_rows, seq_span, store_rows
+from ..triton_layout import seq_span
+from .triton_common import load_gate, load_rows, store_rows
 
 
 @triton.jit

@@ -18,7 +18,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_common import chunk_span, load_gate, load_rows, store_rows
+from ..triton_layout import chunk_span
+from .triton_common import load_gate, load_rows, store_rows
 
 
 @triton.jit

@@ -3,7 +3,7 @@
 `triton_gla` has the op signature of `naive_gla` (see linmem/kernels/gla/naive.py for the semantics):
     S_t = diag(exp(gk_t)) S_{t-1} + k_t v_t^T,   o_t = scale * S_t^T q_t.
 Kernels are in triton_chunk_kernels.py; the batch layout (dense, or varlen through device tables with
-no host synchronisation) in triton_layout.py. Fixed tile table, no autotuning.
+no host synchronisation) in ../triton_layout.py. Fixed tile table, no autotuning.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .triton_chunk_kernels import (
     gla_state_bwd_kernel,
     gla_state_fwd_kernel,
 )
-from .triton_layout import ChunkLayout
+from ..triton_layout import ChunkLayout
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 DEFAULT_CHUNK_SIZE = 64

@@ -20,7 +20,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_layout import chunk_span, seq_span
+from ..triton_layout import chunk_span, seq_span
 
 
 @triton.jit

@@ -1,4 +1,4 @@
-"""Chunk layout of a dense or varlen batch for the GLA / CCQ Triton kernels (device tables, no host sync).
+"""Chunk layout of a dense or varlen batch for every chunked Triton kernel (device tables, no host sync).
 
 Activations are read as a flat token axis [B*T, H, D]. A "slot" is one chunk of BT tokens of one
 sequence; per-chunk tensors (chunk-start states h, state gradients dh, per-chunk sums) live at that slot.
@@ -51,6 +51,14 @@ class ChunkLayout:
         self.chunk_offsets = offsets.to(torch.int32).contiguous()
         self.slot_seq, self.slot_used = seq, used
         self.slot_grid = self.n_slots
+
+    def kernel_args(self) -> tuple:
+        """(chunk_table, T, NT) as the chunk-parallel kernels take them."""
+        return self.table, self.seq_len, self.n_chunks
+
+    def seq_args(self) -> tuple:
+        """(cu_seqlens, chunk_offsets, T, NT) as the sequential state kernels take them."""
+        return self.cu_seqlens, self.chunk_offsets, self.seq_len, self.n_chunks
 
     def suffix_of_later_chunks(self, totals: torch.Tensor) -> torch.Tensor:
         """totals [n_slots, ...] per-chunk sums -> for each slot the sum over the LATER chunks of its sequence."""
