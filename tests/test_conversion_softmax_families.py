@@ -1,4 +1,5 @@
-"""Softmax families by weight transfer: Llama (GQA, tied), Qwen2 (q/k/v biases), Qwen3 (q/k norms, wide heads).
+"""Softmax families by weight transfer: Llama (GQA, tied), Qwen2 (q/k/v biases), Qwen3 (q/k norms, wide heads),
+Gemma3 text (sandwich norms, 1 + w norms, scaled embeddings, query_pre_attn_scalar, local/global layers).
 
 With every layer kept as softmax attention the conversion must be lossless: the converted model's logits
 equal the teacher's (fp32, max |Δ| <= 1e-5), which proves the biases, q/k norms, head dims, RoPE base and
@@ -12,7 +13,7 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config, Qwen3Config
+from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig, Qwen2Config, Qwen3Config
 
 from linmem.conversion_scripts import ConversionError, convert
 
@@ -22,6 +23,10 @@ FAMILIES = {
     "llama-tied": lambda: LlamaConfig(**BASE, tie_word_embeddings=True, rope_theta=5000.0),
     "qwen2": lambda: Qwen2Config(**BASE, rope_theta=20000.0, use_sliding_window=False),
     "qwen3": lambda: Qwen3Config(**BASE, head_dim=16, rope_theta=30000.0, use_sliding_window=False),
+    "gemma3-global": lambda: Gemma3TextConfig(**BASE, head_dim=16, query_pre_attn_scalar=20,
+                                              layer_types=["full_attention"] * 2),
+    "gemma3-sliding": lambda: Gemma3TextConfig(**BASE, head_dim=16, query_pre_attn_scalar=20, sliding_window=5,
+                                               layer_types=["sliding_attention"] * 2),
 }
 
 
@@ -77,3 +82,27 @@ def test_partial_qkv_biases_are_an_error(tmp_path):
     save_file(weights, tmp_path / "src" / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ConversionError, match="biases on only some"):
         convert(str(tmp_path / "src"), "qdelta", dry_run=True, verbose=False)
+
+
+def test_gemma3_kept_layers_must_share_a_type_and_linear_layers_convert(tmp_path):
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(**{**BASE, "num_hidden_layers": 3}, head_dim=16, sliding_window=5,
+                              layer_types=["sliding_attention", "full_attention", "sliding_attention"])
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "src")
+    with pytest.raises(ConversionError, match="mix Gemma3 layer types"):
+        convert(str(tmp_path / "src"), "qdelta", dry_run=True, keep_softmax_layers=[0, 1], verbose=False)
+    convert(str(tmp_path / "src"), "ccq-gdn", tmp_path / "out", keep_softmax_layers=[1], verbose=False)
+    student = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    c = student.config
+    assert c.sandwich_norms and c.attn_qk_norm and c.attn_window_size is None and c.rope_theta == 1e6
+    assert abs(c.embedding_multiplier - 48 ** 0.5) < 1e-12 and c.hidden_act == "gelu_pytorch_tanh"
+    assert torch.isfinite(student(torch.tensor([[1, 5, 9, 2]])).logits).all()
+
+
+def test_gpt2_is_refused_with_the_reason(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(vocab_size=64, n_layer=1, n_embd=16, n_head=2, n_positions=32)).save_pretrained(
+        tmp_path / "gpt2")
+    with pytest.raises(ConversionError, match="GPT-2 uses LayerNorm with bias, learned absolute position"):
+        convert(str(tmp_path / "gpt2"), "qdelta", dry_run=True, verbose=False)

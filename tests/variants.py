@@ -14,8 +14,10 @@ VARIANTS = {
     "ccq-gdn": lambda **kw: CCQConfig(backbone="gated_deltanet", **{**TINY, **kw}),
     "ccq-gdn-hybrid": lambda **kw: CCQConfig(backbone="gated_deltanet", attn_layers=[1], attn_num_heads=4,
                                              attn_num_kv_heads=2, **{**TINY, **kw}),
+    # Gemma3-style: sliding window, sandwich norms, scaled embeddings, a custom softmax score scale
     "ccq-gla-hybrid-window": lambda **kw: CCQConfig(backbone="gla", attn_layers=[0], attn_num_heads=2,
-                                                    attn_window_size=5, **{**TINY, **kw}),
+                                                    attn_window_size=5, sandwich_norms=True,
+                                                    embedding_multiplier=2.5, attn_scale=0.3, **{**TINY, **kw}),
     "qdelta": lambda **kw: QDeltaConfig(**{**TINY, **kw}),
     # Qwen2/Qwen3-style: q/k/v biases everywhere, per-head q/k norm and a wider head in the softmax layer
     "qdelta-hybrid": lambda **kw: QDeltaConfig(attn_layers=[0], attn_num_heads=2, attn_head_dim=24, qkv_bias=True,

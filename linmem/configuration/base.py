@@ -50,6 +50,12 @@ class LinmemConfig(PretrainedConfig):
             checkpoints use a wider one).
         attn_qk_norm: per-head RMSNorm of q and k before RoPE in those layers (Qwen3, Gemma3).
         qkv_bias: biases on the q, k, v projections of every layer, linear and softmax (Qwen2).
+        attn_scale: score scale of the softmax layers (None: 1 / sqrt(attn_head_dim); Gemma3 uses
+            query_pre_attn_scalar ** -0.5).
+        sandwich_norms: an extra RMSNorm on the mixer output and on the MLP output before each residual
+            add (Gemma3's post-attention / post-feedforward norms).
+        embedding_multiplier: the token embeddings are multiplied by this (Gemma3: sqrt(hidden_size));
+            `inputs_embeds` given by the caller are used as they are.
         rope_theta: RoPE base of those layers.
         max_position_embeddings: informative; recurrent layers have no length limit.
     """
@@ -81,6 +87,9 @@ class LinmemConfig(PretrainedConfig):
         attn_head_dim: int | None = None,
         attn_qk_norm: bool = False,
         qkv_bias: bool = False,
+        attn_scale: float | None = None,
+        sandwich_norms: bool = False,
+        embedding_multiplier: float = 1.0,
         rope_theta: float = 10000.0,
         max_position_embeddings: int = 2048,
         use_cache: bool = True,
@@ -110,6 +119,9 @@ class LinmemConfig(PretrainedConfig):
         self.attn_head_dim = attn_head_dim if attn_head_dim is not None else hidden_size // self.attn_num_heads
         self.attn_qk_norm = bool(attn_qk_norm)
         self.qkv_bias = bool(qkv_bias)
+        self.attn_scale = attn_scale
+        self.sandwich_norms = bool(sandwich_norms)
+        self.embedding_multiplier = embedding_multiplier
         self.rope_theta = rope_theta
         self.max_position_embeddings = max_position_embeddings
         self.use_cache = use_cache
@@ -167,3 +179,8 @@ class LinmemConfig(PretrainedConfig):
         if self.attn_window_size is not None:
             _require(_positive_int(self.attn_window_size), "attn_window_size", "a positive integer or None", self.attn_window_size)
         _require(self.rope_theta > 0, "rope_theta", "a positive number", self.rope_theta)
+        if self.attn_scale is not None:
+            _require(isinstance(self.attn_scale, (int, float)) and self.attn_scale > 0, "attn_scale",
+                     "a positive number or None", self.attn_scale)
+        _require(isinstance(self.embedding_multiplier, (int, float)) and self.embedding_multiplier > 0,
+                 "embedding_multiplier", "a positive number", self.embedding_multiplier)

@@ -1,10 +1,12 @@
-"""Plans for softmax Transformers (Llama/Mistral/SmolLM, Qwen2, Qwen3; Gemma3 and GPT-2 are diagnosed).
+"""Plans for softmax Transformers (Llama/Mistral/SmolLM, Qwen2, Qwen3, Gemma3 text; GPT-2 is diagnosed).
 
 Linearisation by weight transfer: embeddings, norms (with eps), MLP, final norm and LM head are copied;
 in linear layers q/o are copied and k/v repeated across each group of query heads (GQA), RoPE is dropped,
 Qwen2's q/k/v biases are copied (k/v repeated like their weights; `qkv_bias`), Qwen3's per-head q/k norms
 are kept in softmax layers (`attn_qk_norm`, with its own `attn_head_dim`) and replaced by the l2 norm in
-linear ones,
+linear ones; Gemma3's (1 + w) norms become plain weights, its post-attention / post-feedforward norms
+the block's `sandwich_norms`, its embedding scale `embedding_multiplier` and query_pre_attn_scalar
+`attn_scale`; kept Gemma3 layers must be all global or all sliding (window and RoPE base follow),
 and the recurrent gates are new, at their standard initialisation, with one decision: the short
 convolutions start as the identity so that q, k, v begin as the teacher's projections (then SiLU, l2 norm).
 Layers listed in `keep_softmax_layers` stay softmax attention with their RoPE (rope_theta copied).
@@ -13,19 +15,19 @@ A distillation (`linmem distill`) is expected afterwards: the converted model is
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from .plan import ConversionPlan
-from .reshape import identity_conv_, repeat_heads
+from .reshape import add_one, identity_conv_, repeat_heads
 from .source import ConversionError, SourceCheckpoint
 
 LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")
+GEMMA = ("gemma3_text",)
 DIAGNOSED = {
-    "gemma3": "Gemma3 blocks have post-attention and post-feedforward norms and scale the embeddings by "
-              "sqrt(hidden_size); the linmem block (pre-norm only, unscaled embeddings) cannot hold them",
-    "gemma3_text": "Gemma3 blocks have post-attention and post-feedforward norms and scale the embeddings by "
-                   "sqrt(hidden_size); the linmem block (pre-norm only, unscaled embeddings) cannot hold them",
+    "gemma3": "this is the multimodal Gemma3 checkpoint; convert its text model instead (Gemma3ForCausalLM, "
+              "model_type 'gemma3_text': `Gemma3ForCausalLM.from_pretrained(...)` then `save_pretrained`)",
     "gpt2": "GPT-2 uses LayerNorm with bias, learned absolute position embeddings, a non-gated GELU MLP and "
             "biases on every projection; the linmem block (RMSNorm, SwiGLU, no biases, no position table) "
             "cannot hold them",
@@ -72,6 +74,8 @@ def _fields(source: SourceCheckpoint, keep: list[int], target: str) -> dict[str,
         raise ConversionError("source has biases on only some of q_proj, k_proj, v_proj; linmem needs all or none")
     qk_norm = layer0 + "q_norm.weight" in source.key_files and layer0 + "k_norm.weight" in source.key_files
     window = None
+    if source.model_type in GEMMA:
+        return _gemma_fields(source, keep, target, head_dim, qkv_bias, qk_norm)
     if config.get("sliding_window") and config.get("use_sliding_window", True):
         window = int(config["sliding_window"])
         if config.get("max_window_layers") is not None and int(config["max_window_layers"]) < int(config["num_hidden_layers"]):
@@ -92,6 +96,43 @@ def _fields(source: SourceCheckpoint, keep: list[int], target: str) -> dict[str,
     )
     if target == "ccq-gla":
         fields["use_short_conv"] = False
+    return fields
+
+
+def _gemma_fields(source: SourceCheckpoint, keep: list[int], target: str, head_dim: int, qkv_bias: bool,
+                  qk_norm: bool) -> dict[str, Any]:
+    """Gemma3 text: sandwich norms, scaled embeddings, query_pre_attn_scalar, local/global layer types."""
+    config = dict(source.config)
+    for field in ("final_logit_softcapping", "attn_logit_softcapping"):
+        if config.get(field) is not None:
+            raise ConversionError(f"source field `{field}` = {config[field]} is not supported (no softcapping in linmem)")
+    if config.get("use_bidirectional_attention"):
+        raise ConversionError("source field `use_bidirectional_attention` = True is not supported (causal models only)")
+    num_layers = int(config["num_hidden_layers"])
+    pattern = int(config.get("sliding_window_pattern", 6))
+    layer_types = config.get("layer_types") or [
+        "sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(num_layers)]
+    kinds = sorted({layer_types[i] for i in keep})
+    if len(kinds) > 1:
+        raise ConversionError(
+            f"kept softmax layers {keep} mix Gemma3 layer types {kinds}; keep only global ('full_attention') "
+            f"layers {[i for i, t in enumerate(layer_types) if t == 'full_attention']} or only sliding ones")
+    kind = kinds[0] if kinds else "full_attention"
+    rope = (config.get("rope_parameters") or {}).get(kind) or {}
+    if rope.get("rope_type", "default") != "default":
+        raise ConversionError(f"source `rope_parameters.{kind}.rope_type` = {rope['rope_type']!r} is not supported "
+                              "(only 'default' RoPE)")
+    default_theta = 10_000.0 if kind == "sliding_attention" else 1_000_000.0
+    config["rope_theta"] = float(rope.get("rope_theta", config.get(
+        "rope_local_base_freq" if kind == "sliding_attention" else "rope_theta", default_theta)))
+    config.pop("rope_parameters", None)
+    config["hidden_act"] = config.get("hidden_activation") or config.get("hidden_act", "gelu_pytorch_tanh")
+    config["sliding_window"] = config.get("sliding_window") if kind == "sliding_attention" else None
+    config.pop("max_window_layers", None)
+    fields = _fields(replace(source, config={**config, "model_type": "llama"}), keep, target)
+    hidden = int(config["hidden_size"])
+    fields.update(sandwich_norms=True, embedding_multiplier=hidden ** 0.5,
+                  attn_scale=float(config.get("query_pre_attn_scalar", head_dim)) ** -0.5)
     return fields
 
 
@@ -133,7 +174,7 @@ def _declare_linear_mixer(plan: ConversionPlan, i: int) -> None:
         plan.declare_new(p + "lamb_scale", f"{config.lamb_init_scale} (lamb_init_scale)")
 
 
-def _attention_layer(plan: ConversionPlan, source: SourceCheckpoint, i: int, linear: bool) -> None:
+def _attention_layer(plan: ConversionPlan, source: SourceCheckpoint, i: int, linear: bool, norm_fn=None) -> None:
     config = plan.target_config
     s, p = f"model.layers.{i}.self_attn.", f"model.layers.{i}.attn."
     groups = config.attn_num_heads // config.attn_num_kv_heads
@@ -151,8 +192,8 @@ def _attention_layer(plan: ConversionPlan, source: SourceCheckpoint, i: int, lin
     for name in ("q_norm.weight", "k_norm.weight"):
         if s + name not in source.key_files:
             continue
-        if not linear:  # Qwen3: the per-head q/k RMSNorm is kept exactly in softmax layers
-            plan.add(p + name, s + name)
+        if not linear:  # Qwen3 / Gemma3: the per-head q/k RMSNorm is kept exactly in softmax layers
+            plan.add(p + name, s + name, fn=norm_fn, note=" (1 + w)" if norm_fn else "")
         elif plan.target_name != "ccq-gla":
             plan.drop(s + name, "the l2 norm of q, k replaces the per-head RMSNorm in linear layers")
         else:
@@ -178,8 +219,8 @@ def plan_softmax(
     model_type = source.model_type
     if model_type in DIAGNOSED:
         raise ConversionError(f"softmax source model_type {model_type!r} is not supported: {DIAGNOSED[model_type]}")
-    if model_type not in LLAMA_LIKE:
-        raise ConversionError(f"unknown source model_type {model_type!r}; supported softmax sources: {LLAMA_LIKE}")
+    if model_type not in LLAMA_LIKE + GEMMA:
+        raise ConversionError(f"unknown source model_type {model_type!r}; supported softmax sources: {LLAMA_LIKE + GEMMA}")
     if target not in SOFTMAX_TARGETS:
         raise ConversionError(f"unknown target {target!r} for a softmax source; expected one of {SOFTMAX_TARGETS}")
     num_layers = int(source.config["num_hidden_layers"])
@@ -187,19 +228,28 @@ def plan_softmax(
     config = _target_config(target, _fields(source, keep, target), ccq_init_scale, lamb_init_scale)
     plan = ConversionPlan(target_name=target, target_config=config, source_kind="softmax", kept_softmax_layers=keep)
 
+    gemma = model_type in GEMMA
+    norm_fn = add_one if gemma else None  # Gemma stores its RMSNorm weights as w with the scale 1 + w
+    norm = partial(plan.add, fn=norm_fn, note=" (Gemma's 1 + w)" if gemma else "")
     plan.add("model.embeddings.weight", "model.embed_tokens.weight")
-    plan.add("model.norm.weight", "model.norm.weight")
+    norm("model.norm.weight", "model.norm.weight")
     if config.tie_word_embeddings:
         if "lm_head.weight" in source.key_files:
             plan.drop("lm_head.weight", "tied to model.embeddings.weight (tie_word_embeddings=True)")
     else:
         plan.add("lm_head.weight", "lm_head.weight")
     for i in range(num_layers):
-        plan.add(f"model.layers.{i}.attn_norm.weight", f"model.layers.{i}.input_layernorm.weight")
-        plan.add(f"model.layers.{i}.mlp_norm.weight", f"model.layers.{i}.post_attention_layernorm.weight")
+        t, s = f"model.layers.{i}.", f"model.layers.{i}."
+        norm(t + "attn_norm.weight", s + "input_layernorm.weight")
+        if gemma:
+            norm(t + "attn_post_norm.weight", s + "post_attention_layernorm.weight")
+            norm(t + "mlp_norm.weight", s + "pre_feedforward_layernorm.weight")
+            norm(t + "mlp_post_norm.weight", s + "post_feedforward_layernorm.weight")
+        else:
+            norm(t + "mlp_norm.weight", s + "post_attention_layernorm.weight")
         for name in ("gate_proj", "up_proj", "down_proj"):
             plan.add(f"model.layers.{i}.mlp.{name}.weight", f"model.layers.{i}.mlp.{name}.weight")
-        _attention_layer(plan, source, i, linear=i not in keep)
+        _attention_layer(plan, source, i, linear=i not in keep, norm_fn=norm_fn)
     plan.notes.append("RoPE dropped in linear layers" + (f", kept in softmax layers {keep}" if keep else ""))
     lossy = sorted({reason for reason in plan.dropped.values() if "lossy" in reason})
     plan.notes += [f"lossy: {reason}" for reason in lossy]

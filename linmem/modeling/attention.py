@@ -43,6 +43,7 @@ class SoftmaxAttention(nn.Module):
         self.head_dim = config.attn_head_dim
         self.window_size = config.attn_window_size
         self.rope_theta = config.rope_theta
+        self.scale = config.attn_scale  # None: SDPA's 1 / sqrt(head_dim)
         hidden = config.hidden_size
         self.q_proj = nn.Linear(hidden, self.num_heads * self.head_dim, bias=config.qkv_bias)
         self.k_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=config.qkv_bias)
@@ -83,7 +84,8 @@ class SoftmaxAttention(nn.Module):
             k, v = past_key_values.update(k, v, self.layer_idx)
 
         mask = self._build_mask(seq_len, k.shape[-2], key_mask, q.device)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.num_kv_heads != self.num_heads)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale,
+                                             enable_gqa=self.num_kv_heads != self.num_heads)
         out = out.transpose(1, 2).reshape(batch, seq_len, self.num_heads * self.head_dim)
         return self.o_proj(out)
 

@@ -143,12 +143,17 @@ class LinmemModel(LinmemPreTrainedModel):
                 f"`past_key_values` must be a LinmemCache (returned by this model), got {type(past_key_values).__name__}"
             )
         output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
         if self.gradient_checkpointing and self.training:
             use_cache = False
 
-        hidden_states = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        if inputs_embeds is None:
+            hidden_states = self.embeddings(input_ids)
+            if self.config.embedding_multiplier != 1.0:
+                hidden_states = hidden_states * hidden_states.new_tensor(self.config.embedding_multiplier)
+        else:
+            hidden_states = inputs_embeds
         batch, seq_len = hidden_states.shape[:2]
         if use_cache and past_key_values is None:
             past_key_values = LinmemCache(self.config.num_hidden_layers)
@@ -231,7 +236,7 @@ class LinmemForCausalLM(LinmemPreTrainedModel, GenerationMixin):
         **kwargs: Any,
     ) -> CausalLMOutputWithPast | tuple:
         """Logits [B, T', vocab] (T' = T, or logits_to_keep); loss when labels [B, T] are given (-100 ignored)."""
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         past_key_values = cache_argument(past_key_values, kwargs)
         outputs = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,

@@ -1,4 +1,5 @@
-"""The pre-norm block shared by every variant: norm -> mixer -> residual -> norm -> MLP -> residual."""
+"""The pre-norm block shared by every variant: norm -> mixer -> residual -> norm -> MLP -> residual
+(with `sandwich_norms`, each branch output is normed once more before its residual add, as in Gemma3)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ class LinmemBlock(GradientCheckpointingLayer):
         self.attn = mixer
         self.mlp_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
         self.mlp = SwiGLUMLP(config.hidden_size, config.mlp_intermediate_size, config.hidden_act)
+        if config.sandwich_norms:
+            self.attn_post_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
+            self.mlp_post_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
+        else:
+            self.attn_post_norm = self.mlp_post_norm = None
 
     def forward(
         self,
@@ -40,5 +46,10 @@ class LinmemBlock(GradientCheckpointingLayer):
                               position_ids=position_ids, past_length=past_length)
         else:
             mixed = self.attn(normed, layout=layout, past_key_values=past_key_values)
+        if self.attn_post_norm is not None:
+            mixed = self.attn_post_norm(mixed)
         hidden_states = hidden_states + mixed
-        return hidden_states + self.mlp(self.mlp_norm(hidden_states))
+        mlp_out = self.mlp(self.mlp_norm(hidden_states))
+        if self.mlp_post_norm is not None:
+            mlp_out = self.mlp_post_norm(mlp_out)
+        return hidden_states + mlp_out
