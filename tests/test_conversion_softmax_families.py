@@ -99,10 +99,43 @@ def test_gemma3_kept_layers_must_share_a_type_and_linear_layers_convert(tmp_path
     assert torch.isfinite(student(torch.tensor([[1, 5, 9, 2]])).logits).all()
 
 
-def test_gpt2_is_refused_with_the_reason(tmp_path):
+def _gpt2_teacher(folder, n_layer: int = 2):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    GPT2LMHeadModel(GPT2Config(vocab_size=64, n_layer=1, n_embd=16, n_head=2, n_positions=32)).save_pretrained(
-        tmp_path / "gpt2")
-    with pytest.raises(ConversionError, match="GPT-2 uses LayerNorm with bias, learned absolute position"):
-        convert(str(tmp_path / "gpt2"), "qdelta", dry_run=True, verbose=False)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=101, n_layer=n_layer, n_embd=48, n_head=4, n_positions=64)).eval()
+    with torch.no_grad():
+        for key, param in model.named_parameters():
+            if key.endswith(".bias") or ".ln_" in key:
+                param.normal_(1.0 if key.endswith("ln_1.weight") or key.endswith("ln_2.weight") else 0.0, 0.3)
+    model.save_pretrained(folder)
+    return model
+
+
+def test_gpt2_all_softmax_layers_kept_is_lossless(tmp_path):
+    """GPT-2's fused c_attn, Conv1D weights, LayerNorms, learned positions and biases all carried exactly."""
+    teacher = _gpt2_teacher(tmp_path / "src")
+    report = convert(str(tmp_path / "src"), "ccq-gdn", tmp_path / "out", keep_softmax_layers=[0, 1], verbose=False)
+    assert not [d for d in report["dropped"] if "lossy" in d["reason"]]
+    student = AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
+    ids = torch.randint(0, 101, (2, 23), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        diff = (student(ids).logits - teacher(ids).logits).abs().max().item()
+        # left padding: linmem counts positions over real tokens; GPT-2 needs them passed explicitly
+        mask = torch.ones_like(ids)
+        mask[1, :5] = 0
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        padded = (student(ids, attention_mask=mask).logits - teacher(ids, attention_mask=mask, position_ids=positions)
+                  .logits)[mask.bool()].abs().max().item()
+    assert diff <= 1e-5 and padded <= 1e-5, (diff, padded)
+
+
+def test_gpt2_linear_conversion_and_position_limit(tmp_path):
+    _gpt2_teacher(tmp_path / "src", n_layer=3)
+    convert(str(tmp_path / "src"), "qdelta", tmp_path / "out", keep_softmax_layers=[2], verbose=False)
+    student = AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
+    assert student.config.norm_type == "layer" and not student.config.attn_rope
+    with torch.no_grad():
+        assert torch.isfinite(student(torch.randint(0, 101, (1, 64))).logits).all()
+        with pytest.raises(ValueError, match="beyond the learned position table"):
+            student(torch.randint(0, 101, (1, 65)))

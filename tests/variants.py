@@ -12,8 +12,11 @@ TINY = dict(vocab_size=96, hidden_size=32, num_hidden_layers=2, num_heads=2, hea
 VARIANTS = {
     "ccq-gla": lambda **kw: CCQConfig(backbone="gla", **{**TINY, **kw}),
     "ccq-gdn": lambda **kw: CCQConfig(backbone="gated_deltanet", **{**TINY, **kw}),
+    # GPT-2-style: LayerNorm, plain MLP with biases, output biases, learned positions, no RoPE
     "ccq-gdn-hybrid": lambda **kw: CCQConfig(backbone="gated_deltanet", attn_layers=[1], attn_num_heads=4,
-                                             attn_num_kv_heads=2, **{**TINY, **kw}),
+                                             attn_num_kv_heads=2, norm_type="layer", mlp_type="plain",
+                                             mlp_bias=True, o_proj_bias=True, position_embedding_type="learned",
+                                             attn_rope=False, **{**TINY, **kw}),
     # Gemma3-style: sliding window, sandwich norms, scaled embeddings, a custom softmax score scale
     "ccq-gla-hybrid-window": lambda **kw: CCQConfig(backbone="gla", attn_layers=[0], attn_num_heads=2,
                                                     attn_window_size=5, sandwich_norms=True,
@@ -44,7 +47,8 @@ def make_model(name: str, dtype: torch.dtype = torch.float64, seed: int = 0, **o
                 param.normal_(0, 1.0)
             elif module_name.endswith("lamb_proj.weight"):
                 param.normal_(0, 0.3)
-            elif module_name.endswith(("q_proj.bias", "k_proj.bias", "v_proj.bias")):
+            elif module_name.endswith(("q_proj.bias", "k_proj.bias", "v_proj.bias", "o_proj.bias", "up_proj.bias",
+                                       "down_proj.bias", "norm.bias")):
                 param.normal_(0, 0.3)
             elif module_name.endswith(("q_norm.weight", "k_norm.weight")):
                 param.uniform_(0.5, 1.5)

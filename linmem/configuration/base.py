@@ -56,6 +56,13 @@ class LinmemConfig(PretrainedConfig):
             add (Gemma3's post-attention / post-feedforward norms).
         embedding_multiplier: the token embeddings are multiplied by this (Gemma3: sqrt(hidden_size));
             `inputs_embeds` given by the caller are used as they are.
+        norm_type: "rms" (RMSNorm) or "layer" (LayerNorm with bias, GPT-2) for the block and final norms.
+        mlp_type: "gated" (down(act(gate(x)) * up(x))) or "plain" (down(act(up(x))), GPT-2).
+        mlp_bias: biases on the MLP projections.
+        o_proj_bias: a bias on the output projection of every mixer (GPT-2's c_proj).
+        position_embedding_type: "none", or "learned" (a table of max_position_embeddings added to the
+            token embeddings; positions count real tokens, so left padding does not shift them).
+        attn_rope: RoPE in the softmax layers (False for GPT-2, whose positions are learned).
         rope_theta: RoPE base of those layers.
         max_position_embeddings: informative; recurrent layers have no length limit.
     """
@@ -90,6 +97,12 @@ class LinmemConfig(PretrainedConfig):
         attn_scale: float | None = None,
         sandwich_norms: bool = False,
         embedding_multiplier: float = 1.0,
+        norm_type: str = "rms",
+        mlp_type: str = "gated",
+        mlp_bias: bool = False,
+        o_proj_bias: bool = False,
+        position_embedding_type: str = "none",
+        attn_rope: bool = True,
         rope_theta: float = 10000.0,
         max_position_embeddings: int = 2048,
         use_cache: bool = True,
@@ -122,6 +135,12 @@ class LinmemConfig(PretrainedConfig):
         self.attn_scale = attn_scale
         self.sandwich_norms = bool(sandwich_norms)
         self.embedding_multiplier = embedding_multiplier
+        self.norm_type = norm_type
+        self.mlp_type = mlp_type
+        self.mlp_bias = bool(mlp_bias)
+        self.o_proj_bias = bool(o_proj_bias)
+        self.position_embedding_type = position_embedding_type
+        self.attn_rope = bool(attn_rope)
         self.rope_theta = rope_theta
         self.max_position_embeddings = max_position_embeddings
         self.use_cache = use_cache
@@ -184,3 +203,7 @@ class LinmemConfig(PretrainedConfig):
                      "a positive number or None", self.attn_scale)
         _require(isinstance(self.embedding_multiplier, (int, float)) and self.embedding_multiplier > 0,
                  "embedding_multiplier", "a positive number", self.embedding_multiplier)
+        _require(self.norm_type in ("rms", "layer"), "norm_type", "'rms' or 'layer'", self.norm_type)
+        _require(self.mlp_type in ("gated", "plain"), "mlp_type", "'gated' or 'plain'", self.mlp_type)
+        _require(self.position_embedding_type in ("none", "learned"), "position_embedding_type",
+                 "'none' or 'learned'", self.position_embedding_type)

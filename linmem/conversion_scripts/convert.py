@@ -15,6 +15,7 @@ import torch
 from .fla import FLA_MODEL_TYPES, plan_fla
 from .plan import MAPPING_VERSION, ConversionPlan, check_plan
 from .report import REPORT_NAME, build_report, format_plan, write_report
+from .gpt2 import plan_gpt2
 from .softmax import plan_softmax
 from .source import ConversionError, SourceCheckpoint, open_source
 
@@ -34,9 +35,10 @@ def make_plan(source: SourceCheckpoint, target: str, *, keep_softmax_layers: lis
             )
         return plan_fla(source, target, ccq_init_scale=0.0 if ccq_init_scale is None else ccq_init_scale,
                         lamb_init_scale=0.0 if lamb_init_scale is None else lamb_init_scale)
-    return plan_softmax(source, target, keep_softmax_layers=keep_softmax_layers, hybrid_every=hybrid_every,
-                        ccq_init_scale=1.0 if ccq_init_scale is None else ccq_init_scale,
-                        lamb_init_scale=1.0 if lamb_init_scale is None else lamb_init_scale)
+    plan_fn = plan_gpt2 if source.model_type == "gpt2" else plan_softmax
+    return plan_fn(source, target, keep_softmax_layers=keep_softmax_layers, hybrid_every=hybrid_every,
+                   ccq_init_scale=1.0 if ccq_init_scale is None else ccq_init_scale,
+                   lamb_init_scale=1.0 if lamb_init_scale is None else lamb_init_scale)
 
 
 def conversion_record(plan: ConversionPlan, source: SourceCheckpoint, seed: int, hashes: dict[str, str] | None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Plans for softmax Transformers (Llama/Mistral/SmolLM, Qwen2, Qwen3, Gemma3 text; GPT-2 is diagnosed).
+"""Plans for softmax Transformers (Llama/Mistral/SmolLM, Qwen2, Qwen3, Gemma3 text; GPT-2 lives in gpt2.py).
 
 Linearisation by weight transfer: embeddings, norms (with eps), MLP, final norm and LM head are copied;
 in linear layers q/o are copied and k/v repeated across each group of query heads (GQA), RoPE is dropped,
@@ -28,9 +28,6 @@ GEMMA = ("gemma3_text",)
 DIAGNOSED = {
     "gemma3": "this is the multimodal Gemma3 checkpoint; convert its text model instead (Gemma3ForCausalLM, "
               "model_type 'gemma3_text': `Gemma3ForCausalLM.from_pretrained(...)` then `save_pretrained`)",
-    "gpt2": "GPT-2 uses LayerNorm with bias, learned absolute position embeddings, a non-gated GELU MLP and "
-            "biases on every projection; the linmem block (RMSNorm, SwiGLU, no biases, no position table) "
-            "cannot hold them",
 }
 SOFTMAX_TARGETS = ("ccq-gla", "ccq-gdn", "qdelta")
 
@@ -136,7 +133,7 @@ def _gemma_fields(source: SourceCheckpoint, keep: list[int], target: str, head_d
     return fields
 
 
-def _target_config(target: str, fields: dict[str, Any], ccq_init_scale: float, lamb_init_scale: float):
+def build_target_config(target: str, fields: dict[str, Any], ccq_init_scale: float, lamb_init_scale: float):
     from ..configuration import CCQConfig, QDeltaConfig
 
     if target == "qdelta":
@@ -145,7 +142,7 @@ def _target_config(target: str, fields: dict[str, Any], ccq_init_scale: float, l
     return CCQConfig(backbone=backbone, ccq=True, ccq_init_scale=ccq_init_scale, **fields)
 
 
-def _declare_linear_mixer(plan: ConversionPlan, i: int) -> None:
+def declare_linear_mixer(plan: ConversionPlan, i: int) -> None:
     """The new tensors of a linearised layer (everything but q/k/v/o)."""
     p = f"model.layers.{i}.attn."
     config = plan.target_config
@@ -203,7 +200,7 @@ def _attention_layer(plan: ConversionPlan, source: SourceCheckpoint, i: int, lin
     if s + "rotary_emb.inv_freq" in source.key_files:
         plan.drop(s + "rotary_emb.inv_freq", "RoPE frequencies are recomputed from rope_theta")
     if linear:
-        _declare_linear_mixer(plan, i)
+        declare_linear_mixer(plan, i)
 
 
 def plan_softmax(
@@ -220,12 +217,12 @@ def plan_softmax(
     if model_type in DIAGNOSED:
         raise ConversionError(f"softmax source model_type {model_type!r} is not supported: {DIAGNOSED[model_type]}")
     if model_type not in LLAMA_LIKE + GEMMA:
-        raise ConversionError(f"unknown source model_type {model_type!r}; supported softmax sources: {LLAMA_LIKE + GEMMA}")
+        raise ConversionError(f"unknown source model_type {model_type!r}; supported softmax sources: {LLAMA_LIKE + GEMMA + ('gpt2',)}")
     if target not in SOFTMAX_TARGETS:
         raise ConversionError(f"unknown target {target!r} for a softmax source; expected one of {SOFTMAX_TARGETS}")
     num_layers = int(source.config["num_hidden_layers"])
     keep = softmax_layers_to_keep(num_layers, keep_softmax_layers, hybrid_every)
-    config = _target_config(target, _fields(source, keep, target), ccq_init_scale, lamb_init_scale)
+    config = build_target_config(target, _fields(source, keep, target), ccq_init_scale, lamb_init_scale)
     plan = ConversionPlan(target_name=target, target_config=config, source_kind="softmax", kept_softmax_layers=keep)
 
     gemma = model_type in GEMMA

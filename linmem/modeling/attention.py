@@ -14,6 +14,7 @@ from torch import nn
 from ..configuration.base import LinmemConfig
 from .cache import LinmemCache
 from .layers import RMSNorm, upcast
+from .padding import token_positions
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -48,7 +49,8 @@ class SoftmaxAttention(nn.Module):
         self.q_proj = nn.Linear(hidden, self.num_heads * self.head_dim, bias=config.qkv_bias)
         self.k_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=config.qkv_bias)
         self.v_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=config.qkv_bias)
-        self.o_proj = nn.Linear(self.num_heads * self.head_dim, hidden, bias=False)
+        self.o_proj = nn.Linear(self.num_heads * self.head_dim, hidden, bias=config.o_proj_bias)
+        self.use_rope = config.attn_rope
         if config.attn_qk_norm:  # per-head RMSNorm of q and k before RoPE (Qwen3)
             self.q_norm = RMSNorm(self.head_dim, eps=config.norm_eps)
             self.k_norm = RMSNorm(self.head_dim, eps=config.norm_eps)
@@ -74,12 +76,10 @@ class SoftmaxAttention(nn.Module):
 
         key_mask = attention_mask.bool() if attention_mask is not None else None
         if position_ids is None:
-            if key_mask is not None:
-                position_ids = (key_mask.long().cumsum(-1) - 1).clamp_min(0)[:, -seq_len:]
-            else:
-                position_ids = torch.arange(past_length, past_length + seq_len, device=q.device).expand(batch, -1)
-        q = apply_rope(q, position_ids, self.rope_theta)
-        k = apply_rope(k, position_ids, self.rope_theta)
+            position_ids = token_positions(key_mask, batch, seq_len, past_length, q.device)
+        if self.use_rope:
+            q = apply_rope(q, position_ids, self.rope_theta)
+            k = apply_rope(k, position_ids, self.rope_theta)
         if past_key_values is not None:
             k, v = past_key_values.update(k, v, self.layer_idx)
 

@@ -20,8 +20,8 @@ from .attention import SoftmaxAttention
 from .block import LinmemBlock
 from .cache import LinmemCache
 from .compat import cache_argument, cache_of, with_cache
-from .layers import RMSNorm, ShortConvolution
-from .padding import TokenLayout
+from .layers import RMSNorm, ShortConvolution, make_norm
+from .padding import TokenLayout, token_positions
 
 
 class LinmemPreTrainedModel(PreTrainedModel):
@@ -61,6 +61,9 @@ class LinmemPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
         elif isinstance(module, RMSNorm):
             init.ones_(module.weight)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
         if hasattr(module, "init_special_parameters"):
             module.init_special_parameters()
 
@@ -109,11 +112,13 @@ class LinmemModel(LinmemPreTrainedModel):
         if self.mixer_builder is None:
             raise TypeError(f"{type(self).__name__} must set `mixer_builder` (use a variant's model class)")
         self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.position_embeddings = (nn.Embedding(config.max_position_embeddings, config.hidden_size)
+                                    if config.position_embedding_type == "learned" else None)
         self.layers = nn.ModuleList(
             LinmemBlock(config, i, SoftmaxAttention(config, i) if i in config.attn_layers else type(self).mixer_builder(config, i))
             for i in range(config.num_hidden_layers)
         )
-        self.norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
+        self.norm = make_norm(config, config.hidden_size)
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -162,6 +167,14 @@ class LinmemModel(LinmemPreTrainedModel):
 
         full_mask = _full_attention_mask(attention_mask, batch, seq_len, past_length)
         layout = TokenLayout.from_mask(full_mask[:, -seq_len:]) if full_mask is not None else None
+        if position_ids is None:
+            position_ids = token_positions(full_mask, batch, seq_len, past_length, hidden_states.device)
+        if self.position_embeddings is not None:
+            limit = self.config.max_position_embeddings
+            if seq_len and int(position_ids.max()) >= limit:
+                raise ValueError(f"position {int(position_ids.max())} is beyond the learned position table "
+                                 f"(max_position_embeddings={limit})")
+            hidden_states = hidden_states + self.position_embeddings(position_ids)
 
         all_hidden_states = () if output_hidden_states else None
         for layer in self.layers:

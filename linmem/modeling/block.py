@@ -10,7 +10,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from ..configuration.base import LinmemConfig
 from .attention import SoftmaxAttention
 from .cache import LinmemCache
-from .layers import RMSNorm, SwiGLUMLP
+from .layers import make_mlp, make_norm
 from .padding import TokenLayout
 
 
@@ -20,13 +20,13 @@ class LinmemBlock(GradientCheckpointingLayer):
     def __init__(self, config: LinmemConfig, layer_idx: int, mixer: nn.Module) -> None:
         super().__init__()
         self.layer_idx = layer_idx
-        self.attn_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
+        self.attn_norm = make_norm(config, config.hidden_size)
         self.attn = mixer
-        self.mlp_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
-        self.mlp = SwiGLUMLP(config.hidden_size, config.mlp_intermediate_size, config.hidden_act)
+        self.mlp_norm = make_norm(config, config.hidden_size)
+        self.mlp = make_mlp(config)
         if config.sandwich_norms:
-            self.attn_post_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
-            self.mlp_post_norm = RMSNorm(config.hidden_size, eps=config.norm_eps)
+            self.attn_post_norm = make_norm(config, config.hidden_size)
+            self.mlp_post_norm = make_norm(config, config.hidden_size)
         else:
             self.attn_post_norm = self.mlp_post_norm = None
 

@@ -43,15 +43,41 @@ class GatedRMSNorm(RMSNorm):
 class SwiGLUMLP(nn.Module):
     """``down_proj(act(gate_proj(x)) * up_proj(x))`` with the fla parameter names."""
 
-    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str = "swish") -> None:
+    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str = "swish", bias: bool = False) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
-        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
-        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=bias)
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=bias)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=bias)
         self.act_fn = ACT2FN["silu" if hidden_act == "swish" else hidden_act]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+class PlainMLP(nn.Module):
+    """``down_proj(act(up_proj(x)))``, the ungated MLP of GPT-2-style models."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str, bias: bool = True) -> None:
+        super().__init__()
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=bias)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=bias)
+        self.act_fn = ACT2FN["silu" if hidden_act == "swish" else hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.up_proj(x)))
+
+
+def make_norm(config, dim: int) -> nn.Module:
+    """The block/final norm the config asks for: RMSNorm, or LayerNorm with bias (`norm_type="layer"`)."""
+    if config.norm_type == "layer":
+        return nn.LayerNorm(dim, eps=config.norm_eps)
+    return RMSNorm(dim, eps=config.norm_eps)
+
+
+def make_mlp(config) -> nn.Module:
+    """The MLP the config asks for (`mlp_type`, `mlp_bias`)."""
+    cls = PlainMLP if config.mlp_type == "plain" else SwiGLUMLP
+    return cls(config.hidden_size, config.mlp_intermediate_size, config.hidden_act, bias=config.mlp_bias)
 
 
 class ShortConvolution(nn.Conv1d):

@@ -50,3 +50,12 @@ class TokenLayout:
         flat = y.new_zeros(self.batch_size * self.seq_len, *y.shape[2:])
         flat = flat.index_copy(0, self.indices, y.squeeze(0))
         return flat.reshape(self.batch_size, self.seq_len, *y.shape[2:])
+
+
+def token_positions(mask: torch.Tensor | None, batch: int, seq_len: int, past_length: int,
+                    device: torch.device) -> torch.Tensor:
+    """Positions [B, T] of the current tokens: real tokens counted so far (mask [B, past + T]), so a
+    left-padded row gets exactly the positions it would have alone; without a mask, past_length + t."""
+    if mask is not None:
+        return (mask.long().cumsum(-1) - 1).clamp_min(0)[:, -seq_len:]
+    return torch.arange(past_length, past_length + seq_len, device=device).expand(batch, -1)

@@ -55,7 +55,7 @@ class GatedDeltaNetMixer(RecurrentMixer):
             self.o_norm = GatedRMSNorm(self.head_v_dim, eps=config.norm_eps)
         else:
             self.o_norm = RMSNorm(self.head_v_dim, eps=config.norm_eps)
-        self.o_proj = nn.Linear(value_dim, hidden, bias=False)
+        self.o_proj = nn.Linear(value_dim, hidden, bias=config.o_proj_bias)
 
     @torch.no_grad()
     def init_special_parameters(self) -> None:

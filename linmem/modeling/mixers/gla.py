@@ -42,7 +42,7 @@ class GLAMixer(RecurrentMixer):
             self.v_conv1d = ShortConvolution(value_dim, config.conv_size)
         self.g_proj = nn.Linear(hidden, value_dim, bias=False)
         self.g_norm = GatedRMSNorm(self.head_v_dim, eps=config.norm_eps)
-        self.o_proj = nn.Linear(value_dim, hidden, bias=False)
+        self.o_proj = nn.Linear(value_dim, hidden, bias=config.o_proj_bias)
 
     def mix(self, x, state, conv_states, cu_seqlens, output_final_state):
         batch, seq_len, _ = x.shape
