@@ -93,11 +93,11 @@ def test_smollm2_to_ccq_gdn_hybrid_every_and_errors(smollm2_dir, tmp_path):
     with pytest.raises(ConversionError, match="outside"):
         convert(str(smollm2_dir), "qdelta", dry_run=True, keep_softmax_layers=[9], verbose=False)
     config = json.loads((smollm2_dir / "config.json").read_text())
-    fake = tmp_path / "gpt2"
+    fake = tmp_path / "bert"
     fake.mkdir()
-    (fake / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
+    (fake / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
     (fake / "model.safetensors").symlink_to(smollm2_dir / "model.safetensors")
-    with pytest.raises(ConversionError, match="GPT-2 uses LayerNorm"):
+    with pytest.raises(ConversionError, match="unknown source model_type 'bert'"):
         convert(str(fake), "qdelta", dry_run=True, verbose=False)
 
 

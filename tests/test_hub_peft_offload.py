@@ -70,7 +70,8 @@ def _block_of(key: str) -> str | None:
 
 @pytest.mark.parametrize("name", ["ccq-gdn-hybrid", "ccq-gla"])
 def test_offload_matches_unsplit_model(name: str, tmp_path: Path) -> None:
-    model = make_model(name, dtype=torch.float32, seed=2, num_hidden_layers=4)
+    # a short learned-position table (ccq-gdn-hybrid has one), so the CPU budget below is about blocks
+    model = make_model(name, dtype=torch.float32, seed=2, num_hidden_layers=4, max_position_embeddings=16)
     model.save_pretrained(tmp_path / "ckpt")
     ids = _ids()
     with torch.no_grad():
@@ -93,9 +94,9 @@ def test_offload_matches_unsplit_model(name: str, tmp_path: Path) -> None:
 
 
 def test_no_split_modules_keeps_blocks_whole() -> None:
-    model = make_model("ccq-gdn-hybrid", dtype=torch.float32, num_hidden_layers=3)
+    model = make_model("ccq-gdn-hybrid", dtype=torch.float32, num_hidden_layers=3, max_position_embeddings=16)
     block_bytes = sum(p.numel() * 4 for p in model.model.layers[0].parameters())
-    embedding_bytes = model.model.embeddings.weight.numel() * 4
+    embedding_bytes = (model.model.embeddings.weight.numel() + model.model.position_embeddings.weight.numel()) * 4
     # Room for the embeddings and one block minus the largest-layer reserve: without _no_split_modules
     # accelerate fills the rest of the CPU budget with parts of a block.
     budget = {"cpu": embedding_bytes + block_bytes, "disk": 10**12}
