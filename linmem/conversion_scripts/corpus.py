@@ -121,8 +121,10 @@ def dedup_and_split(documents: list[tuple[str, str]], holdout: float, seed: int)
     return unique[n_eval:], unique[:n_eval]
 
 
-def tokenize(documents: list[tuple[str, str]], tokenizer, max_tokens: int | None, desc: str) -> np.ndarray:
-    """Token ids of the documents, EOS after each, cut at max_tokens; uint16 when the vocabulary allows."""
+def tokenize(documents: list[tuple[str, str]], tokenizer, max_tokens: int | None,
+             desc: str) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """(token ids of the documents, EOS after each, cut at max_tokens; uint16 when the vocabulary allows,
+    the documents that went in)."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     dtype = np.uint16 if len(tokenizer) <= 65536 else np.uint32
     chunks, total = [], 0
@@ -133,20 +135,22 @@ def tokenize(documents: list[tuple[str, str]], tokenizer, max_tokens: int | None
         if max_tokens is not None and total >= max_tokens:
             break
     ids = np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
-    return ids[:max_tokens] if max_tokens is not None else ids
+    return (ids[:max_tokens] if max_tokens is not None else ids), documents[:len(chunks)]
 
 
 def prepare_data(tokenizer, output: str | Path, *, sources: list[str] = ("pydoc",), download_dir: str | Path = ".",
-                 holdout: float = 0.02, max_tokens: int | None = None, seed: int = 0) -> dict:
-    """Write train.npy, eval.npy and meta.json to `output`; return the meta record."""
+                 holdout: float = 0.02, max_tokens: int | None = None, max_eval_tokens: int | None = 1_000_000,
+                 seed: int = 0) -> dict:
+    """Write train.npy, eval.npy and meta.json to `output`; return the meta record (document counts are of
+    the documents that went into each file)."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     documents = list(tqdm(iter_documents(list(sources), Path(download_dir)), desc="reading", unit="doc"))
     train, held_out = dedup_and_split(documents, holdout, seed)
     meta = {"sources": list(sources), "seed": seed, "holdout": holdout, "documents_read": len(documents),
             "tokenizer": getattr(tokenizer, "name_or_path", ""), "splits": {}}
-    for name, docs, limit in (("train", train, max_tokens), ("eval", held_out, None)):
-        ids = tokenize(docs, tokenizer, limit, desc=f"tokenizing {name}")
+    for name, docs, limit in (("train", train, max_tokens), ("eval", held_out, max_eval_tokens)):
+        ids, docs = tokenize(docs, tokenizer, limit, desc=f"tokenizing {name}")
         np.save(out / f"{name}.npy", ids)
         per_source: dict[str, int] = {}
         for source, _ in docs:
