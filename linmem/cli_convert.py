@@ -148,8 +148,6 @@ def _run_lambada(args) -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import linmem  # noqa: F401  (registers the linmem architectures)
-
     from .conversion_scripts.lambada import evaluate_lambada, load_requests
 
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).to(args.device)

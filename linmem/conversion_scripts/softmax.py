@@ -15,7 +15,6 @@ A distillation (`linmem distill`) is expected afterwards: the converted model is
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -57,7 +56,8 @@ def _rope_theta(config: dict[str, Any]) -> float:
 
 
 def _fields(source: SourceCheckpoint, keep: list[int], target: str) -> dict[str, Any]:
-    config = source.config
+    gemma = source.model_type in GEMMA
+    config = _gemma_as_llama(source.config, keep) if gemma else source.config
     if config.get("mlp_bias"):
         raise ConversionError("source field `mlp_bias` = True is not supported: the linmem MLP has no biases")
     hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
@@ -71,8 +71,6 @@ def _fields(source: SourceCheckpoint, keep: list[int], target: str) -> dict[str,
         raise ConversionError("source has biases on only some of q_proj, k_proj, v_proj; linmem needs all or none")
     qk_norm = layer0 + "q_norm.weight" in source.key_files and layer0 + "k_norm.weight" in source.key_files
     window = None
-    if source.model_type in GEMMA:
-        return _gemma_fields(source, keep, target, head_dim, qkv_bias, qk_norm)
     if config.get("sliding_window") and config.get("use_sliding_window", True):
         window = int(config["sliding_window"])
         if config.get("max_window_layers") is not None and int(config["max_window_layers"]) < int(config["num_hidden_layers"]):
@@ -91,15 +89,18 @@ def _fields(source: SourceCheckpoint, keep: list[int], target: str) -> dict[str,
         attn_head_dim=head_dim, attn_qk_norm=bool(qk_norm and keep), qkv_bias=qkv_bias,
         rope_theta=_rope_theta(config),
     )
+    if gemma:
+        fields.update(sandwich_norms=True, embedding_multiplier=hidden ** 0.5,
+                      attn_scale=float(config.get("query_pre_attn_scalar", head_dim)) ** -0.5)
     if target == "ccq-gla":
         fields["use_short_conv"] = False
     return fields
 
 
-def _gemma_fields(source: SourceCheckpoint, keep: list[int], target: str, head_dim: int, qkv_bias: bool,
-                  qk_norm: bool) -> dict[str, Any]:
-    """Gemma3 text: sandwich norms, scaled embeddings, query_pre_attn_scalar, local/global layer types."""
-    config = dict(source.config)
+def _gemma_as_llama(source_config: dict[str, Any], keep: list[int]) -> dict[str, Any]:
+    """A Gemma3 text config in the Llama-family fields `_fields` reads: the kept layers' type decides the
+    window and RoPE base; activation under `hidden_act`. Softcapping and bidirectional attention are errors."""
+    config = dict(source_config)
     for field in ("final_logit_softcapping", "attn_logit_softcapping"):
         if config.get(field) is not None:
             raise ConversionError(f"source field `{field}` = {config[field]} is not supported (no softcapping in linmem)")
@@ -126,11 +127,7 @@ def _gemma_fields(source: SourceCheckpoint, keep: list[int], target: str, head_d
     config["hidden_act"] = config.get("hidden_activation") or config.get("hidden_act", "gelu_pytorch_tanh")
     config["sliding_window"] = config.get("sliding_window") if kind == "sliding_attention" else None
     config.pop("max_window_layers", None)
-    fields = _fields(replace(source, config={**config, "model_type": "llama"}), keep, target)
-    hidden = int(config["hidden_size"])
-    fields.update(sandwich_norms=True, embedding_multiplier=hidden ** 0.5,
-                  attn_scale=float(config.get("query_pre_attn_scalar", head_dim)) ** -0.5)
-    return fields
+    return config
 
 
 def build_target_config(target: str, fields: dict[str, Any], ccq_init_scale: float, lamb_init_scale: float):

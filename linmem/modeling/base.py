@@ -167,12 +167,15 @@ class LinmemModel(LinmemPreTrainedModel):
 
         full_mask = _full_attention_mask(attention_mask, batch, seq_len, past_length)
         layout = TokenLayout.from_mask(full_mask[:, -seq_len:]) if full_mask is not None else None
-        if position_ids is None:
+        # Positions feed only learned position tables and softmax layers: a purely recurrent model skips the
+        # cumsum over the whole (growing) mask at every decode step.
+        if position_ids is None and (self.position_embeddings is not None or self.config.attn_layers):
             position_ids = token_positions(full_mask, batch, seq_len, past_length, hidden_states.device)
         if self.position_embeddings is not None:
             limit = self.config.max_position_embeddings
-            if seq_len and int(position_ids.max()) >= limit:
-                raise ValueError(f"position {int(position_ids.max())} is beyond the learned position table "
+            last = int(position_ids.max()) if seq_len else 0
+            if last >= limit:
+                raise ValueError(f"position {last} is beyond the learned position table "
                                  f"(max_position_embeddings={limit})")
             hidden_states = hidden_states + self.position_embeddings(position_ids)
 

@@ -40,6 +40,11 @@ class GatedRMSNorm(RMSNorm):
         return (normed * F.silu(upcast(gate))).to(x.dtype)
 
 
+def activation(name: str) -> nn.Module:
+    """The Transformers activation `name`; fla's "swish" is SiLU."""
+    return ACT2FN["silu" if name == "swish" else name]
+
+
 class SwiGLUMLP(nn.Module):
     """``down_proj(act(gate_proj(x)) * up_proj(x))`` with the fla parameter names."""
 
@@ -48,7 +53,7 @@ class SwiGLUMLP(nn.Module):
         self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=bias)
         self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=bias)
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=bias)
-        self.act_fn = ACT2FN["silu" if hidden_act == "swish" else hidden_act]
+        self.act_fn = activation(hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
@@ -61,7 +66,7 @@ class PlainMLP(nn.Module):
         super().__init__()
         self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=bias)
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=bias)
-        self.act_fn = ACT2FN["silu" if hidden_act == "swish" else hidden_act]
+        self.act_fn = activation(hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act_fn(self.up_proj(x)))
