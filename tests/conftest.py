@@ -23,3 +23,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_runtest_logreport(report):
+    """On GPU runs, print each failure's message the moment it happens.
+
+    GPU runs are cut by wall-clock limits; pytest's own failure summary comes only at the end, so a
+    cut run would otherwise say F without saying why.
+    """
+    if report.failed and torch.cuda.is_available():
+        message = getattr(report.longrepr, "reprcrash", None)
+        text = message.message if message is not None else str(report.longrepr)[-2000:]
+        print(f"\nFAILED {report.nodeid} [{report.when}]: {text}", flush=True)

@@ -44,3 +44,21 @@ def test_oracle_scores_one_and_shifted_oracle_zero(tmp_path):
     wrong = evaluate_lambada(NextTokenOracle(len(tokenizer), shift=0), tokenizer, pairs)
     assert right["accuracy"] == 1.0 and right["perplexity"] < 1.001 and right["passages"] == 3
     assert wrong["accuracy"] == 0.0 and wrong["perplexity"] > 100
+
+
+def test_batched_scoring_equals_one_passage_at_a_time(tmp_path):
+    """Right padding must not change any passage's score (a recurrent model and the oracle alike)."""
+    import linmem
+
+    text = "the cat sat on the mat. a stitch in time saves nine. to be or not to be. " * 50
+    tokenizer = train_tokenizer(text, vocab_size=300)
+    pairs = load_requests(_requests(tmp_path)) + [("to be", " or"), ("a stitch in time saves nine and the cat", " sat")]
+    torch.manual_seed(0)
+    model = linmem.QDeltaForCausalLM(linmem.QDeltaConfig(vocab_size=len(tokenizer), hidden_size=32,
+                                                         num_hidden_layers=2, num_heads=2, head_dim=16))
+    alone = evaluate_lambada(model, tokenizer, pairs, batch_size=1)
+    batched = evaluate_lambada(model, tokenizer, pairs, batch_size=4)
+    assert alone["accuracy"] == batched["accuracy"]
+    assert abs(alone["perplexity"] - batched["perplexity"]) <= 1e-4 * alone["perplexity"]
+    oracle = evaluate_lambada(NextTokenOracle(len(tokenizer), shift=1), tokenizer, pairs, batch_size=3)
+    assert oracle["accuracy"] == 1.0

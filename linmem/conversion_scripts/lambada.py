@@ -42,18 +42,32 @@ def load_requests(path: str | Path | None = None, limit: int | None = None) -> l
 
 
 @torch.no_grad()
-def evaluate_lambada(model, tokenizer, pairs: list[tuple[str, str]], device: str | torch.device = "cpu") -> dict:
-    """{"accuracy", "perplexity", "passages"} of `model` (any causal LM) on the (context, continuation) pairs."""
+def evaluate_lambada(model, tokenizer, pairs: list[tuple[str, str]], device: str | torch.device = "cpu",
+                     batch_size: int = 1) -> dict:
+    """{"accuracy", "perplexity", "passages"} of `model` (any causal LM) on the (context, continuation) pairs.
+
+    Passages are batched by length with right padding and no mask: causal models never let a later
+    (padded) position change an earlier one, so every batch size scores the same.
+    """
     model.eval()
+    encoded = [(tokenizer(context, add_special_tokens=True)["input_ids"],
+                tokenizer(continuation, add_special_tokens=False)["input_ids"]) for context, continuation in pairs]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
     correct, nll, n_tokens = 0, 0.0, 0
-    for context, continuation in tqdm(pairs, desc="lambada", unit="passage"):
-        context_ids = tokenizer(context, add_special_tokens=True)["input_ids"]
-        target_ids = tokenizer(continuation, add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([context_ids + target_ids], device=device)
-        logits = model(ids).logits[0, len(context_ids) - 1:-1].float()
-        targets = torch.tensor(target_ids, device=device)
-        correct += int(torch.equal(logits.argmax(-1), targets))
-        nll += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
-        n_tokens += len(target_ids)
+    with tqdm(total=len(order), desc="lambada", unit="passage") as progress:
+        for lo in range(0, len(order), batch_size):
+            rows = [encoded[i] for i in order[lo:lo + batch_size]]
+            width = max(len(c) + len(t) for c, t in rows)
+            ids = torch.zeros(len(rows), width, dtype=torch.long)
+            for r, (context_ids, target_ids) in enumerate(rows):
+                ids[r, :len(context_ids) + len(target_ids)] = torch.tensor(context_ids + target_ids)
+            logits = model(ids.to(device)).logits
+            for r, (context_ids, target_ids) in enumerate(rows):
+                scored = logits[r, len(context_ids) - 1:len(context_ids) + len(target_ids) - 1].float()
+                targets = torch.tensor(target_ids, device=scored.device)
+                correct += int(torch.equal(scored.argmax(-1), targets))
+                nll += torch.nn.functional.cross_entropy(scored, targets, reduction="sum").item()
+                n_tokens += len(target_ids)
+            progress.update(len(rows))
     return {"accuracy": correct / max(len(pairs), 1), "perplexity": math.exp(nll / max(n_tokens, 1)),
             "passages": len(pairs)}

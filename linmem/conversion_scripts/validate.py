@@ -15,9 +15,11 @@ the teacher's own inputs, and the perplexity of teacher and student on a fixed t
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..modeling.compat import cache_of
@@ -181,6 +183,29 @@ def perplexity(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | No
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
     total, count = next_token_nll(logits, input_ids, attention_mask)
     return float(torch.exp(total / count.clamp_min(1)))
+
+
+@torch.no_grad()
+def heldout_perplexity(model, ids, *, seq_len: int = 1024, batch_size: int = 8, max_tokens: int | None = None,
+                       device: str | torch.device = "cpu") -> dict[str, float]:
+    """{"perplexity", "tokens"}: exp(mean next-token NLL) over consecutive `seq_len` blocks of 1-D token ids.
+
+    ids: a 1-D integer array or tensor (e.g. `prepare-data`'s eval.npy); the tail shorter than one block
+    and anything past `max_tokens` are left out. Each block is scored on its own (no carried state).
+    """
+    from tqdm.auto import tqdm
+
+    ids = torch.as_tensor(np.asarray(ids[: max_tokens] if max_tokens else ids, dtype=np.int64))
+    blocks = ids[: ids.numel() // seq_len * seq_len].reshape(-1, seq_len)
+    if blocks.shape[0] == 0:
+        raise ValueError(f"need at least seq_len = {seq_len} tokens, got {ids.numel()}")
+    model.eval()
+    total, count = 0.0, 0.0
+    for lo in tqdm(range(0, blocks.shape[0], batch_size), desc="perplexity", unit="batch"):
+        batch = blocks[lo:lo + batch_size].to(device)
+        nll, n = next_token_nll(model(input_ids=batch, use_cache=False).logits, batch, None)
+        total, count = total + float(nll), count + float(n)
+    return {"perplexity": math.exp(total / count), "tokens": int(blocks.numel())}
 
 
 def fixed_text_batch(tokenizer, text: str | None, seq_len: int, rows: int) -> torch.Tensor:

@@ -58,7 +58,10 @@ def _seq_args(layout: ChunkLayout) -> tuple:
 
 
 def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dtype: torch.dtype):
-    """h [n_slots, H, K, V] (state at each chunk start, h_dtype) and the final state (fp32 or None)."""
+    """h [n_slots, H, K, V] (state at each chunk start, h_dtype) and the final state (fp32 or None).
+
+    fp32 h (the backward's) is also built from fp32 operands: dq, dk and dgk are sensitive to its rounding.
+    """
     B, T, H, K = k.shape
     V = v.shape[-1]
     h = torch.empty(layout.n_slots, H, K, V, device=k.device, dtype=h_dtype)
@@ -68,7 +71,8 @@ def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dty
     gla_state_fwd_kernel[(triton.cdiv(K, bk), triton.cdiv(V, bv), layout.n_seqs * H)](
         k, v, gcs, h0, h, ht, *_seq_args(layout),
         H=H, K=K, V=V, BT=layout.chunk_size, BK=bk, BV=bv, HAS_H0=h0 is not None, STORE_HT=store_final,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=_dot_precision(k.dtype), num_warps=4,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=_dot_precision(k.dtype), MM_FP32=h_dtype == torch.float32,
+        num_warps=4,
     )
     return h, ht
 
@@ -143,7 +147,7 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, ht, scale: float, layout: C
     gla_state_bwd_kernel[(triton.cdiv(K, sbk), triton.cdiv(V, sbv), layout.n_seqs * H)](
         q, do, gcs, dht, dh, dh0, *_seq_args(layout), scale,
         H=H, K=K, V=V, BT=BT, BK=sbk, BV=sbv, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=4)
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, MM_FP32=True, num_warps=4)
     dA = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
     dv = torch.full_like(v, float("nan"))
     gla_bwd_dA_dv_kernel[(layout.slot_grid, B * H)](

@@ -114,12 +114,18 @@ def gla_intra_A_kernel(q, k, gcs, A, table, T, NT, scale,
 def gla_state_fwd_kernel(k, v, gcs, h0, h, ht, cu_seqlens, chunk_offsets, T, NT,
                          H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
                          BK: tl.constexpr, BV: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr,
-                         IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
-    """Grid (cdiv(K, BK), cdiv(V, BV), N*H). h[slot] = state at each chunk start (tile [BK, BV])."""
+                         IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr, MM_FP32: tl.constexpr):
+    """Grid (cdiv(K, BK), cdiv(V, BV), N*H). h[slot] = state at each chunk start (tile [BK, BV]).
+
+    MM_FP32: fp32 operands (tf32 products for 16-bit inputs), as the backward wants (see gla_bwd_dqk_kernel).
+    """
     i_k, i_v, i_nh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, i_h = i_nh // H, i_nh % H
     bos, eos, slot0 = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
-    DT = k.dtype.element_ty
+    if MM_FP32:
+        DT = tl.float32
+    else:
+        DT = k.dtype.element_ty
     offs_k = i_k * BK + tl.arange(0, BK)
     offs_v = i_v * BV + tl.arange(0, BV)
     smask = (offs_k < K)[:, None] & (offs_v < V)[None, :]
@@ -178,12 +184,18 @@ def gla_output_kernel(q, v, gcs, A, h, o, table, T, NT, scale,
 def gla_state_bwd_kernel(q, do, gcs, dht, dh, dh0, cu_seqlens, chunk_offsets, T, NT, scale,
                          H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
                          BK: tl.constexpr, BV: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
-                         IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
-    """Grid (cdiv(K, BK), cdiv(V, BV), N*H). dh[slot] = gradient of the state at each chunk END."""
+                         IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr, MM_FP32: tl.constexpr):
+    """Grid (cdiv(K, BK), cdiv(V, BV), N*H). dh[slot] = gradient of the state at each chunk END.
+
+    MM_FP32: fp32 operands (tf32 products for 16-bit inputs): dq, dk and so dgk inherit dh's rounding.
+    """
     i_k, i_v, i_nh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, i_h = i_nh // H, i_nh % H
     bos, eos, slot0 = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
-    DT = q.dtype.element_ty
+    if MM_FP32:
+        DT = tl.float32
+    else:
+        DT = q.dtype.element_ty
     offs_k = i_k * BK + tl.arange(0, BK)
     offs_v = i_v * BV + tl.arange(0, BV)
     smask = (offs_k < K)[:, None] & (offs_v < V)[None, :]
