@@ -34,6 +34,11 @@ def _pow2(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
+#: Product precision of the backward's fp32-operand dots for 16-bit inputs ("tf32"); "ieee" trades speed for
+#: exact fp32 products (diagnostics of bf16 gradient error).
+BACKWARD_DOT_PRECISION = "tf32"
+
+
 def _dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
@@ -71,7 +76,8 @@ def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dty
     gla_state_fwd_kernel[(triton.cdiv(K, bk), triton.cdiv(V, bv), layout.n_seqs * H)](
         k, v, gcs, h0, h, ht, *_seq_args(layout),
         H=H, K=K, V=V, BT=layout.chunk_size, BK=bk, BV=bv, HAS_H0=h0 is not None, STORE_HT=store_final,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=_dot_precision(k.dtype), MM_FP32=h_dtype == torch.float32,
+        IS_VARLEN=layout.is_varlen, MM_FP32=h_dtype == torch.float32,
+        DOT_PREC=BACKWARD_DOT_PRECISION if h_dtype == torch.float32 != k.dtype else _dot_precision(k.dtype),
         num_warps=4,
     )
     return h, ht
@@ -135,7 +141,7 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, ht, scale: float, layout: C
     V = v.shape[-1]
     BT = layout.chunk_size
     dev = q.device
-    prec = _dot_precision(q.dtype)
+    prec = _dot_precision(q.dtype) if q.dtype == torch.float32 else BACKWARD_DOT_PRECISION
     bk, bv = _tiles(K, V)
     targs = _grid_args(layout)
     # fp32 chunk states in the backward: dq, dk (hence dgk) are sensitive to their rounding
@@ -160,7 +166,7 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, ht, scale: float, layout: C
     gla_bwd_dqk_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
         q, k, v, gcs, h, do, dh, dA, dq, dk, dg, dg_tot, *targs, scale,
         H=H, K=K, V=V, BT=BT, BC=SUB_CHUNK, BK=bk, BV=bv, IS_VARLEN=layout.is_varlen,
-        DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32", MM_FP32=True, num_warps=4)
+        DOT_PREC=prec, MM_FP32=True, num_warps=4)
     add = layout.suffix_of_later_chunks(dg_tot)
     if dht is not None and ht is not None:
         add = add + layout.per_slot((ht * dht).sum(-1))
