@@ -134,8 +134,7 @@ GPU_CASES = [
     (1, 4096, 2, 64, None, False),
     (1, 4096, 2, 128, [0, 700, 701, 1901, 1901, 3000, 4096], True),
     (1, 4096, 2, 100, [0, 1000, 1000, 1333, 2900, 3001, 4096], False),
-    (1, 4096, 2, 256, [0, 17, 1500, 1500, 2222, 4000, 4096], True),
-]
+]  # K > 128: the public ops take the PyTorch path (linmem.kernels.ccq.op.TRITON_MAX_HEAD_K_DIM)
 
 
 @pytest.mark.gpu
@@ -144,3 +143,50 @@ GPU_CASES = [
 def test_stats_gpu_bf16(case):
     B, T, H, K, cu, center = case
     check(B, T, H, K, 64, cu, True, True, center, torch.bfloat16, "cuda", 5e-3, 1e-2, seed=K, decay=0.1)
+
+
+def _wide_inputs(device):
+    gen = torch.Generator().manual_seed(0)
+    B, T, H, K, V = 1, 40, 1, 160, 8
+    q, k = (torch.randn(B, T, H, K, generator=gen) for _ in range(2))
+    v = torch.randn(B, T, H, V, generator=gen)
+    g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, generator=gen))
+    beta, lam = (torch.rand(B, T, H, generator=gen) for _ in range(2))
+    return [x.to(device) for x in (q, k, v, g, beta, lam)]
+
+
+def test_wide_heads_take_the_pytorch_path_or_fail_clearly(monkeypatch):
+    """K > 128 on a Triton backend: 'auto' warns once and runs the PyTorch chunk path; 'triton' refuses."""
+    import warnings
+
+    from linmem.kernels import backend, ccq_gated_delta_rule
+    from linmem.kernels.ccq.chunk import chunk_ccq_gated_delta_rule
+
+    q, k, v, g, beta, lam = _wide_inputs("cpu")
+    expected, _ = chunk_ccq_gated_delta_rule(q, k, v, g, beta, lam)
+    monkeypatch.setattr(backend, "resolve_backend", lambda q: "triton")
+    monkeypatch.setenv("LINMEM_KERNEL_BACKEND", "auto")
+    backend._warned.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out, _ = ccq_gated_delta_rule(q, k, v, g, beta, lam)
+        ccq_gated_delta_rule(q, k, v, g, beta, lam)
+    assert torch.equal(out, expected)
+    assert [str(w.message) for w in caught].count(
+        "linmem: ccq_gated_delta_rule: the Triton CCQ kernels support head_k_dim <= 128, got 160; "
+        "using the PyTorch path") == 1
+    monkeypatch.setenv("LINMEM_KERNEL_BACKEND", "triton")
+    with pytest.raises(NotImplementedError, match="head_k_dim <= 128, got 160"):
+        ccq_gated_delta_rule(q, k, v, g, beta, lam)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_wide_heads_on_cuda_match_the_reference():
+    from linmem.kernels import ccq_gated_delta_rule
+    from linmem.kernels.ccq.naive import naive_ccq_gated_delta_rule
+
+    xs = _wide_inputs("cuda")
+    out, _ = ccq_gated_delta_rule(*xs)
+    ref, _ = naive_ccq_gated_delta_rule(*[x.double() for x in xs])
+    assert relative_rms(out, ref) <= 1e-4

@@ -26,7 +26,7 @@ BACKENDS = ("auto", "torch", "naive", "triton")
 ENV_VAR = "LINMEM_KERNEL_BACKEND"
 
 _local = threading.local()
-_warned: set[str] = set()
+_warned: set[object] = set()  # op names (missing kernels) and (op, reason) pairs
 
 
 def _check_name(name: str, source: str) -> str:
@@ -88,14 +88,24 @@ def load_triton(package: str, module: str, function: str) -> Callable | None:
 
 
 def dispatch(op_name: str, package: str, naive_fn: Callable, chunk_fn: Callable, q: torch.Tensor,
-             args: tuple, kwargs: dict, *, use_step: bool = False):
+             args: tuple, kwargs: dict, *, use_step: bool = False, triton_unsupported: str | None = None):
     """Call the implementation the backend picks with (args, kwargs); use_step prefers the decode kernel.
 
     use_step is decided by the op (one token per row, no gradients): on Triton `triton_<op>_step` from
     `triton_step.py` (falling back to the chunk kernel when absent); on the PyTorch backend the per-token
     recurrence, which for one token is the whole computation (the chunk machinery would pad it to a chunk).
+    triton_unsupported: why the Triton kernels cannot take these inputs (None = they can); then the
+    PyTorch path runs, with a warning once, or a NotImplementedError when 'triton' was asked for.
     """
     backend = resolve_backend(q)
+    if backend == "triton" and triton_unsupported is not None:
+        if requested_backend() == "triton":
+            raise NotImplementedError(f"backend 'triton' for {op_name}: {triton_unsupported}; use backend 'torch' or 'auto'")
+        if (op_name, triton_unsupported) not in _warned:
+            _warned.add((op_name, triton_unsupported))
+            warnings.warn(f"linmem: {op_name}: {triton_unsupported}; using the PyTorch path", RuntimeWarning,
+                          stacklevel=3)
+        backend = "torch"
     if backend == "naive":
         return naive_fn(*args, **kwargs)
     if backend == "torch":

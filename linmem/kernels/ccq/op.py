@@ -9,6 +9,18 @@ from .chunk import chunk_ccq_gated_delta_rule, chunk_ccq_gla
 from .naive import naive_ccq_gated_delta_rule, naive_ccq_gla, validate_ccq
 from .state import CCQState
 
+#: Widest key head dim of the Triton CCQ statistic kernels. At K = 256 the statistic kernel asks for more
+#: shared memory than an H100/H200 has (305 KB of 232 KB), and a narrower column block crashed the H200
+#: (illegal memory access, not reproduced under the interpreter); wider heads use the PyTorch chunk path.
+TRITON_MAX_HEAD_K_DIM = 128
+
+
+def _triton_unsupported(q: torch.Tensor) -> str | None:
+    K = q.shape[-1]
+    if K > TRITON_MAX_HEAD_K_DIM:
+        return f"the Triton CCQ kernels support head_k_dim <= {TRITON_MAX_HEAD_K_DIM}, got {K}"
+    return None
+
 
 def ccq_gla(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gk: torch.Tensor, lam: torch.Tensor, *,
@@ -26,7 +38,8 @@ def ccq_gla(
     kwargs = dict(scale=scale, initial_state=initial_state, output_final_state=output_final_state,
                   cu_seqlens=cu_seqlens, center=center)
     return dispatch("ccq_gla", __package__, naive_ccq_gla, chunk_ccq_gla, q, (q, k, v, gk, lam), kwargs,
-                    use_step=wants_step(q, (q, k, v, gk, lam, *(initial_state or ())), cu_seqlens))
+                    use_step=wants_step(q, (q, k, v, gk, lam, *(initial_state or ())), cu_seqlens),
+                    triton_unsupported=_triton_unsupported(q))
 
 
 def ccq_gated_delta_rule(
@@ -46,4 +59,5 @@ def ccq_gated_delta_rule(
                   cu_seqlens=cu_seqlens, center=center)
     return dispatch("ccq_gated_delta_rule", __package__, naive_ccq_gated_delta_rule, chunk_ccq_gated_delta_rule,
                     q, (q, k, v, g, beta, lam), kwargs,
-                    use_step=wants_step(q, (q, k, v, g, beta, lam, *(initial_state or ())), cu_seqlens))
+                    use_step=wants_step(q, (q, k, v, g, beta, lam, *(initial_state or ())), cu_seqlens),
+                    triton_unsupported=_triton_unsupported(q))

@@ -28,16 +28,10 @@ def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x * torch.rsqrt((x * x).sum(-1, keepdim=True) + eps)
 
 
-def _tiles(K: int) -> tuple[int, int, int, int]:
-    """(KP, BV, num_warps, num_stages): padded key dim, column block of M per program, warps, pipeline depth.
-
-    At KP = 256 the default 64-column block with a pipelined loop asked for 305 KB of shared memory on
-    the H200 (232 KB there): half the columns and no software pipelining.
-    """
+def _tiles(K: int) -> tuple[int, int, int]:
+    """(KP, BV, num_warps): padded key dim, column block of M per program, warps."""
     kp = max(16, triton.next_power_of_2(K))
-    if kp >= 256:
-        return kp, 32, 8, 1
-    return kp, min(64, kp), 4 if kp <= 64 else 8, 3  # 3: Triton's default
+    return kp, min(64, kp), 4 if kp <= 64 else 8
 
 
 def _prec(dtype: torch.dtype) -> str:
@@ -53,7 +47,7 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     """-> out [B,T,H,K] (q̃ in q.dtype, or u fp32 when raw_u), saved (u, z, m) or None, finals or None."""
     B, T, H, K = q.shape
     N = layout.n_seqs
-    kp, bv, nw, ns = _tiles(K)
+    kp, bv, nw = _tiles(K)
     out = _nan((B, T, H, K), q, torch.float32 if raw_u else q.dtype)
     u_s = _nan((B, T, H, K), q) if save else None
     z_s = _nan((B, T, H), q) if save else None
@@ -66,7 +60,7 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
         layout.cu_seqlens, layout.chunk_offsets, T, layout.n_chunks,
         H=H, K=K, BT=layout.chunk_size, KP=kp, BV=bv, HAS_M0=M0 is not None, HAS_Z0=z0 is not None,
         HAS_MM0=m0 is not None, CENTER=center, RAW_U=raw_u, SAVE=save, STORE_FINAL=store_final,
-        IS_VARLEN=layout.is_varlen, PREC=_prec(q.dtype), num_warps=nw, num_stages=ns)
+        IS_VARLEN=layout.is_varlen, PREC=_prec(q.dtype), num_warps=nw)
     return out, ((u_s, z_s, m_s) if save else None), ((MT, zT, mT) if store_final else None)
 
 
@@ -117,7 +111,7 @@ class CCQStatsFunction(torch.autograd.Function):
         layout, center = ctx.layout, ctx.center
         B, T, H, K = q.shape
         N = layout.n_seqs
-        kp, bv, nw, ns = _tiles(K)
+        kp, bv, nw = _tiles(K)
         dqt = dqt.contiguous() if dqt is not None else torch.zeros_like(q)
         du, dq, dm = _nan((B, T, H, K), q), _nan((B, T, H, K), q), _nan((B, T, H, K), q) if center else None
         dz, dlam, reader = _nan((B, T, H), q), _nan((B, T, H), q), _nan((B, T, H), q)
@@ -145,7 +139,7 @@ class CCQStatsFunction(torch.autograd.Function):
             dk_key, dk_val, zw, dM0, dz0, dm0, layout.cu_seqlens, layout.chunk_offsets, T, layout.n_chunks, B * T,
             H=H, K=K, BT=layout.chunk_size, KP=kp, BV=bv, CENTER=center, HAS_DMT=dMT is not None,
             HAS_DZT=dzT is not None, HAS_DMMT=dmT is not None, STORE_D0=store_d0,
-            IS_VARLEN=layout.is_varlen, PREC=_prec(q.dtype), num_warps=nw, num_stages=ns)
+            IS_VARLEN=layout.is_varlen, PREC=_prec(q.dtype), num_warps=nw)
         dk = dk_key.sum(0) + dk_val
         dG = reader - (k.float() * dk_val).sum(-1) - zw
         final = torch.zeros(N, H, device=q.device, dtype=torch.float32)

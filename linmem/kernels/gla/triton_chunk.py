@@ -113,11 +113,11 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
 MAX_BWD_V = 128
 
 
-def gla_backward(q, k, v, gcs, A, do, dht, h0, ht, scale: float, layout: ChunkLayout, gk_dtype: torch.dtype):
+def gla_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout, gk_dtype: torch.dtype):
     """-> dq, dk, dv, dgk, dh0 (dh0 fp32 or None); value dims wider than MAX_BWD_V run in slices."""
     V = v.shape[-1]
     if V <= MAX_BWD_V:
-        return _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, ht, scale, layout, gk_dtype)
+        return _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale, layout, gk_dtype)
     parts = []
     for lo in range(0, V, MAX_BWD_V):
         sl = slice(lo, min(lo + MAX_BWD_V, V))
@@ -125,7 +125,7 @@ def gla_backward(q, k, v, gcs, A, do, dht, h0, ht, scale: float, layout: ChunkLa
         def cut(x):
             return x[..., sl].contiguous() if x is not None else None
 
-        parts.append(_gla_backward_pass(q, k, cut(v), gcs, A, cut(do), cut(dht), cut(h0), cut(ht), scale,
+        parts.append(_gla_backward_pass(q, k, cut(v), gcs, A, cut(do), cut(dht), cut(h0), scale,
                                         layout, torch.float32))
     dq = sum(p[0].float() for p in parts).to(q.dtype)
     dk = sum(p[1].float() for p in parts).to(k.dtype)
@@ -135,7 +135,7 @@ def gla_backward(q, k, v, gcs, A, do, dht, h0, ht, scale: float, layout: ChunkLa
     return dq, dk, dv, dgk, dh0
 
 
-def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, ht, scale: float, layout: ChunkLayout,
+def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout,
                        gk_dtype: torch.dtype):
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -144,8 +144,10 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, ht, scale: float, layout: C
     prec = _dot_precision(q.dtype) if q.dtype == torch.float32 else BACKWARD_DOT_PRECISION
     bk, bv = _tiles(K, V)
     targs = _grid_args(layout)
-    # fp32 chunk states in the backward: dq, dk (hence dgk) are sensitive to their rounding
-    h, _ = _states_forward(k, v, gcs, h0, layout, False, torch.float32)
+    # fp32 chunk states in the backward: dq, dk (hence dgk) are sensitive to their rounding. The final state is
+    # recomputed too: its gradient term sum_v S_T dS_T reaches every token's dgk, and the forward's (built
+    # from 16-bit products) made bf16 dgk 5x less accurate than dq or dk.
+    h, ht = _states_forward(k, v, gcs, h0, layout, dht is not None, torch.float32)
     dh = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=torch.float32)
     dh0 = torch.full((layout.n_seqs, H, K, V), float("nan"), device=dev, dtype=torch.float32) \
         if h0 is not None else None
@@ -168,7 +170,7 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, ht, scale: float, layout: C
         H=H, K=K, V=V, BT=BT, BC=SUB_CHUNK, BK=bk, BV=bv, IS_VARLEN=layout.is_varlen,
         DOT_PREC=prec, MM_FP32=True, num_warps=4)
     add = layout.suffix_of_later_chunks(dg_tot)
-    if dht is not None and ht is not None:
+    if dht is not None:
         add = add + layout.per_slot((ht * dht).sum(-1))
     dgk = torch.full((B, T, H, K), float("nan"), device=dev, dtype=gk_dtype)
     gla_dg_finish_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
@@ -184,16 +186,16 @@ class ChunkGLAFunction(torch.autograd.Function):
         B, T = q.shape[:2]
         layout = ChunkLayout(B, T, cu_seqlens, chunk_size)
         o, ht, gcs, A = gla_forward(q, k, v, gk, scale, h0, output_final_state, layout)
-        ctx.save_for_backward(q, k, v, gcs, A, h0, ht)
+        ctx.save_for_backward(q, k, v, gcs, A, h0)
         ctx.layout, ctx.scale, ctx.gk_dtype = layout, scale, gk.dtype
         return o, ht
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, gcs, A, h0, ht = ctx.saved_tensors
+        q, k, v, gcs, A, h0 = ctx.saved_tensors
         do = do.contiguous()
         dht = dht.contiguous().float() if dht is not None else None
-        dq, dk, dv, dgk, dh0 = gla_backward(q, k, v, gcs, A, do, dht, h0, ht, ctx.scale, ctx.layout, ctx.gk_dtype)
+        dq, dk, dv, dgk, dh0 = gla_backward(q, k, v, gcs, A, do, dht, h0, ctx.scale, ctx.layout, ctx.gk_dtype)
         return dq, dk, dv, dgk, dh0, None, None, None, None
 
 
