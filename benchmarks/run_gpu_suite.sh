@@ -3,6 +3,7 @@
 #   OUT=results_dir bash benchmarks/run_gpu_suite.sh
 # Wheels for flash-linear-attention (the benchmark's peer) may be placed in .whl/ (no network needed).
 # Each stage has its own time limit and log, so a slow or failing stage never hides the others.
+# The stages run one after another: never time kernels while anything else uses the GPU.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
@@ -14,7 +15,10 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
 $PY -c "import torch, triton, transformers; print(torch.__version__, triton.__version__, transformers.__version__)" >> "$OUT/gpu.txt"
 
-timeout "${TEST_S:-260}" $PY -m pytest -m gpu -q -s -rfE -p no:cacheprovider --timeout 200 \
+# Test files in parallel (pytest-xdist, one file per worker): Triton compilation is CPU-bound, and 6 workers
+# ran the whole GPU suite in 200 s on a 16-core H200 host. Failures print as they happen (tests/conftest.py).
+PARALLEL=$($PY -c "import xdist" 2>/dev/null && echo "-n ${TEST_WORKERS:-6} --dist loadfile")
+timeout "${TEST_S:-400}" $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 300 $PARALLEL \
   tests/test_kernels_triton_gla.py tests/test_kernels_triton_gdn.py tests/test_kernels_triton_qdelta.py \
   tests/test_kernels_triton_ccq_stats.py tests/test_model_gpu.py tests/test_hub_gpu.py \
   > "$OUT/gpu_tests.log" 2>&1
