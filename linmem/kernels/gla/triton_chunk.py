@@ -155,7 +155,7 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Chunk
     gla_state_bwd_kernel[(triton.cdiv(K, sbk), triton.cdiv(V, sbv), layout.n_seqs * H)](
         q, do, gcs, dht, dh, dh0, *_seq_args(layout), scale,
         H=H, K=K, V=V, BT=BT, BK=sbk, BV=sbv, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, MM_FP32=True, num_warps=4)
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=4)
     dA = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
     dv = torch.full_like(v, float("nan"))
     gla_bwd_dA_dv_kernel[(layout.slot_grid, B * H)](

@@ -111,6 +111,21 @@ def gla_intra_A_kernel(q, k, gcs, A, table, T, NT, scale,
 
 
 @triton.jit
+def _state_tile(init, i_nh, i_k, i_v, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                HAS_INIT: tl.constexpr):
+    """One program's [BK, BV] tile of a sequence's [K, V] state: (start value, fp32: init[i_nh] when HAS_INIT
+    else zeros; its offsets and mask within a state; its key and value columns)."""
+    offs_k = i_k * BK + tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    smask = (offs_k < K)[:, None] & (offs_v < V)[None, :]
+    soff = offs_k[:, None] * V + offs_v[None, :]
+    S = tl.zeros([BK, BV], tl.float32)
+    if HAS_INIT:
+        S += tl.load(init + i_nh.to(tl.int64) * K * V + soff, mask=smask, other=0.0)
+    return S, soff, smask, offs_k, offs_v
+
+
+@triton.jit
 def gla_state_fwd_kernel(k, v, gcs, h0, h, ht, cu_seqlens, chunk_offsets, T, NT,
                          H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
                          BK: tl.constexpr, BV: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr,
@@ -126,13 +141,7 @@ def gla_state_fwd_kernel(k, v, gcs, h0, h, ht, cu_seqlens, chunk_offsets, T, NT,
         DT = tl.float32
     else:
         DT = k.dtype.element_ty
-    offs_k = i_k * BK + tl.arange(0, BK)
-    offs_v = i_v * BV + tl.arange(0, BV)
-    smask = (offs_k < K)[:, None] & (offs_v < V)[None, :]
-    soff = offs_k[:, None] * V + offs_v[None, :]
-    S = tl.zeros([BK, BV], tl.float32)
-    if HAS_H0:
-        S += tl.load(h0 + i_nh.to(tl.int64) * K * V + soff, mask=smask, other=0.0)
+    S, soff, smask, offs_k, offs_v = _state_tile(h0, i_nh, i_k, i_v, K, V, BK, BV, HAS_H0)
     n_ch = tl.cdiv(eos - bos, BT)
     for i in range(0, n_ch):
         t0 = bos + i * BT
@@ -184,25 +193,16 @@ def gla_output_kernel(q, v, gcs, A, h, o, table, T, NT, scale,
 def gla_state_bwd_kernel(q, do, gcs, dht, dh, dh0, cu_seqlens, chunk_offsets, T, NT, scale,
                          H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
                          BK: tl.constexpr, BV: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
-                         IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr, MM_FP32: tl.constexpr):
+                         IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
     """Grid (cdiv(K, BK), cdiv(V, BV), N*H). dh[slot] = gradient of the state at each chunk END.
 
-    MM_FP32: fp32 operands (tf32 products for 16-bit inputs): dq, dk and so dgk inherit dh's rounding.
+    Products on fp32 operands (tf32 for 16-bit inputs): dq, dk and so dgk inherit dh's rounding.
     """
     i_k, i_v, i_nh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_n, i_h = i_nh // H, i_nh % H
     bos, eos, slot0 = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
-    if MM_FP32:
-        DT = tl.float32
-    else:
-        DT = q.dtype.element_ty
-    offs_k = i_k * BK + tl.arange(0, BK)
-    offs_v = i_v * BV + tl.arange(0, BV)
-    smask = (offs_k < K)[:, None] & (offs_v < V)[None, :]
-    soff = offs_k[:, None] * V + offs_v[None, :]
-    dS = tl.zeros([BK, BV], tl.float32)
-    if HAS_DHT:
-        dS += tl.load(dht + i_nh.to(tl.int64) * K * V + soff, mask=smask, other=0.0)
+    DT = tl.float32
+    dS, soff, smask, offs_k, offs_v = _state_tile(dht, i_nh, i_k, i_v, K, V, BK, BV, HAS_DHT)
     n_ch = tl.cdiv(eos - bos, BT)
     for j in range(0, n_ch):
         i = n_ch - 1 - j
