@@ -1,4 +1,5 @@
-"""Chunk layout of a dense or varlen batch for every chunked Triton kernel (device tables, no host sync).
+"""Chunk layout of a dense or varlen batch for every chunked Triton kernel (device tables, no host sync),
+and the per-sequence state tile the sequential state kernels start from.
 
 Activations are read as a flat token axis [B*T, H, D]. A "slot" is one chunk of BT tokens of one
 sequence; per-chunk tensors (chunk-start states h, state gradients dh, per-chunk sums) live at that slot.
@@ -105,3 +106,18 @@ def seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN: tl.constexpr):
         eos = bos + T
         slot0 = i_n.to(tl.int64) * NT
     return bos, eos, slot0
+
+
+@triton.jit
+def state_tile(init, i_nh, i_k, i_v, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+               HAS_INIT: tl.constexpr):
+    """One program's [BK, BV] tile of a sequence's [K, V] state: (start value, fp32: init[i_nh] when HAS_INIT
+    else zeros; its offsets and mask within a state; its key and value columns)."""
+    offs_k = i_k * BK + tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    smask = (offs_k < K)[:, None] & (offs_v < V)[None, :]
+    soff = offs_k[:, None] * V + offs_v[None, :]
+    S = tl.zeros([BK, BV], tl.float32)
+    if HAS_INIT:
+        S += tl.load(init + i_nh.to(tl.int64) * K * V + soff, mask=smask, other=0.0)
+    return S, soff, smask, offs_k, offs_v

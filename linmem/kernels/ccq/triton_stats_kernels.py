@@ -38,6 +38,28 @@ def _chunk_decay(g, rows, rm, i_h, H: tl.constexpr, BT: tl.constexpr):
 
 
 @triton.jit
+def _column_block(init, i_nh, i_v, K: tl.constexpr, KP: tl.constexpr, BV: tl.constexpr, BT: tl.constexpr,
+                  HAS_INIT: tl.constexpr):
+    """This program's columns blk of a [K, K] statistic S = Mᵀ (element (c, r) at M + r*K + c).
+
+    Returns (S tile [KP, BV] fp32 = init[i_nh]ᵀ[:, blk] when HAS_INIT else zeros, its offsets and mask,
+    all key coordinates ck [KP], the columns cv [BV], a [1] range, and the [BT] / [1] masks that are true
+    in column block 0 only: it alone writes the per-token and per-head scalars).
+    """
+    ck = tl.arange(0, KP)
+    cv = i_v * BV + tl.arange(0, BV)
+    one = tl.arange(0, 1)
+    lead_row = (tl.arange(0, BT) * 0 + i_v) == 0
+    lead_one = (one * 0 + i_v) == 0
+    s_off = i_nh.to(tl.int64) * K * K + cv[None, :] * K + ck[:, None]
+    s_mask = (ck < K)[:, None] & (cv < K)[None, :]
+    S = tl.zeros([KP, BV], tl.float32)
+    if HAS_INIT:
+        S += tl.load(init + s_off, mask=s_mask, other=0.0)
+    return S, s_off, s_mask, ck, cv, one, lead_row, lead_one
+
+
+@triton.jit
 def ccq_stats_fwd_kernel(q, k, g, lam, M0, z0, m0, out, u_s, z_s, m_s, MT, zT, mT,
                          cu_seqlens, chunk_offsets, T, NT,
                          H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr, BV: tl.constexpr,
@@ -53,17 +75,7 @@ def ccq_stats_fwd_kernel(q, k, g, lam, M0, z0, m0, out, u_s, z_s, m_s, MT, zT, m
     i_n, i_h = i_nh // H, i_nh % H
     bos, eos, _ = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
     DT = q.dtype.element_ty
-    ck = tl.arange(0, KP)
-    cv = i_v * BV + tl.arange(0, BV)
-    one = tl.arange(0, 1)
-    lead_row = (tl.arange(0, BT) * 0 + i_v) == 0  # only column block 0 writes per-token / per-head scalars
-    lead_one = (one * 0 + i_v) == 0
-    # S[c, r] = M[r, c]: element (c, r) of the tile lives at M + r*K + c
-    s_off = i_nh.to(tl.int64) * K * K + cv[None, :] * K + ck[:, None]
-    s_mask = (ck < K)[:, None] & (cv < K)[None, :]
-    S = tl.zeros([KP, BV], tl.float32)
-    if HAS_M0:
-        S += tl.load(M0 + s_off, mask=s_mask, other=0.0)
+    S, s_off, s_mask, ck, cv, one, lead_row, lead_one = _column_block(M0, i_nh, i_v, K, KP, BV, BT, HAS_M0)
     zs = tl.zeros([1], tl.float32)
     if HAS_Z0:
         zs += tl.load(z0 + i_nh + one)
@@ -129,16 +141,7 @@ def ccq_stats_bwd_kernel(q, k, g, du, dz, dm, dMT, dzT, dmT, dk_key, dk_val, zw,
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
     bos, eos, _ = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
-    ck = tl.arange(0, KP)
-    cv = i_v * BV + tl.arange(0, BV)
-    one = tl.arange(0, 1)
-    lead_row = (tl.arange(0, BT) * 0 + i_v) == 0  # only column block 0 writes per-token / per-head scalars
-    lead_one = (one * 0 + i_v) == 0
-    s_off = i_nh.to(tl.int64) * K * K + cv[None, :] * K + ck[:, None]
-    s_mask = (ck < K)[:, None] & (cv < K)[None, :]
-    dS = tl.zeros([KP, BV], tl.float32)
-    if HAS_DMT:
-        dS += tl.load(dMT + s_off, mask=s_mask, other=0.0)
+    dS, s_off, s_mask, ck, cv, one, lead_row, lead_one = _column_block(dMT, i_nh, i_v, K, KP, BV, BT, HAS_DMT)
     dzs = tl.zeros([1], tl.float32)
     if HAS_DZT:
         dzs += tl.load(dzT + i_nh + one)

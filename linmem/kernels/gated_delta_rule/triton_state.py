@@ -13,7 +13,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ..triton_layout import seq_span
+from ..triton_layout import seq_span, state_tile
 from .triton_common import load_gate, load_rows, store_rows
 
 
@@ -28,14 +28,8 @@ def state_fwd_kernel(
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
     bos, eos, slot0 = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
-    offs_k = tl.arange(0, BK)
-    offs_v = i_v * BV + tl.arange(0, BV)
-    kv_mask = (offs_k < K)[:, None] & (offs_v < V)[None, :]
-    kv_offs = offs_k[:, None] * V + offs_v[None, :]
+    s, kv_offs, kv_mask, offs_k, offs_v = state_tile(h0, i_nh, 0, i_v, K, V, BK, BV, HAS_H0)
     dt = k.dtype.element_ty
-    s = tl.zeros([BK, BV], tl.float32)
-    if HAS_H0:
-        s += tl.load(h0 + i_nh.to(tl.int64) * K * V + kv_offs, mask=kv_mask, other=0.0)
     r = tl.arange(0, BT)
     for c in range(0, tl.cdiv(eos - bos, BT)):
         t0 = bos + c * BT
@@ -68,14 +62,8 @@ def state_bwd_kernel(
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
     bos, eos, slot0 = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
-    offs_k = tl.arange(0, BK)
-    offs_v = i_v * BV + tl.arange(0, BV)
-    kv_mask = (offs_k < K)[:, None] & (offs_v < V)[None, :]
-    kv_offs = offs_k[:, None] * V + offs_v[None, :]
+    ds, kv_offs, kv_mask, offs_k, offs_v = state_tile(dht, i_nh, 0, i_v, K, V, BK, BV, HAS_DHT)
     dt = k.dtype.element_ty
-    ds = tl.zeros([BK, BV], tl.float32)
-    if HAS_DHT:
-        ds += tl.load(dht + i_nh.to(tl.int64) * K * V + kv_offs, mask=kv_mask, other=0.0)
     r = tl.arange(0, BT)
     n_chunks = tl.cdiv(eos - bos, BT)
     for cc in range(0, n_chunks):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ..triton_layout import chunk_span, seq_span
+from ..triton_layout import chunk_span, seq_span, state_tile
 
 
 @triton.jit
@@ -111,21 +111,6 @@ def gla_intra_A_kernel(q, k, gcs, A, table, T, NT, scale,
 
 
 @triton.jit
-def _state_tile(init, i_nh, i_k, i_v, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                HAS_INIT: tl.constexpr):
-    """One program's [BK, BV] tile of a sequence's [K, V] state: (start value, fp32: init[i_nh] when HAS_INIT
-    else zeros; its offsets and mask within a state; its key and value columns)."""
-    offs_k = i_k * BK + tl.arange(0, BK)
-    offs_v = i_v * BV + tl.arange(0, BV)
-    smask = (offs_k < K)[:, None] & (offs_v < V)[None, :]
-    soff = offs_k[:, None] * V + offs_v[None, :]
-    S = tl.zeros([BK, BV], tl.float32)
-    if HAS_INIT:
-        S += tl.load(init + i_nh.to(tl.int64) * K * V + soff, mask=smask, other=0.0)
-    return S, soff, smask, offs_k, offs_v
-
-
-@triton.jit
 def gla_state_fwd_kernel(k, v, gcs, h0, h, ht, cu_seqlens, chunk_offsets, T, NT,
                          H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
                          BK: tl.constexpr, BV: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr,
@@ -141,7 +126,7 @@ def gla_state_fwd_kernel(k, v, gcs, h0, h, ht, cu_seqlens, chunk_offsets, T, NT,
         DT = tl.float32
     else:
         DT = k.dtype.element_ty
-    S, soff, smask, offs_k, offs_v = _state_tile(h0, i_nh, i_k, i_v, K, V, BK, BV, HAS_H0)
+    S, soff, smask, offs_k, offs_v = state_tile(h0, i_nh, i_k, i_v, K, V, BK, BV, HAS_H0)
     n_ch = tl.cdiv(eos - bos, BT)
     for i in range(0, n_ch):
         t0 = bos + i * BT
@@ -202,7 +187,7 @@ def gla_state_bwd_kernel(q, do, gcs, dht, dh, dh0, cu_seqlens, chunk_offsets, T,
     i_n, i_h = i_nh // H, i_nh % H
     bos, eos, slot0 = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
     DT = tl.float32
-    dS, soff, smask, offs_k, offs_v = _state_tile(dht, i_nh, i_k, i_v, K, V, BK, BV, HAS_DHT)
+    dS, soff, smask, offs_k, offs_v = state_tile(dht, i_nh, i_k, i_v, K, V, BK, BV, HAS_DHT)
     n_ch = tl.cdiv(eos - bos, BT)
     for j in range(0, n_ch):
         i = n_ch - 1 - j
