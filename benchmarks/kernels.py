@@ -1,6 +1,6 @@
 """Kernel benchmark: linmem's Triton ops vs flash-linear-attention (fla) and SDPA flash attention.
 
-    python benchmarks/kernels.py [--quick] [--out benchmarks/results]
+    python benchmarks/kernels.py [--quick] [--seq-lens 2048,4096] [--ops ...] [--resume] [--out benchmarks/results]
 
 Times forward and forward+backward (median of `triton.testing.do_bench`, bf16) in one process for:
   ours: gla, gated_delta_rule, qdelta_rule, ccq_gla, ccq_gated_delta_rule (LINMEM backend forced to triton)
@@ -9,7 +9,10 @@ Times forward and forward+backward (median of `triton.testing.do_bench`, bf16) i
              and say so in the JSON)
   SDPA: torch scaled_dot_product_attention, causal, flash backend
 at B*T = 32K tokens, T in {1K..32K}, H = 16, d_k = d_v = 128, and at the fla-1.3B layer shapes.
-Writes `kernels-<gpu>.json`; `benchmarks/plot_kernels.py` draws the plot from it.
+Writes `kernels-<gpu>.json` after every row (`--resume` keeps its rows and times only the missing ones, so a
+sweep can span several time-limited calls); `benchmarks/plot_kernels.py` draws the plot from it.
+Timings are only meaningful on an otherwise idle GPU: the run refuses to start while another process
+uses the GPU (`--allow-busy-gpu` times anyway and records the other processes in the JSON).
 
 FLOP model (forward, per token and head, chunk C = 64, multiply-add = 2 FLOPs):
   GLA:  2 (C d_k + C d_v + 2 d_k d_v)                    intra scores, intra PV, inter read, state update
@@ -145,6 +148,20 @@ def add_ratios(rows: list[dict]) -> None:
             row[f"{tag}_vs_our_backbone"] = ratio(row, backbone, key)
 
 
+def other_gpu_processes() -> list[str]:
+    """Compute processes on the GPU other than this one (nvidia-smi), e.g. a training run left behind."""
+    import os
+    import subprocess
+
+    try:
+        lines = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory",
+                                "--format=csv,noheader"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in lines.splitlines()
+            if line.strip() and line.split(",")[0].strip() != str(os.getpid())]
+
+
 def result_header() -> dict:
     import triton
     import transformers
@@ -169,8 +186,13 @@ def main() -> None:
     parser.add_argument("--seq-lens", default=None, help="comma-separated T values (default 1K..32K)")
     parser.add_argument("--ops", default=None, help=f"comma-separated subset of {PEERS + OURS}")
     parser.add_argument("--no-fla-shapes", action="store_true", help="skip the fla-1.3B layer shapes")
+    parser.add_argument("--resume", action="store_true", help="keep the rows of an existing JSON, time the rest")
+    parser.add_argument("--allow-busy-gpu", action="store_true", help="time even if other processes use the GPU")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
+    busy = other_gpu_processes()
+    if busy and not args.allow_busy_gpu:
+        raise SystemExit(f"other processes use the GPU, timings would be wrong: {busy} (--allow-busy-gpu to go on)")
 
     if args.seq_lens:
         seq_lens = [int(t) for t in args.seq_lens.split(",")]
@@ -181,10 +203,16 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     name = torch.cuda.get_device_name().lower().replace("nvidia", "").strip().split()[0]
     path = out / f"kernels-{name}.json"
-    result = {**result_header(), "rows": []}
+    result = {**result_header(), "other_gpu_processes": busy, "rows": []}
+    if args.resume and path.is_file():
+        result["rows"] = [r for r in json.loads(path.read_text())["rows"] if "error" not in r]
     rows = result["rows"]
+    done = {(r["op"], r["T"], r["H"], r["dk"], r["dv"]) for r in rows}
 
-    def record(row: dict) -> None:
+    def record(op: str, batch: int, seq_len: int, heads: int, dk: int, dv: int) -> None:
+        if (op, seq_len, heads, dk, dv) in done:
+            return
+        row = time_op(op, batch, seq_len, heads, dk, dv)
         rows.append(row)
         print(json.dumps(row), flush=True)
         add_ratios(rows)
@@ -192,13 +220,13 @@ def main() -> None:
 
     for seq_len in seq_lens:
         for op in ops:
-            record(time_op(op, 32768 // seq_len, seq_len, 16, 128, 128))
+            record(op, 32768 // seq_len, seq_len, 16, 128, 128)
     if not args.no_fla_shapes:  # fla-1.3B layer shapes at T = 4K (B = 8)
         for op, heads, dk, dv in (("gated_delta_rule", 6, 256, 512), ("fla_chunk_gated_delta_rule", 6, 256, 512),
                                   ("ccq_gated_delta_rule", 6, 256, 512), ("qdelta_rule", 6, 256, 512),
                                   ("gla", 4, 256, 512), ("fla_chunk_gla", 4, 256, 512), ("ccq_gla", 4, 256, 512)):
             if op in ops:
-                record(time_op(op, 8, 4096, heads, dk, dv))
+                record(op, 8, 4096, heads, dk, dv)
     print(f"wrote {path}")
 
 
