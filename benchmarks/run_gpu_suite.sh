@@ -4,6 +4,10 @@
 # Wheels for flash-linear-attention (the benchmark's peer) may be placed in .whl/ (no network needed).
 # Each stage has its own time limit and log, so a slow or failing stage never hides the others.
 # The stages run one after another: never time kernels while anything else uses the GPU.
+# Longer than one time-limited remote call? Run it in the background into a folder that outlives the call,
+#   OUT=/root/suite setsid nohup bash benchmarks/run_gpu_suite.sh > /root/suite.log 2>&1 < /dev/null &
+# watch it with `bash benchmarks/gpu_poll.sh`, and copy /root/suite when gpu.txt says it is done.
+# A rerun resumes the kernel sweep (kernels.py --resume) instead of timing it again.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
@@ -24,9 +28,10 @@ timeout "${TEST_S:-400}" $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --time
   > "$OUT/gpu_tests.log" 2>&1
 echo "gpu tests rc=$?" >> "$OUT/gpu.txt"
 
-timeout "${BENCH_S:-200}" $PY benchmarks/kernels.py ${BENCH_ARGS:-} --out "$OUT" > "$OUT/kernels.log" 2>&1
+timeout "${BENCH_S:-200}" $PY benchmarks/kernels.py --resume ${BENCH_ARGS:-} --out "$OUT" > "$OUT/kernels.log" 2>&1
 echo "kernel benchmark rc=$?" >> "$OUT/gpu.txt"
 
 timeout "${TRAIN_S:-90}" $PY benchmarks/train_throughput.py --out "$OUT" > "$OUT/train.log" 2>&1
 echo "train throughput rc=$?" >> "$OUT/gpu.txt"
+echo "suite done" >> "$OUT/gpu.txt"
 cat "$OUT/gpu.txt"
