@@ -244,3 +244,57 @@ def test_ccq_gdn_decode_steps_match_naive_and_update_in_place(center):
     for a, b in zip(mine, rs):
         if b is not None:
             assert relative_rms(a, b) <= 1e-4
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("center", [False, True])
+def test_gpu_ccq_gdn_bf16(center):
+    """CCQ-GDN (statistic kernels + GDN kernels) at a real size, varlen, from a start state: output, final
+    state and every gradient against the fp64 per-token reference."""
+    from linmem.kernels.ccq.naive import naive_ccq_gated_delta_rule
+    from linmem.kernels.ccq.state import CCQState
+    from linmem.kernels.ccq.triton_gdn import triton_ccq_gated_delta_rule
+
+    cu = torch.tensor([0, 300, 301, 1100, 1100, 2048], dtype=torch.int32, device="cuda")
+    x = make_inputs(1, 2048, 2, 128, 128, n_states=5, dtype=torch.bfloat16, device="cuda", seed=22, with_lam=True)
+    gen = torch.Generator(device="cuda").manual_seed(23)
+    kk = F.normalize(torch.randn(5, 2, 6, 128, generator=gen, device="cuda"), dim=-1)
+    st = CCQState(x["initial_state"].detach().float(), torch.einsum("nhjk,nhjl->nhkl", kk, kk).contiguous(),
+                  torch.rand(5, 2, generator=gen, device="cuda") * 3 + 1, kk.sum(2).contiguous() if center else None)
+    names = GATES + ("lam",)
+    ins = [x[n] for n in names]
+    ins64 = [t.detach().double().requires_grad_(True) for t in ins]
+    o, s = triton_ccq_gated_delta_rule(*ins, initial_state=st, output_final_state=True, center=center, cu_seqlens=cu)
+    ro, rs = naive_ccq_gated_delta_rule(*ins64, initial_state=st.to(torch.float64), output_final_state=True,
+                                        center=center, cu_seqlens=cu)
+    assert o.dtype == torch.bfloat16 and relative_rms(o, ro) <= 5e-3
+    for a, b in zip(s, rs):
+        if b is not None:
+            assert a.dtype == torch.float32 and relative_rms(a, b) <= 5e-3
+    do = torch.randn(o.shape, generator=gen, device="cuda")
+    grads = torch.autograd.grad((o.float() * do).sum() + s.S.sum(), ins)
+    ref = torch.autograd.grad((ro * do.double()).sum() + rs.S.sum(), ins64)
+    for n, a, b in zip(names, grads, ref):
+        assert torch.isfinite(a).all() and relative_rms(a, b) <= 1e-2, n
+
+
+@gpu
+@needs_cuda
+def test_gpu_ccq_gdn_decode_steps_match_chunk_bf16():
+    from linmem.kernels.ccq.triton_gdn import triton_ccq_gated_delta_rule
+    from linmem.kernels.ccq.triton_step import triton_ccq_gated_delta_rule_step
+
+    x = {n: t.detach() for n, t in make_inputs(2, 64, 4, 128, 128, dtype=torch.bfloat16, device="cuda", seed=24,
+                                               with_lam=True).items()}
+    names = GATES + ("lam",)
+    o, s = triton_ccq_gated_delta_rule(*(x[n] for n in names), output_final_state=True, center=True)
+    state = None
+    steps = []
+    for t in range(64):
+        out, state = triton_ccq_gated_delta_rule_step(*(x[n][:, t:t + 1] for n in names), initial_state=state,
+                                                      output_final_state=True, center=True)
+        steps.append(out)
+    assert relative_rms(torch.cat(steps, 1), o) <= 5e-3
+    for a, b in zip(state, s):
+        assert relative_rms(a, b) <= 5e-3

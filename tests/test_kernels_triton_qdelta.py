@@ -73,7 +73,7 @@ def test_chunk_size_independent_and_prefill_equals_decode():
 @gpu
 @needs_cuda
 @pytest.mark.parametrize("batch,seq_len,heads,dk,dv", [
-    (1, 4096, 4, 128, 128), (1, 1024, 2, 256, 256), (1, 1500, 2, 100, 100), (2, 2048, 4, 64, 64),
+    (1, 8192, 4, 128, 128), (1, 1024, 2, 256, 256), (1, 1500, 2, 100, 100), (2, 2048, 4, 64, 64),
 ])
 def test_gpu_chunk_bf16(batch, seq_len, heads, dk, dv):
     x = make_inputs(batch, seq_len, heads, dk, dv, dtype=torch.bfloat16, device="cuda", seed=seq_len,
@@ -87,3 +87,24 @@ def test_gpu_varlen_bf16():
     cu = torch.tensor([0, 700, 701, 1901, 1901, 3000, 3333, 5000], dtype=torch.int32, device="cuda")
     x = make_inputs(1, 5000, 2, 100, 100, n_states=7, dtype=torch.bfloat16, device="cuda", seed=8, with_lam=True)
     compare(triton_qdelta_rule, naive_qdelta_rule, x, NAMES, cu_seqlens=cu, tol_o=5e-3, tol_g=1e-2)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype,tol_o,tol_g", [(torch.float32, 1e-4, 1e-3), (torch.float16, 5e-3, 1e-2)])
+def test_gpu_chunk_fp32_fp16(dtype, tol_o, tol_g):
+    x = make_inputs(1, 1000, 2, 128, 128, dtype=dtype, device="cuda", seed=11, with_lam=True)
+    compare(triton_qdelta_rule, naive_qdelta_rule, x, NAMES, tol_o=tol_o, tol_g=tol_g)
+
+
+@gpu
+@needs_cuda
+def test_gpu_decode_step_matches_chunk_bf16():
+    """The λ-aware step kernel, token by token, == the chunk kernel (what generate() relies on)."""
+    x = {n: t.detach() for n, t in make_inputs(2, 64, 4, 128, 128, dtype=torch.bfloat16, device="cuda",
+                                               seed=12, with_lam=True).items()}
+    o, s = triton_qdelta_rule(*(x[n] for n in GATES), initial_state=x["initial_state"], output_final_state=True)
+    state = x["initial_state"].clone()
+    steps = [triton_qdelta_rule_step(*(x[n][:, t:t + 1] for n in GATES), initial_state=state,
+                                     output_final_state=True)[0] for t in range(64)]
+    assert relative_rms(torch.cat(steps, 1), o) <= 5e-3 and relative_rms(state, s) <= 5e-3
