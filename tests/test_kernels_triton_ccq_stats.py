@@ -134,7 +134,10 @@ GPU_CASES = [
     (1, 4096, 2, 64, None, False),
     (1, 4096, 2, 128, [0, 700, 701, 1901, 1901, 3000, 4096], True),
     (1, 4096, 2, 100, [0, 1000, 1000, 1333, 2900, 3001, 4096], False),
-]  # K > 128: the public ops take the PyTorch path (linmem.kernels.ccq.op.TRITON_MAX_HEAD_K_DIM)
+    # K = 256: the public ops still take the PyTorch path (linmem.kernels.ccq.op.TRITON_MAX_HEAD_K_DIM); this
+    # case tells whether the statistic kernels now fit (the old sequential backward needed 305 KB of shared memory)
+    (1, 4096, 2, 256, [0, 17, 1500, 1500, 2222, 4000, 4096], True),
+]
 
 
 @pytest.mark.gpu

@@ -17,7 +17,14 @@ import torch
 import triton
 
 from ..triton_layout import ChunkLayout
-from .triton_stats_kernels import ccq_stats_bwd_kernel, ccq_stats_bwd_prep_kernel, ccq_stats_fwd_kernel
+from .triton_stats_kernels import (
+    ccq_stats_bwd_key_kernel,
+    ccq_stats_bwd_kernel,
+    ccq_stats_bwd_prep_kernel,
+    ccq_stats_bwd_state_kernel,
+    ccq_stats_bwd_value_kernel,
+    ccq_stats_fwd_kernel,
+)
 
 DEFAULT_CHUNK_SIZE = 64
 
@@ -88,6 +95,69 @@ def _add_at_last_token(x: torch.Tensor, per_seq: torch.Tensor, layout: ChunkLayo
     return x.index_add(1, last, torch.where(nonempty, per_seq, 0).unsqueeze(0))
 
 
+#: The statistic backward as a light reverse recurrence plus two chunk-parallel kernels (True), or as one
+#: sequential kernel per (sequence, head, column block) that does everything (False). Compiled offline for
+#: sm_90 (Triton 3.9, K = 128), the sequential one spills (255 registers and a 2 KB stack per thread) and runs
+#: only N·H·K/64 programs; the split kernels spill at most 184 B, and all but the recurrence run one
+#: program per chunk. Both are kept until the GPU benchmark has compared them.
+CHUNK_PARALLEL_BACKWARD = True
+
+
+def _backward_tiles(K: int) -> tuple[int, int, int, int]:
+    """(KP, BV of the recurrence, BV of the chunk-parallel kernels, their pipeline stages); 8 warps each.
+
+    Chosen from offline sm_90 builds: wider blocks or deeper pipelines need more shared memory than the
+    H100/H200 have at K = 128 (245 KB for BV = 64 with 3 stages), or spill more.
+    """
+    kp = max(16, triton.next_power_of_2(K))
+    if kp <= 64:
+        return kp, kp, kp, 3
+    return kp, 64, 32, 2
+
+
+def _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, center: bool, store_d0: bool):
+    """Gradients through the statistics' keys, given du, dz, dm (fp32, per token) and the final-state grads.
+
+    -> dk [B, T, H, K] (key and value parts), dk_val (the value part alone), zw [B, T, H] (the writer part of
+    the log-decay gradient), and dM0, dz0, dm0 when store_d0 (else None).
+    """
+    B, T, H, K = q.shape
+    N = layout.n_seqs
+    kp, bv, nw = _tiles(K)
+    dk_val = _nan((B, T, H, K), q)
+    zw = _nan((B, T, H), q)
+    dM0 = _nan((N, H, K, K), q) if store_d0 else None
+    dz0 = _nan((N, H), q) if store_d0 else None
+    dm0 = _nan((N, H, K), q) if store_d0 and center else None
+    finals = [d.float().contiguous() if d is not None else None for d in (dMT, dzT, dmT)]
+    flags = dict(H=H, K=K, BT=layout.chunk_size, KP=kp, BV=bv, CENTER=center, IS_VARLEN=layout.is_varlen,
+                 PREC=_prec(q.dtype))
+    has = dict(HAS_DMT=dMT is not None, HAS_DZT=dzT is not None, HAS_DMMT=dmT is not None, STORE_D0=store_d0)
+    if not CHUNK_PARALLEL_BACKWARD:
+        nb = triton.cdiv(K, bv)
+        dk_key = _nan((nb, B, T, H, K), q)
+        ccq_stats_bwd_kernel[(nb, N * H)](
+            q, k, g, du, dz, dm, *finals, dk_key, dk_val, zw, dM0, dz0, dm0,
+            layout.cu_seqlens, layout.chunk_offsets, T, layout.n_chunks, B * T, **flags, **has, num_warps=nw)
+        return dk_key.sum(0) + dk_val, dk_val, zw, dM0, dz0, dm0
+    kp, bv_state, bv_chunk, stages = _backward_tiles(K)
+    dS_st = _nan((layout.n_slots, H, K, K), q)
+    dz_st = _nan((layout.n_slots, H), q)
+    dm_st = _nan((layout.n_slots, H, K), q) if center else None
+    ccq_stats_bwd_state_kernel[(triton.cdiv(K, bv_state), N * H)](
+        q, g, du, dz, dm, *finals, dS_st, dz_st, dm_st, dM0, dz0, dm0, layout.cu_seqlens, layout.chunk_offsets,
+        T, layout.n_chunks, **dict(flags, BV=bv_state), **has, num_warps=8)
+    grid = (layout.slot_grid, B * H)
+    flags = dict(flags, BV=bv_chunk)
+    ccq_stats_bwd_value_kernel[grid](q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val, zw, layout.table, T,
+                                     layout.n_chunks, **flags, num_warps=8, num_stages=stages)
+    dk_key = _nan((B, T, H, K), q)
+    flags.pop("CENTER")
+    ccq_stats_bwd_key_kernel[grid](q, k, g, du, dS_st, dk_key, layout.table, T, layout.n_chunks, **flags,
+                                   num_warps=8, num_stages=stages)
+    return dk_key + dk_val, dk_val, zw, dM0, dz0, dm0
+
+
 class CCQStatsFunction(torch.autograd.Function):
     """q̃ and the final (M, z, m); differentiable in q, k̂, g, lam, M0, z0, m0."""
 
@@ -123,24 +193,8 @@ class CCQStatsFunction(torch.autograd.Function):
         M0t = M0.transpose(-1, -2).contiguous() if M0 is not None else None
         dq_M, _, _ = _stats_forward(du, k, g, lam, M0t, None, None, layout, False, True, False, False)
         dq += dq_M
-        nb = triton.cdiv(K, bv)
-        dk_key = _nan((nb, B, T, H, K), q)
-        dk_val = _nan((B, T, H, K), q)
-        zw = _nan((B, T, H), q)
         store_d0 = any(x is not None for x in (M0, z0, m0))
-        dM0 = _nan((N, H, K, K), q) if store_d0 else None
-        dz0 = _nan((N, H), q) if store_d0 else None
-        dm0 = _nan((N, H, K), q) if store_d0 and center else None
-        ccq_stats_bwd_kernel[(nb, N * H)](
-            q, k, g, du, dz, dm,
-            dMT.float().contiguous() if dMT is not None else None,
-            dzT.float().contiguous() if dzT is not None else None,
-            dmT.float().contiguous() if dmT is not None else None,
-            dk_key, dk_val, zw, dM0, dz0, dm0, layout.cu_seqlens, layout.chunk_offsets, T, layout.n_chunks, B * T,
-            H=H, K=K, BT=layout.chunk_size, KP=kp, BV=bv, CENTER=center, HAS_DMT=dMT is not None,
-            HAS_DZT=dzT is not None, HAS_DMMT=dmT is not None, STORE_D0=store_d0,
-            IS_VARLEN=layout.is_varlen, PREC=_prec(q.dtype), num_warps=nw)
-        dk = dk_key.sum(0) + dk_val
+        dk, dk_val, zw, dM0, dz0, dm0 = _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout, center, store_d0)
         dG = reader - (k.float() * dk_val).sum(-1) - zw
         final = torch.zeros(N, H, device=q.device, dtype=torch.float32)
         for d, x in ((dMT, MT), (dzT, zT), (dmT, mT)):

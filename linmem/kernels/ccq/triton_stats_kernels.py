@@ -8,7 +8,10 @@ coordinates blk of u (they are independent given q):
     z_t      = e^{b_t} z_start + sum_i D_ti,            m_t = e^{b_t} m_start + sum_i D_ti k̂_i
     S_end    = e^{b_last} S_start + sum_i e^{b_last - b_i} k̂_i k̂_i[blk]ᵀ   (z, m alike)
 Each program runs the chunks of one (sequence, head) in order, so the state stays in registers.
-The reverse kernel runs the chunks backwards with the state gradient dS [K, BV] (dS_T = dM_Tᵀ).
+Reverse: ccq_stats_bwd_state_kernel runs only the recurrence of the state gradient dS [K, BV]
+(dS_T = dM_Tᵀ) backwards and stores it at every chunk end; ccq_stats_bwd_value_kernel and
+ccq_stats_bwd_key_kernel then take one chunk per program. ccq_stats_bwd_kernel does all of it in one
+sequential pass (the older form, kept for comparison: see triton_stats.CHUNK_PARALLEL_BACKWARD).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import triton
 import triton.language as tl
 
 from ..gla.triton_chunk_kernels import _put, _tile
-from ..triton_layout import seq_span
+from ..triton_layout import chunk_span, seq_span
 
 
 @triton.jit
@@ -178,6 +181,115 @@ def ccq_stats_bwd_kernel(q, k, g, du, dz, dm, dMT, dzT, dmT, dk_key, dk_val, zw,
         tl.store(dz0 + i_nh + one, dzs, mask=lead_one)
         if CENTER:
             tl.store(dm0 + i_nh.to(tl.int64) * K + cv, dms, mask=cv < K)
+
+
+@triton.jit
+def ccq_stats_bwd_state_kernel(q, g, du, dz, dm, dMT, dzT, dmT, dS_st, dz_st, dm_st, dM0, dz0, dm0,
+                               cu_seqlens, chunk_offsets, T, NT,
+                               H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
+                               BV: tl.constexpr, CENTER: tl.constexpr, HAS_DMT: tl.constexpr,
+                               HAS_DZT: tl.constexpr, HAS_DMMT: tl.constexpr, STORE_D0: tl.constexpr,
+                               IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """Grid (cdiv(K, BV), N*H). The reverse recurrence alone: the statistics' gradients at each chunk END
+    (what flows back from later tokens), dS_st [slots, H, K, K] (stored like M: (c, r) at r*K + c),
+    dz_st [slots, H], dm_st [slots, H, K] (CENTER); the chunk-parallel ccq_stats_bwd_chunk_kernel
+    does the rest. STORE_D0: dM0, dz0, dm0 (gradients at the sequence start).
+    """
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, eos, slot0 = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
+    dS, s_off, s_mask, ck, cv, one, lead_row, lead_one = _column_block(dMT, i_nh, i_v, K, KP, BV, BT, HAS_DMT)
+    tile_off = cv[None, :] * K + ck[:, None]
+    dzs = tl.zeros([1], tl.float32)
+    if HAS_DZT:
+        dzs += tl.load(dzT + i_nh + one)
+    dms = tl.zeros([BV], tl.float32)
+    if CENTER and HAS_DMMT:
+        dms += tl.load(dmT + i_nh.to(tl.int64) * K + cv, mask=cv < K, other=0.0)
+    n_ch = tl.cdiv(eos - bos, BT)
+    for j in range(0, n_ch):
+        c = n_ch - 1 - j
+        t0 = bos + c * BT
+        rows = t0 + tl.arange(0, BT)
+        rm = rows < eos
+        at = (slot0 + c).to(tl.int64) * H + i_h
+        tl.store(dS_st + at * K * K + tile_off, dS, mask=s_mask)
+        tl.store(dz_st + at + one, dzs, mask=lead_one)
+        qt = _tile(q, rows, rm, i_h, H, K, ck)
+        duv = _tile(du, rows, rm, i_h, H, K, cv)
+        dzt = tl.load(dz + rows * H + i_h, mask=rm, other=0.0)
+        D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
+        if CENTER:
+            tl.store(dm_st + at * K + cv, dms, mask=cv < K)
+            dms = dms * e_last + tl.sum(eb[:, None] * _tile(dm, rows, rm, i_h, H, K, cv), 0)
+        dS = dS * e_last + _mm(tl.trans(qt * eb[:, None]), duv, tl.float32, PREC)
+        dzs = dzs * e_last + tl.sum(eb * dzt, 0)
+    if STORE_D0:
+        tl.store(dM0 + s_off, dS, mask=s_mask)
+        tl.store(dz0 + i_nh + one, dzs, mask=lead_one)
+        if CENTER:
+            tl.store(dm0 + i_nh.to(tl.int64) * K + cv, dms, mask=cv < K)
+
+
+@triton.jit
+def _chunk_start(i_c, i_bh, table, T, NT, H: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """The chunk a program of grid (slots, B*H) owns: head, rows, row mask, whether it has tokens, state index."""
+    i_b, i_h = i_bh // H, i_bh % H
+    t0, t1, slot = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
+    rows = t0 + tl.arange(0, BT)
+    return i_h, rows, rows < t1, t1 > t0, slot * H + i_h
+
+
+@triton.jit
+def ccq_stats_bwd_value_kernel(q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val, zw, table, T, NT,
+                               H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
+                               BV: tl.constexpr, CENTER: tl.constexpr, IS_VARLEN: tl.constexpr,
+                               PREC: tl.constexpr):
+    """Grid (slots, B*H), one chunk per program, from the chunk-end gradients of ccq_stats_bwd_state_kernel:
+        dk_val[blk] = (D ∘ Q K̂ᵀ)ᵀ du_blk + w ∘ (K̂ dS_blk) [+ Dᵀ dm_blk + w dm_end[blk]]   (k̂ as the value of u)
+        zw = Dᵀ dz + w dz_end                                                  (the writer part of dlog γ)
+    """
+    i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
+    ck = tl.arange(0, KP)
+    one = tl.arange(0, 1)
+    kt = _tile(k, rows, rm, i_h, H, K, ck)
+    D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
+    A = _mm(_tile(q, rows, rm, i_h, H, K, ck), tl.trans(kt), tl.float32, PREC) * D
+    dzt = tl.load(dz + rows * H + i_h, mask=rm, other=0.0)
+    dz_end = tl.sum(tl.load(dz_st + at + one, mask=tl.where(live, one == 0, False), other=0.0), 0)
+    tl.store(zw + rows * H + i_h, tl.sum(D * dzt[:, None], 0) + w * dz_end, mask=rm)
+    for vb in range(0, tl.cdiv(K, BV)):
+        cv = vb * BV + tl.arange(0, BV)
+        duv = _tile(du, rows, rm, i_h, H, K, cv)
+        dSb = tl.load(dS_st + at * K * K + cv[None, :] * K + ck[:, None],
+                      mask=tl.where(live, (ck < K)[:, None] & (cv < K)[None, :], False), other=0.0)
+        dkv = _mm(tl.trans(A), duv, tl.float32, PREC) + w[:, None] * _mm(kt, dSb, tl.float32, PREC)
+        if CENTER:
+            dm_end = tl.load(dm_st + at * K + cv, mask=tl.where(live, cv < K, False), other=0.0)
+            dkv += _mm(tl.trans(D), _tile(dm, rows, rm, i_h, H, K, cv), tl.float32, PREC) + w[:, None] * dm_end[None, :]
+        _put(dk_val, dkv, rows, rm, i_h, H, K, cv)
+
+
+@triton.jit
+def ccq_stats_bwd_key_kernel(q, k, g, du, dS_st, dk_key, table, T, NT,
+                             H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
+                             BV: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """Grid (slots, B*H), one chunk per program:
+        dk_key = sum_blk [(D ∘ du_blk k_blkᵀ)ᵀ Q + w ∘ (k_blk dS_blkᵀ)]      (k̂ as the key of u)
+    """
+    i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
+    ck = tl.arange(0, KP)
+    qt = _tile(q, rows, rm, i_h, H, K, ck)
+    D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
+    dkk = tl.zeros([BT, KP], tl.float32)
+    for vb in range(0, tl.cdiv(K, BV)):
+        cv = vb * BV + tl.arange(0, BV)
+        kv = _tile(k, rows, rm, i_h, H, K, cv)
+        dSb = tl.load(dS_st + at * K * K + cv[None, :] * K + ck[:, None],
+                      mask=tl.where(live, (ck < K)[:, None] & (cv < K)[None, :], False), other=0.0)
+        P = _mm(_tile(du, rows, rm, i_h, H, K, cv), tl.trans(kv), tl.float32, PREC) * D
+        dkk += _mm(tl.trans(P), qt, tl.float32, PREC) + w[:, None] * _mm(kv, tl.trans(dSb), tl.float32, PREC)
+    _put(dk_key, dkk, rows, rm, i_h, H, K, ck)
 
 
 @triton.jit
