@@ -1,54 +1,90 @@
-"""Offline (no GPU) resource usage of Triton kernels compiled for sm_90: shared memory, registers, stack."""
-import os, re, subprocess, tempfile
+"""Shared memory, registers and spill stack of linmem's Triton kernels, compiled for sm_90 without a GPU.
+
+    python benchmarks/kernel_resources.py [--head-dims 64,128,256]
+
+Triton compiles to a cubin offline (its bundled ptxas), and `cuobjdump --dump-resource-usage` reads the
+register count and the per-thread stack (spills) from it. Use it to choose tiles before spending GPU
+time: a kernel at 255 registers with a stack is spilling, and shared memory above about 227 KB per block
+does not launch on an H100/H200. The numbers are for this machine's Triton, not necessarily the GPU host's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+
 import triton
-from triton.compiler import ASTSource
 from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
 
 TARGET = GPUTarget("cuda", 90, 32)
 CUOBJDUMP = os.path.join(os.path.dirname(triton.backends.nvidia.__file__), "bin", "cuobjdump")
 
 
-def build(fn, ptrs: dict, consts: dict, num_warps: int, num_stages: int = 3, label: str = ""):
-    """ptrs: name -> '*bf16' etc (None = absent pointer); other non-constexpr args are i32."""
-    signature, constexprs = {}, {}
+def resources(fn, pointers: dict, constexprs: dict, num_warps: int, num_stages: int) -> dict:
+    """{"smem", "regs", "stack"} of `fn` built for sm_90. pointers: name -> "*bf16" / "*fp32" / None (absent);
+    other arguments not in constexprs are i32 (a `scale` fp32)."""
+    signature, values = {}, {}
     for i, name in enumerate(fn.arg_names):
-        if name in consts:
-            signature[name] = "constexpr"; constexprs[(i,)] = consts[name]
-        elif name in ptrs and ptrs[name] is None:
-            signature[name] = "constexpr"; constexprs[(i,)] = None
-        elif name in ptrs:
-            signature[name] = ptrs[name]
-        elif name == "scale":
-            signature[name] = "fp32"
+        if name in constexprs or (name in pointers and pointers[name] is None):
+            signature[name] = "constexpr"
+            values[(i,)] = constexprs.get(name)
         else:
-            signature[name] = "i32"
-    try:
-        k = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=TARGET,
-                           options={"num_warps": num_warps, "num_stages": num_stages})
-    except Exception as e:
-        print(f"{label:46s} compile error: {str(e)[:300]}")
-        return
+            signature[name] = pointers.get(name, "fp32" if name == "scale" else "i32")
+    kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=values), target=TARGET,
+                            options={"num_warps": num_warps, "num_stages": num_stages})
     with tempfile.NamedTemporaryFile("wb", suffix=".cubin", delete=False) as f:
-        f.write(k.asm["cubin"])
-    out = subprocess.run([CUOBJDUMP, "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
-    use = dict(re.findall(r"(REG|STACK|LOCAL):(\d+)", out))
-    print(f"{label:46s} smem {k.metadata.shared:7d} B  regs {use.get('REG'):>4}  stack {use.get('STACK'):>5}")
+        f.write(kernel.asm["cubin"])
+    dump = subprocess.run([CUOBJDUMP, "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
+    os.unlink(f.name)
+    use = dict(re.findall(r"(REG|STACK):(\d+)", dump))
+    return {"smem": kernel.metadata.shared, "regs": int(use["REG"]), "stack": int(use["STACK"])}
+
+
+def ccq_statistic_kernels(K: int):
+    """(label, fn, pointers, constexprs, warps, stages) of the CCQ statistic kernels as linmem launches them."""
+    from linmem.kernels.ccq import triton_stats as host
+    from linmem.kernels.ccq import triton_stats_kernels as kernels
+
+    f32, bf16 = "*fp32", "*bf16"
+    kp, bv, nw = host._tiles(K)
+    _, bv_state, bv_chunk, stages = host._backward_tiles(K)
+    common = dict(H=16, K=K, BT=64, KP=kp, CENTER=True, IS_VARLEN=False, PREC="tf32")
+    no_start = dict(M0=None, z0=None, m0=None, MT=None, zT=None, mT=None, cu_seqlens=None, chunk_offsets=None)
+    yield ("stats forward", kernels.ccq_stats_fwd_kernel,
+           dict(no_start, q=bf16, k=bf16, g=f32, lam=f32, out=bf16, u_s=f32, z_s=f32, m_s=f32),
+           dict(common, BV=bv, HAS_M0=False, HAS_Z0=False, HAS_MM0=False, RAW_U=False, SAVE=True, STORE_FINAL=False),
+           nw, 3)
+    grads = dict(q=bf16, k=bf16, g=f32, du=f32, dz=f32, dm=f32, dMT=None, dzT=None, dmT=None, dM0=None, dz0=None,
+                 dm0=None, cu_seqlens=None, chunk_offsets=None, table=None)
+    flags = dict(HAS_DMT=False, HAS_DZT=False, HAS_DMMT=False, STORE_D0=False)
+    yield ("backward, sequential (old)", kernels.ccq_stats_bwd_kernel, dict(grads, dk_key=f32, dk_val=f32, zw=f32),
+           dict(common, BV=bv, **flags), nw, 3)
+    yield ("backward recurrence", kernels.ccq_stats_bwd_state_kernel,
+           dict(grads, dS_st=f32, dz_st=f32, dm_st=f32), dict(common, BV=bv_state, **flags), 8, 3)
+    yield ("backward value gradients", kernels.ccq_stats_bwd_value_kernel,
+           dict(grads, dS_st=f32, dz_st=f32, dm_st=f32, dk_val=f32, zw=f32), dict(common, BV=bv_chunk), 8, stages)
+    key = {n: v for n, v in common.items() if n != "CENTER"}
+    yield ("backward key gradients", kernels.ccq_stats_bwd_key_kernel, dict(grads, dS_st=f32, dk_key=f32),
+           dict(key, BV=bv_chunk), 8, stages)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--head-dims", default="64,128,256")
+    args = parser.parse_args()
+    print(f"{'kernel':32s} {'K':>4s} {'smem KB':>8s} {'regs':>5s} {'stack B':>8s}")
+    for K in (int(k) for k in args.head_dims.split(",")):
+        for label, fn, pointers, constexprs, warps, stages in ccq_statistic_kernels(K):
+            try:
+                r = resources(fn, pointers, constexprs, warps, stages)
+                print(f"{label:32s} {K:4d} {r['smem'] / 1024:8.1f} {r['regs']:5d} {r['stack']:8d}", flush=True)
+            except Exception as error:  # a kernel that does not build is a result too
+                print(f"{label:32s} {K:4d} failed to build: {str(error)[:120]}", flush=True)
 
 
 if __name__ == "__main__":
-    from linmem.kernels.ccq.triton_stats_kernels import ccq_stats_bwd_kernel, ccq_stats_fwd_kernel
-    f32 = "*fp32"
-    for K, KP, BV, nw in ((64, 64, 64, 4), (128, 128, 64, 8), (128, 128, 64, 4), (128, 128, 32, 4), (256, 256, 64, 8), (256, 256, 32, 8)):
-        for ns in (3, 1):
-            common = dict(H=16, K=K, BT=64, KP=KP, BV=BV, CENTER=False, IS_VARLEN=False, PREC="tf32")
-            build(ccq_stats_fwd_kernel,
-                  dict(q="*bf16", k="*bf16", g=f32, lam=f32, M0=None, z0=None, m0=None, out="*bf16", u_s=f32,
-                       z_s=f32, m_s=None, MT=None, zT=None, mT=None, cu_seqlens=None, chunk_offsets=None),
-                  dict(common, HAS_M0=False, HAS_Z0=False, HAS_MM0=False, RAW_U=False, SAVE=True,
-                       STORE_FINAL=False), nw, ns, f"stats fwd K{K} BV{BV} nw{nw} ns{ns}")
-            build(ccq_stats_bwd_kernel,
-                  dict(q="*bf16", k="*bf16", g=f32, du=f32, dz=f32, dm=None, dMT=None, dzT=None, dmT=None,
-                       dk_key=f32, dk_val=f32, zw=f32, dM0=None, dz0=None, dm0=None, cu_seqlens=None,
-                       chunk_offsets=None),
-                  dict(common, HAS_DMT=False, HAS_DZT=False, HAS_DMMT=False, STORE_D0=False), nw, ns,
-                  f"stats bwd K{K} BV{BV} nw{nw} ns{ns}")
+    main()
