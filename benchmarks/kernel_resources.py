@@ -51,13 +51,22 @@ def ccq_statistic_kernels(K: int):
 
     f32, bf16 = "*fp32", "*bf16"
     kp, bv, nw = host._tiles(K)
-    _, bv_state, bv_chunk, stages = host._backward_tiles(K)
+    _, bv_state, bv_chunk, stages = host._split_tiles(K)
     common = dict(H=16, K=K, BT=64, KP=kp, CENTER=True, IS_VARLEN=False, PREC="tf32")
     no_start = dict(M0=None, z0=None, m0=None, MT=None, zT=None, mT=None, cu_seqlens=None, chunk_offsets=None)
-    yield ("stats forward", kernels.ccq_stats_fwd_kernel,
+    yield ("forward, sequential (old)", kernels.ccq_stats_fwd_kernel,
            dict(no_start, q=bf16, k=bf16, g=f32, lam=f32, out=bf16, u_s=f32, z_s=f32, m_s=f32),
            dict(common, BV=bv, HAS_M0=False, HAS_Z0=False, HAS_MM0=False, RAW_U=False, SAVE=True, STORE_FINAL=False),
            nw, 3)
+    starts = dict(M0=None, z0=None, m0=None, MT=None, zT=None, mT=None, cu_seqlens=None, chunk_offsets=None,
+                  table=None)
+    yield ("forward recurrence", kernels.ccq_stats_fwd_state_kernel, dict(starts, k=bf16, g=f32, S_st=f32, z_st=f32,
+                                                                           m_st=f32),
+           dict(common, BV=bv_state, HAS_M0=False, HAS_Z0=False, HAS_MM0=False, STORE_FINAL=False,
+                FP32_DOTS=False), 8, 3)
+    yield ("forward outputs", kernels.ccq_stats_fwd_chunk_kernel,
+           dict(starts, q=bf16, k=bf16, g=f32, lam=f32, S_st=f32, z_st=f32, m_st=f32, out=bf16, u_s=f32, z_s=f32,
+                m_s=f32), dict(common, BV=bv_chunk, RAW_U=False, SAVE=True), 8, stages)
     grads = dict(q=bf16, k=bf16, g=f32, du=f32, dz=f32, dm=f32, dMT=None, dzT=None, dmT=None, dM0=None, dz0=None,
                  dm0=None, cu_seqlens=None, chunk_offsets=None, table=None)
     flags = dict(HAS_DMT=False, HAS_DZT=False, HAS_DMMT=False, STORE_D0=False)

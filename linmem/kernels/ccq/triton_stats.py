@@ -23,7 +23,9 @@ from .triton_stats_kernels import (
     ccq_stats_bwd_prep_kernel,
     ccq_stats_bwd_state_kernel,
     ccq_stats_bwd_value_kernel,
+    ccq_stats_fwd_chunk_kernel,
     ccq_stats_fwd_kernel,
+    ccq_stats_fwd_state_kernel,
 )
 
 DEFAULT_CHUNK_SIZE = 64
@@ -49,6 +51,32 @@ def _nan(shape, like: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
     return torch.full(shape, float("nan"), device=like.device, dtype=dtype)
 
 
+#: The statistic forward as a light recurrence (statistics at chunk starts) plus a chunk-parallel kernel
+#: (True), or as one sequential kernel that also computes every token's output (False; it spills 1.4 KB
+#: per thread at K = 128 in an offline sm_90 build). Kept, like the backward's, for the GPU comparison.
+CHUNK_PARALLEL_FORWARD = True
+
+#: The statistic backward as a light reverse recurrence plus two chunk-parallel kernels (True), or as one
+#: sequential kernel per (sequence, head, column block) that does everything (False). Compiled offline for
+#: sm_90 (Triton 3.9, K = 128), the sequential one spills (255 registers and a 2 KB stack per thread) and runs
+#: only N·H·K/64 programs; the split kernels spill at most 184 B, and all but the recurrence run one
+#: program per chunk. Both are kept until the GPU benchmark has compared them.
+CHUNK_PARALLEL_BACKWARD = True
+
+
+def _split_tiles(K: int) -> tuple[int, int, int, int]:
+    """Tiles of the split kernels: (KP, BV of the recurrences, BV of the chunk-parallel kernels, their
+    pipeline stages); 8 warps each.
+
+    Chosen from offline sm_90 builds: wider blocks or deeper pipelines need more shared memory than the
+    H100/H200 have at K = 128 (245 KB for BV = 64 with 3 stages), or spill more.
+    """
+    kp = max(16, triton.next_power_of_2(K))
+    if kp <= 64:
+        return kp, kp, kp, 3
+    return kp, 64, 32, 2
+
+
 def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, raw_u: bool, save: bool,
                    store_final: bool):
     """-> out [B,T,H,K] (q̃ in q.dtype, or u fp32 when raw_u), saved (u, z, m) or None, finals or None."""
@@ -62,12 +90,25 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     MT = _nan((N, H, K, K), q) if store_final else None
     zT = _nan((N, H), q) if store_final else None
     mT = _nan((N, H, K), q) if store_final and center else None
-    ccq_stats_fwd_kernel[(triton.cdiv(K, bv), N * H)](
-        q, k, g, lam, M0, z0, m0, out, u_s, z_s, m_s, MT, zT, mT,
-        layout.cu_seqlens, layout.chunk_offsets, T, layout.n_chunks,
-        H=H, K=K, BT=layout.chunk_size, KP=kp, BV=bv, HAS_M0=M0 is not None, HAS_Z0=z0 is not None,
-        HAS_MM0=m0 is not None, CENTER=center, RAW_U=raw_u, SAVE=save, STORE_FINAL=store_final,
-        IS_VARLEN=layout.is_varlen, PREC=_prec(q.dtype), num_warps=nw)
+    flags = dict(H=H, K=K, BT=layout.chunk_size, KP=kp, CENTER=center, IS_VARLEN=layout.is_varlen,
+                 PREC=_prec(q.dtype))
+    starts = dict(HAS_M0=M0 is not None, HAS_Z0=z0 is not None, HAS_MM0=m0 is not None, STORE_FINAL=store_final)
+    if not CHUNK_PARALLEL_FORWARD:
+        ccq_stats_fwd_kernel[(triton.cdiv(K, bv), N * H)](
+            q, k, g, lam, M0, z0, m0, out, u_s, z_s, m_s, MT, zT, mT,
+            layout.cu_seqlens, layout.chunk_offsets, T, layout.n_chunks,
+            **flags, BV=bv, **starts, RAW_U=raw_u, SAVE=save, num_warps=nw)
+        return out, ((u_s, z_s, m_s) if save else None), ((MT, zT, mT) if store_final else None)
+    _, bv_state, bv_chunk, stages = _split_tiles(K)
+    S_st = _nan((layout.n_slots, H, K, K), q)
+    z_st = _nan((layout.n_slots, H), q)
+    m_st = _nan((layout.n_slots, H, K), q) if center else None
+    ccq_stats_fwd_state_kernel[(triton.cdiv(K, bv_state), N * H)](
+        k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, layout.cu_seqlens, layout.chunk_offsets, T,
+        layout.n_chunks, **flags, BV=bv_state, **starts, FP32_DOTS=q.dtype == torch.float32, num_warps=8)
+    ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H)](
+        q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, layout.table, T, layout.n_chunks,
+        **flags, BV=bv_chunk, RAW_U=raw_u, SAVE=save, num_warps=8, num_stages=stages)
     return out, ((u_s, z_s, m_s) if save else None), ((MT, zT, mT) if store_final else None)
 
 
@@ -95,26 +136,6 @@ def _add_at_last_token(x: torch.Tensor, per_seq: torch.Tensor, layout: ChunkLayo
     return x.index_add(1, last, torch.where(nonempty, per_seq, 0).unsqueeze(0))
 
 
-#: The statistic backward as a light reverse recurrence plus two chunk-parallel kernels (True), or as one
-#: sequential kernel per (sequence, head, column block) that does everything (False). Compiled offline for
-#: sm_90 (Triton 3.9, K = 128), the sequential one spills (255 registers and a 2 KB stack per thread) and runs
-#: only N·H·K/64 programs; the split kernels spill at most 184 B, and all but the recurrence run one
-#: program per chunk. Both are kept until the GPU benchmark has compared them.
-CHUNK_PARALLEL_BACKWARD = True
-
-
-def _backward_tiles(K: int) -> tuple[int, int, int, int]:
-    """(KP, BV of the recurrence, BV of the chunk-parallel kernels, their pipeline stages); 8 warps each.
-
-    Chosen from offline sm_90 builds: wider blocks or deeper pipelines need more shared memory than the
-    H100/H200 have at K = 128 (245 KB for BV = 64 with 3 stages), or spill more.
-    """
-    kp = max(16, triton.next_power_of_2(K))
-    if kp <= 64:
-        return kp, kp, kp, 3
-    return kp, 64, 32, 2
-
-
 def _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, center: bool, store_d0: bool):
     """Gradients through the statistics' keys, given du, dz, dm (fp32, per token) and the final-state grads.
 
@@ -140,7 +161,7 @@ def _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, cent
             q, k, g, du, dz, dm, *finals, dk_key, dk_val, zw, dM0, dz0, dm0,
             layout.cu_seqlens, layout.chunk_offsets, T, layout.n_chunks, B * T, **flags, **has, num_warps=nw)
         return dk_key.sum(0) + dk_val, dk_val, zw, dM0, dz0, dm0
-    kp, bv_state, bv_chunk, stages = _backward_tiles(K)
+    kp, bv_state, bv_chunk, stages = _split_tiles(K)
     dS_st = _nan((layout.n_slots, H, K, K), q)
     dz_st = _nan((layout.n_slots, H), q)
     dm_st = _nan((layout.n_slots, H, K), q) if center else None

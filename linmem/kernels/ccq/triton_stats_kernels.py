@@ -128,6 +128,108 @@ def ccq_stats_fwd_kernel(q, k, g, lam, M0, z0, m0, out, u_s, z_s, m_s, MT, zT, m
 
 
 @triton.jit
+def _chunk_start(i_c, i_bh, table, T, NT, H: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """The chunk a program of grid (slots, B*H) owns: head, rows, row mask, whether it has tokens, state index."""
+    i_b, i_h = i_bh // H, i_bh % H
+    t0, t1, slot = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
+    rows = t0 + tl.arange(0, BT)
+    return i_h, rows, rows < t1, t1 > t0, slot * H + i_h
+
+
+@triton.jit
+def ccq_stats_fwd_state_kernel(k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, cu_seqlens, chunk_offsets, T, NT,
+                               H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
+                               BV: tl.constexpr, HAS_M0: tl.constexpr, HAS_Z0: tl.constexpr,
+                               HAS_MM0: tl.constexpr, CENTER: tl.constexpr, STORE_FINAL: tl.constexpr,
+                               IS_VARLEN: tl.constexpr, PREC: tl.constexpr, FP32_DOTS: tl.constexpr):
+    """Grid (cdiv(K, BV), N*H). The recurrence alone: the statistics at each chunk START, S_st [slots, H, K, K]
+    (stored like M: (c, r) at r*K + c), z_st [slots, H], m_st [slots, H, K] (CENTER), for the chunk-parallel
+    ccq_stats_fwd_chunk_kernel; STORE_FINAL: MT, zT, mT. FP32_DOTS: fp32 products (fp32 queries), else k's dtype.
+    """
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, eos, slot0 = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
+    if FP32_DOTS:
+        DT = tl.float32
+    else:
+        DT = k.dtype.element_ty
+    S, s_off, s_mask, ck, cv, one, lead_row, lead_one = _column_block(M0, i_nh, i_v, K, KP, BV, BT, HAS_M0)
+    tile_off = cv[None, :] * K + ck[:, None]
+    lead_k = (ck < K) & ((ck * 0 + i_v) == 0)  # the full m vector: column block 0 stores it
+    zs = tl.zeros([1], tl.float32)
+    if HAS_Z0:
+        zs += tl.load(z0 + i_nh + one)
+    ms = tl.zeros([KP], tl.float32)
+    if CENTER and HAS_MM0:
+        ms += tl.load(m0 + i_nh.to(tl.int64) * K + ck, mask=ck < K, other=0.0)
+    for c in range(0, tl.cdiv(eos - bos, BT)):
+        t0 = bos + c * BT
+        rows = t0 + tl.arange(0, BT)
+        rm = rows < eos
+        at = (slot0 + c).to(tl.int64) * H + i_h
+        tl.store(S_st + at * K * K + tile_off, S, mask=s_mask)
+        tl.store(z_st + at + one, zs, mask=lead_one)
+        kt = _tile(k, rows, rm, i_h, H, K, ck)
+        kv = _tile(k, rows, rm, i_h, H, K, cv)
+        D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
+        S = S * e_last + _mm(tl.trans(kt * w[:, None]), kv, DT, PREC)
+        zs = zs * e_last + tl.sum(w, 0)
+        if CENTER:
+            tl.store(m_st + at * K + ck, ms, mask=lead_k)
+            ms = ms * e_last + tl.sum(kt * w[:, None], 0)
+    if STORE_FINAL:
+        tl.store(MT + s_off, S, mask=s_mask)
+        tl.store(zT + i_nh + one, zs, mask=lead_one)
+        if CENTER:
+            tl.store(mT + i_nh.to(tl.int64) * K + ck, ms, mask=lead_k)
+
+
+@triton.jit
+def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, table, T, NT,
+                               H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
+                               BV: tl.constexpr, CENTER: tl.constexpr, RAW_U: tl.constexpr, SAVE: tl.constexpr,
+                               IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """Grid (slots, B*H), one chunk per program, from the chunk-start statistics of ccq_stats_fwd_state_kernel:
+    u, z, m per token and out = q̃ (or u when RAW_U), as ccq_stats_fwd_kernel computes them (module docstring).
+    """
+    i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
+    DT = q.dtype.element_ty
+    ck = tl.arange(0, KP)
+    one = tl.arange(0, 1)
+    qt = _tile(q, rows, rm, i_h, H, K, ck)
+    D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
+    A = _mm(qt, tl.trans(_tile(k, rows, rm, i_h, H, K, ck)), DT, PREC) * D
+    z_start = tl.sum(tl.load(z_st + at + one, mask=tl.where(live, one == 0, False), other=0.0), 0)
+    z = eb * z_start + tl.sum(D, 1)
+    if SAVE:
+        tl.store(z_s + rows * H + i_h, z, mask=rm)
+    if CENTER:
+        m_start = tl.load(m_st + at * K + ck, mask=tl.where(live, ck < K, False), other=0.0)
+        mq = eb * tl.sum(qt * m_start[None, :], 1) + tl.sum(A, 1)  # m_t · q_t
+    lt = tl.load(lam + rows * H + i_h, mask=rm, other=0.0).to(tl.float32)
+    for vb in range(0, tl.cdiv(K, BV)):
+        cv = vb * BV + tl.arange(0, BV)
+        Sb = tl.load(S_st + at * K * K + cv[None, :] * K + ck[:, None],
+                     mask=tl.where(live, (ck < K)[:, None] & (cv < K)[None, :], False), other=0.0)
+        kv = _tile(k, rows, rm, i_h, H, K, cv)
+        u = eb[:, None] * _mm(qt, Sb, DT, PREC) + _mm(A, kv, DT, PREC)
+        if CENTER:
+            m_blk = tl.load(m_st + at * K + cv, mask=tl.where(live, cv < K, False), other=0.0)
+            mv = eb[:, None] * m_blk[None, :] + _mm(D, kv, DT, PREC)
+        if RAW_U:
+            _put(out, u, rows, rm, i_h, H, K, cv)
+        else:
+            sig = u / z[:, None]
+            if CENTER:
+                sig -= mv * (mq / (z * z))[:, None]
+            _put(out, _tile(q, rows, rm, i_h, H, K, cv) - lt[:, None] * sig, rows, rm, i_h, H, K, cv)
+        if SAVE:
+            _put(u_s, u, rows, rm, i_h, H, K, cv)
+            if CENTER:
+                _put(m_s, mv, rows, rm, i_h, H, K, cv)
+
+
+@triton.jit
 def ccq_stats_bwd_kernel(q, k, g, du, dz, dm, dMT, dzT, dmT, dk_key, dk_val, zw, dM0, dz0, dm0,
                          cu_seqlens, chunk_offsets, T, NT, n_tok,
                          H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr, BV: tl.constexpr,
@@ -229,15 +331,6 @@ def ccq_stats_bwd_state_kernel(q, g, du, dz, dm, dMT, dzT, dmT, dS_st, dz_st, dm
         tl.store(dz0 + i_nh + one, dzs, mask=lead_one)
         if CENTER:
             tl.store(dm0 + i_nh.to(tl.int64) * K + cv, dms, mask=cv < K)
-
-
-@triton.jit
-def _chunk_start(i_c, i_bh, table, T, NT, H: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
-    """The chunk a program of grid (slots, B*H) owns: head, rows, row mask, whether it has tokens, state index."""
-    i_b, i_h = i_bh // H, i_bh % H
-    t0, t1, slot = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
-    rows = t0 + tl.arange(0, BT)
-    return i_h, rows, rows < t1, t1 > t0, slot * H + i_h
 
 
 @triton.jit
