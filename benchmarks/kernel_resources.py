@@ -1,6 +1,6 @@
 """Shared memory, registers and spill stack of linmem's Triton kernels, compiled for sm_90 without a GPU.
 
-    python benchmarks/kernel_resources.py [--head-dims 64,128,256]
+    python benchmarks/kernel_resources.py [--head-dims 64,128,256] [--gla-warps 8]
 
 Triton compiles to a cubin offline (its bundled ptxas), and `cuobjdump --dump-resource-usage` reads the
 register count and the per-thread stack (spills) from it. Use it to choose tiles before spending GPU
@@ -81,13 +81,45 @@ def ccq_statistic_kernels(K: int):
            dict(key, BV=bv_chunk), 8, stages)
 
 
+def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
+    """The chunked GLA kernels at K = V, bf16, as triton_chunk.py launches them (4 warps unless `warps`)."""
+    from linmem.kernels.gla import triton_chunk as host
+    from linmem.kernels.gla import triton_chunk_kernels as kernels
+
+    f32, bf16 = "*fp32", "*bf16"
+    bk, bv = host._tiles(K, K)
+    sbk, sbv = host._state_tiles(K, K, 16 * 8)
+    nw = warps or 4
+    base = dict(H=16, K=K, V=K, BT=64, IS_VARLEN=False)
+    seq = dict(cu_seqlens=None, chunk_offsets=None)
+    yield ("gla intra-chunk A", kernels.gla_intra_A_kernel, dict(q=bf16, k=bf16, gcs=f32, A=f32, table=None),
+           dict(H=16, K=K, BT=64, BC=host.SUB_CHUNK, BK=bk, IS_VARLEN=False, DOT_PREC="tf32"), nw, stages)
+    yield ("gla states (forward)", kernels.gla_state_fwd_kernel,
+           dict(seq, k=bf16, v=bf16, gcs=f32, h0=None, h=bf16, ht=None),
+           dict(base, BK=sbk, BV=sbv, HAS_H0=False, STORE_HT=False, DOT_PREC="tf32", MM_FP32=False), nw, stages)
+    yield ("gla output", kernels.gla_output_kernel, dict(q=bf16, v=bf16, gcs=f32, A=f32, h=bf16, o=bf16, table=None),
+           dict(base, BK=bk, BV=bv, DOT_PREC="tf32"), nw, stages)
+    yield ("gla state gradients", kernels.gla_state_bwd_kernel,
+           dict(seq, q=bf16, do=bf16, gcs=f32, dht=None, dh=f32, dh0=None),
+           dict(base, BK=sbk, BV=sbv, HAS_DHT=False, STORE_DH0=False, DOT_PREC="tf32"), nw, stages)
+    yield ("gla dA, dv", kernels.gla_bwd_dA_dv_kernel,
+           dict(k=bf16, v=bf16, gcs=f32, A=f32, do=bf16, dh=f32, dA=f32, dv=bf16, table=None),
+           dict(base, BK=bk, BV=bv, DOT_PREC="tf32"), nw, stages)
+    yield ("gla dq, dk, dgk", kernels.gla_bwd_dqk_kernel,
+           dict(q=bf16, k=bf16, v=bf16, gcs=f32, h=f32, do=bf16, dh=f32, dA=f32, dq=bf16, dk=bf16, dg=f32,
+                dg_tot=f32, table=None),
+           dict(base, BC=host.SUB_CHUNK, BK=bk, BV=bv, DOT_PREC="tf32", MM_FP32=True), nw, stages)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--head-dims", default="64,128,256")
+    parser.add_argument("--gla-warps", type=int, default=None, help="try the GLA kernels with this many warps")
     args = parser.parse_args()
     print(f"{'kernel':32s} {'K':>4s} {'smem KB':>8s} {'regs':>5s} {'stack B':>8s}")
     for K in (int(k) for k in args.head_dims.split(",")):
-        for label, fn, pointers, constexprs, warps, stages in ccq_statistic_kernels(K):
+        builds = list(ccq_statistic_kernels(K)) + list(gla_kernels(K, args.gla_warps))
+        for label, fn, pointers, constexprs, warps, stages in builds:
             try:
                 r = resources(fn, pointers, constexprs, warps, stages)
                 print(f"{label:32s} {K:4d} {r['smem'] / 1024:8.1f} {r['regs']:5d} {r['stack']:8d}", flush=True)
