@@ -82,14 +82,14 @@ def ccq_statistic_kernels(K: int):
 
 
 def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
-    """The chunked GLA kernels at K = V, bf16, as triton_chunk.py launches them (4 warps unless `warps`)."""
+    """The chunked GLA kernels at K = V, bf16, as triton_chunk.py launches them (its NUM_WARPS unless `warps`)."""
     from linmem.kernels.gla import triton_chunk as host
     from linmem.kernels.gla import triton_chunk_kernels as kernels
 
     f32, bf16 = "*fp32", "*bf16"
     bk, bv = host._tiles(K, K)
     sbk, sbv = host._state_tiles(K, K, 16 * 8)
-    nw = warps or 4
+    nw = warps or host.NUM_WARPS
     base = dict(H=16, K=K, V=K, BT=64, IS_VARLEN=False)
     seq = dict(cu_seqlens=None, chunk_offsets=None)
     yield ("gla intra-chunk A", kernels.gla_intra_A_kernel, dict(q=bf16, k=bf16, gcs=f32, A=f32, table=None),

@@ -55,7 +55,7 @@ def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
     once: BV = 32 unless 64-wide value blocks already give >= 512 programs (H100: 132 SMs).
     Key dims above 128 and fp32 inputs use no pipelining: at depth 3 state_bwd asked for 295 KB (d = 256)
     and 254 KB (fp32, d = 128) of shared memory on the H100 (Triton 3.6), over the 227 KB limit. With
-    depth 1 the offline sm_90 compile with Triton 3.6 gives 52-80 KB (.b2/compile_check.py).
+    depth 1 an offline sm_90 build with Triton 3.6 gave 52-80 KB (see benchmarks/kernel_resources.py).
     """
     bk = _pow2(k_dim)
     wide = bk <= 128 and not backward and n_seq_heads * triton.cdiv(v_dim, 64) >= 512

@@ -28,6 +28,10 @@ from ..triton_layout import ChunkLayout
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 DEFAULT_CHUNK_SIZE = 64
 SUB_CHUNK = 16  # secondary chunk (rows of the exact-exponent diagonal blocks); tensor-core minimum
+# Warps of every matmul kernel. 8 since 2026-12-02: offline sm_90 builds (benchmarks/kernel_resources.py,
+# --gla-warps) spill at 4 warps (dq/dk/dgk kernel 1.5 KB per thread, dA/dv 768 B) and at most 248 B at 8.
+# The GPU tests and benchmark before that date ran at 4: if the GPU disagrees, 4 is the proven setting.
+NUM_WARPS = 8
 
 
 def _pow2(n: int) -> int:
@@ -78,7 +82,7 @@ def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dty
         H=H, K=K, V=V, BT=layout.chunk_size, BK=bk, BV=bv, HAS_H0=h0 is not None, STORE_HT=store_final,
         IS_VARLEN=layout.is_varlen, MM_FP32=h_dtype == torch.float32,
         DOT_PREC=BACKWARD_DOT_PRECISION if h_dtype == torch.float32 != k.dtype else _dot_precision(k.dtype),
-        num_warps=4,
+        num_warps=NUM_WARPS,
     )
     return h, ht
 
@@ -98,12 +102,12 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
     A = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
     gla_intra_A_kernel[(layout.slot_grid, B * H)](
         q, k, gcs, A, *targs, scale, H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=4)
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
     h, ht = _states_forward(k, v, gcs, h0, layout, output_final_state, q.dtype)
     o = torch.full((B, T, H, V), float("nan"), device=dev, dtype=q.dtype)
     gla_output_kernel[(triton.cdiv(V, bv), layout.slot_grid, B * H)](
         q, v, gcs, A, h, o, *targs, scale, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=4)
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
     return o, ht, gcs, A
 
 
@@ -155,12 +159,12 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Chunk
     gla_state_bwd_kernel[(triton.cdiv(K, sbk), triton.cdiv(V, sbv), layout.n_seqs * H)](
         q, do, gcs, dht, dh, dh0, *_seq_args(layout), scale,
         H=H, K=K, V=V, BT=BT, BK=sbk, BV=sbv, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=4)
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
     dA = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
     dv = torch.full_like(v, float("nan"))
     gla_bwd_dA_dv_kernel[(layout.slot_grid, B * H)](
         k, v, gcs, A, do, dh, dA, dv, *targs, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=4)
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
     dq = torch.full_like(q, float("nan"))
     dk = torch.full_like(k, float("nan"))
     dg = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
@@ -168,7 +172,7 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Chunk
     gla_bwd_dqk_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
         q, k, v, gcs, h, do, dh, dA, dq, dk, dg, dg_tot, *targs, scale,
         H=H, K=K, V=V, BT=BT, BC=SUB_CHUNK, BK=bk, BV=bv, IS_VARLEN=layout.is_varlen,
-        DOT_PREC=prec, MM_FP32=True, num_warps=4)
+        DOT_PREC=prec, MM_FP32=True, num_warps=NUM_WARPS)
     add = layout.suffix_of_later_chunks(dg_tot)
     if dht is not None:
         add = add + layout.per_slot((ht * dht).sum(-1))
