@@ -13,7 +13,8 @@ if [ ! -f "$WORK/teacher/config.json" ]; then
   echo "$SHA256  $WORK/teacher.gguf" | sha256sum -c -
   python3 "$(dirname "$0")/gguf_teacher.py" "$WORK/teacher.gguf" "$WORK/teacher"
 fi
-xz -dc "$TRAIN" > "$WORK/data/train.npy"
+python3 -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'))" \
+  "$TRAIN" "$WORK/data/train.npy"  # .xz, without needing the xz tool
 cp "$EVAL" "$WORK/data/eval.npy"
 cp "$LAMBADA" "$WORK/lambada.jsonl.gz"
 python3 - "$WORK/data" "$((S1_STEPS * BATCH * SEQ))" <<'PY'
