@@ -9,9 +9,10 @@ from .chunk import chunk_ccq_gated_delta_rule, chunk_ccq_gla
 from .naive import naive_ccq_gated_delta_rule, naive_ccq_gla, validate_ccq
 from .state import CCQState
 
-#: Widest key head dim of the Triton CCQ statistic kernels. At K = 256 the statistic kernel asks for more
-#: shared memory than an H100/H200 has (305 KB of 232 KB), and a narrower column block crashed the H200
-#: (illegal memory access, not reproduced under the interpreter); wider heads use the PyTorch chunk path.
+#: Widest key head dim of the Triton CCQ statistic kernels; wider heads use the PyTorch chunk path. At K = 256
+#: the older sequential statistic backward asked for more shared memory than an H100/H200 has (305 KB of
+#: 232 KB), and a narrower column block crashed the H200 (illegal memory access, not reproduced under the
+#: interpreter). The split kernels fit offline (benchmarks/kernel_resources.py) but are not yet tried there.
 TRITON_MAX_HEAD_K_DIM = 128
 
 

@@ -93,22 +93,22 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     flags = dict(H=H, K=K, BT=layout.chunk_size, KP=kp, CENTER=center, IS_VARLEN=layout.is_varlen,
                  PREC=_prec(q.dtype))
     starts = dict(HAS_M0=M0 is not None, HAS_Z0=z0 is not None, HAS_MM0=m0 is not None, STORE_FINAL=store_final)
-    if not CHUNK_PARALLEL_FORWARD:
+    if CHUNK_PARALLEL_FORWARD:
+        _, bv_state, bv_chunk, stages = _split_tiles(K)
+        S_st = _nan((layout.n_slots, H, K, K), q)
+        z_st = _nan((layout.n_slots, H), q)
+        m_st = _nan((layout.n_slots, H, K), q) if center else None
+        ccq_stats_fwd_state_kernel[(triton.cdiv(K, bv_state), N * H)](
+            k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, layout.cu_seqlens, layout.chunk_offsets, T,
+            layout.n_chunks, **flags, BV=bv_state, **starts, FP32_DOTS=q.dtype == torch.float32, num_warps=8)
+        ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H)](
+            q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, layout.table, T, layout.n_chunks,
+            **flags, BV=bv_chunk, RAW_U=raw_u, SAVE=save, num_warps=8, num_stages=stages)
+    else:
         ccq_stats_fwd_kernel[(triton.cdiv(K, bv), N * H)](
             q, k, g, lam, M0, z0, m0, out, u_s, z_s, m_s, MT, zT, mT,
             layout.cu_seqlens, layout.chunk_offsets, T, layout.n_chunks,
             **flags, BV=bv, **starts, RAW_U=raw_u, SAVE=save, num_warps=nw)
-        return out, ((u_s, z_s, m_s) if save else None), ((MT, zT, mT) if store_final else None)
-    _, bv_state, bv_chunk, stages = _split_tiles(K)
-    S_st = _nan((layout.n_slots, H, K, K), q)
-    z_st = _nan((layout.n_slots, H), q)
-    m_st = _nan((layout.n_slots, H, K), q) if center else None
-    ccq_stats_fwd_state_kernel[(triton.cdiv(K, bv_state), N * H)](
-        k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, layout.cu_seqlens, layout.chunk_offsets, T,
-        layout.n_chunks, **flags, BV=bv_state, **starts, FP32_DOTS=q.dtype == torch.float32, num_warps=8)
-    ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H)](
-        q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, layout.table, T, layout.n_chunks,
-        **flags, BV=bv_chunk, RAW_U=raw_u, SAVE=save, num_warps=8, num_stages=stages)
     return out, ((u_s, z_s, m_s) if save else None), ((MT, zT, mT) if store_final else None)
 
 

@@ -63,6 +63,25 @@ def _column_block(init, i_nh, i_v, K: tl.constexpr, KP: tl.constexpr, BV: tl.con
 
 
 @triton.jit
+def _store_stats(M, z, m, S, zs, mvec, s_off, s_mask, i_nh, one, lead_one, m_cols, m_mask,
+                 K: tl.constexpr, CENTER: tl.constexpr):
+    """One sequence's statistics (or their gradients) at its start or end: this program's S columns into M,
+    zs into z (column block 0 only), and with CENTER the entries m_cols of mvec into m where m_mask."""
+    tl.store(M + s_off, S, mask=s_mask)
+    tl.store(z + i_nh + one, zs, mask=lead_one)
+    if CENTER:
+        tl.store(m + i_nh.to(tl.int64) * K + m_cols, mvec, mask=m_mask)
+
+
+@triton.jit
+def _stat_block(st, at, ck, cv, live, K: tl.constexpr):
+    """Columns cv of the [K, K] statistic stored at state index `at` (S_st, dS_st layout), fp32 [KP, BV];
+    zeros for a program whose chunk has no tokens."""
+    return tl.load(st + at * K * K + cv[None, :] * K + ck[:, None],
+                   mask=tl.where(live, (ck < K)[:, None] & (cv < K)[None, :], False), other=0.0)
+
+
+@triton.jit
 def ccq_stats_fwd_kernel(q, k, g, lam, M0, z0, m0, out, u_s, z_s, m_s, MT, zT, mT,
                          cu_seqlens, chunk_offsets, T, NT,
                          H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr, BV: tl.constexpr,
@@ -121,10 +140,7 @@ def ccq_stats_fwd_kernel(q, k, g, lam, M0, z0, m0, out, u_s, z_s, m_s, MT, zT, m
             ms = ms * e_last + tl.sum(kt * w[:, None], 0)
             msv = msv * e_last + tl.sum(kv * w[:, None], 0)
     if STORE_FINAL:
-        tl.store(MT + s_off, S, mask=s_mask)
-        tl.store(zT + i_nh + one, zs, mask=lead_one)
-        if CENTER:
-            tl.store(mT + i_nh.to(tl.int64) * K + cv, msv, mask=cv < K)
+        _store_stats(MT, zT, mT, S, zs, msv, s_off, s_mask, i_nh, one, lead_one, cv, cv < K, K, CENTER)
 
 
 @triton.jit
@@ -178,10 +194,7 @@ def ccq_stats_fwd_state_kernel(k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, c
             tl.store(m_st + at * K + ck, ms, mask=lead_k)
             ms = ms * e_last + tl.sum(kt * w[:, None], 0)
     if STORE_FINAL:
-        tl.store(MT + s_off, S, mask=s_mask)
-        tl.store(zT + i_nh + one, zs, mask=lead_one)
-        if CENTER:
-            tl.store(mT + i_nh.to(tl.int64) * K + ck, ms, mask=lead_k)
+        _store_stats(MT, zT, mT, S, zs, ms, s_off, s_mask, i_nh, one, lead_one, ck, lead_k, K, CENTER)
 
 
 @triton.jit
@@ -209,8 +222,7 @@ def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_
     lt = tl.load(lam + rows * H + i_h, mask=rm, other=0.0).to(tl.float32)
     for vb in range(0, tl.cdiv(K, BV)):
         cv = vb * BV + tl.arange(0, BV)
-        Sb = tl.load(S_st + at * K * K + cv[None, :] * K + ck[:, None],
-                     mask=tl.where(live, (ck < K)[:, None] & (cv < K)[None, :], False), other=0.0)
+        Sb = _stat_block(S_st, at, ck, cv, live, K)
         kv = _tile(k, rows, rm, i_h, H, K, cv)
         u = eb[:, None] * _mm(qt, Sb, DT, PREC) + _mm(A, kv, DT, PREC)
         if CENTER:
@@ -279,10 +291,7 @@ def ccq_stats_bwd_kernel(q, k, g, du, dz, dm, dMT, dzT, dmT, dk_key, dk_val, zw,
         dS = dS * e_last + _mm(tl.trans(qt * eb[:, None]), duv, tl.float32, PREC)
         dzs = dzs * e_last + tl.sum(eb * dzt, 0)
     if STORE_D0:
-        tl.store(dM0 + s_off, dS, mask=s_mask)
-        tl.store(dz0 + i_nh + one, dzs, mask=lead_one)
-        if CENTER:
-            tl.store(dm0 + i_nh.to(tl.int64) * K + cv, dms, mask=cv < K)
+        _store_stats(dM0, dz0, dm0, dS, dzs, dms, s_off, s_mask, i_nh, one, lead_one, cv, cv < K, K, CENTER)
 
 
 @triton.jit
@@ -327,10 +336,7 @@ def ccq_stats_bwd_state_kernel(q, g, du, dz, dm, dMT, dzT, dmT, dS_st, dz_st, dm
         dS = dS * e_last + _mm(tl.trans(qt * eb[:, None]), duv, tl.float32, PREC)
         dzs = dzs * e_last + tl.sum(eb * dzt, 0)
     if STORE_D0:
-        tl.store(dM0 + s_off, dS, mask=s_mask)
-        tl.store(dz0 + i_nh + one, dzs, mask=lead_one)
-        if CENTER:
-            tl.store(dm0 + i_nh.to(tl.int64) * K + cv, dms, mask=cv < K)
+        _store_stats(dM0, dz0, dm0, dS, dzs, dms, s_off, s_mask, i_nh, one, lead_one, cv, cv < K, K, CENTER)
 
 
 @triton.jit
@@ -354,8 +360,7 @@ def ccq_stats_bwd_value_kernel(q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val,
     for vb in range(0, tl.cdiv(K, BV)):
         cv = vb * BV + tl.arange(0, BV)
         duv = _tile(du, rows, rm, i_h, H, K, cv)
-        dSb = tl.load(dS_st + at * K * K + cv[None, :] * K + ck[:, None],
-                      mask=tl.where(live, (ck < K)[:, None] & (cv < K)[None, :], False), other=0.0)
+        dSb = _stat_block(dS_st, at, ck, cv, live, K)
         dkv = _mm(tl.trans(A), duv, tl.float32, PREC) + w[:, None] * _mm(kt, dSb, tl.float32, PREC)
         if CENTER:
             dm_end = tl.load(dm_st + at * K + cv, mask=tl.where(live, cv < K, False), other=0.0)
@@ -378,8 +383,7 @@ def ccq_stats_bwd_key_kernel(q, k, g, du, dS_st, dk_key, table, T, NT,
     for vb in range(0, tl.cdiv(K, BV)):
         cv = vb * BV + tl.arange(0, BV)
         kv = _tile(k, rows, rm, i_h, H, K, cv)
-        dSb = tl.load(dS_st + at * K * K + cv[None, :] * K + ck[:, None],
-                      mask=tl.where(live, (ck < K)[:, None] & (cv < K)[None, :], False), other=0.0)
+        dSb = _stat_block(dS_st, at, ck, cv, live, K)
         P = _mm(_tile(du, rows, rm, i_h, H, K, cv), tl.trans(kv), tl.float32, PREC) * D
         dkk += _mm(tl.trans(P), qt, tl.float32, PREC) + w[:, None] * _mm(kv, tl.trans(dSb), tl.float32, PREC)
     _put(dk_key, dkk, rows, rm, i_h, H, K, ck)

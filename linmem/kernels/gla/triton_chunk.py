@@ -47,6 +47,11 @@ def _dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+def _backward_precision(dtype: torch.dtype) -> str:
+    """Precision of the backward's fp32-operand products: exact for fp32 inputs, else BACKWARD_DOT_PRECISION."""
+    return "ieee" if dtype == torch.float32 else BACKWARD_DOT_PRECISION
+
+
 def _tiles(k_dim: int, v_dim: int) -> tuple[int, int]:
     """(BK, BV) of the chunk-parallel kernels."""
     return min(64, _pow2(k_dim)), min(64, _pow2(v_dim))
@@ -81,7 +86,7 @@ def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dty
         k, v, gcs, h0, h, ht, *_seq_args(layout),
         H=H, K=K, V=V, BT=layout.chunk_size, BK=bk, BV=bv, HAS_H0=h0 is not None, STORE_HT=store_final,
         IS_VARLEN=layout.is_varlen, MM_FP32=h_dtype == torch.float32,
-        DOT_PREC=BACKWARD_DOT_PRECISION if h_dtype == torch.float32 != k.dtype else _dot_precision(k.dtype),
+        DOT_PREC=_backward_precision(k.dtype) if h_dtype == torch.float32 else _dot_precision(k.dtype),
         num_warps=NUM_WARPS,
     )
     return h, ht
@@ -145,7 +150,7 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Chunk
     V = v.shape[-1]
     BT = layout.chunk_size
     dev = q.device
-    prec = _dot_precision(q.dtype) if q.dtype == torch.float32 else BACKWARD_DOT_PRECISION
+    prec = _backward_precision(q.dtype)
     bk, bv = _tiles(K, V)
     targs = _grid_args(layout)
     # fp32 chunk states in the backward: dq, dk (hence dgk) are sensitive to their rounding. The final state is
