@@ -50,14 +50,8 @@ def ccq_statistic_kernels(K: int):
     from linmem.kernels.ccq import triton_stats_kernels as kernels
 
     f32, bf16 = "*fp32", "*bf16"
-    kp, bv, nw = host._tiles(K)
-    _, bv_state, bv_chunk, stages = host._split_tiles(K)
+    kp, bv_state, bv_chunk, stages = host._split_tiles(K)
     common = dict(H=16, K=K, BT=64, KP=kp, CENTER=True, IS_VARLEN=False, PREC="tf32")
-    no_start = dict(M0=None, z0=None, m0=None, MT=None, zT=None, mT=None, cu_seqlens=None, chunk_offsets=None)
-    yield ("forward, sequential (old)", kernels.ccq_stats_fwd_kernel,
-           dict(no_start, q=bf16, k=bf16, g=f32, lam=f32, out=bf16, u_s=f32, z_s=f32, m_s=f32),
-           dict(common, BV=bv, HAS_M0=False, HAS_Z0=False, HAS_MM0=False, RAW_U=False, SAVE=True, STORE_FINAL=False),
-           nw, 3)
     starts = dict(M0=None, z0=None, m0=None, MT=None, zT=None, mT=None, cu_seqlens=None, chunk_offsets=None,
                   table=None)
     yield ("forward recurrence", kernels.ccq_stats_fwd_state_kernel, dict(starts, k=bf16, g=f32, S_st=f32, z_st=f32,
@@ -70,8 +64,6 @@ def ccq_statistic_kernels(K: int):
     grads = dict(q=bf16, k=bf16, g=f32, du=f32, dz=f32, dm=f32, dMT=None, dzT=None, dmT=None, dM0=None, dz0=None,
                  dm0=None, cu_seqlens=None, chunk_offsets=None, table=None)
     flags = dict(HAS_DMT=False, HAS_DZT=False, HAS_DMMT=False, STORE_D0=False)
-    yield ("backward, sequential (old)", kernels.ccq_stats_bwd_kernel, dict(grads, dk_key=f32, dk_val=f32, zw=f32),
-           dict(common, BV=bv, **flags), nw, 3)
     yield ("backward recurrence", kernels.ccq_stats_bwd_state_kernel,
            dict(grads, dS_st=f32, dz_st=f32, dm_st=f32), dict(common, BV=bv_state, **flags), 8, 3)
     yield ("backward value gradients", kernels.ccq_stats_bwd_value_kernel,

@@ -36,7 +36,6 @@ CHUNK = 64
 
 
 def make_inputs(op: str, batch: int, seq_len: int, heads: int, dk: int, dv: int, seed: int = 0):
-    op = op.removesuffix(SEQUENTIAL_STATS)
     gen = torch.Generator(device="cuda").manual_seed(seed)
 
     def randn(*shape):
@@ -75,26 +74,11 @@ def op_function(op: str):
 
         fla_chunk_o.IS_NVIDIA_HOPPER = False  # timing only: disables fla's #640 guard (see module docstring)
         return lambda q, k, v, g, beta: chunk_gated_delta_rule(q, k, v, g, beta)
-    if op.endswith(SEQUENTIAL_STATS):  # the older CCQ statistic kernels, to compare with the split ones
-        from linmem.kernels.ccq import triton_stats
-
-        fn = getattr(K, op.removesuffix(SEQUENTIAL_STATS))
-
-        def sequential(**kw):
-            saved = triton_stats.CHUNK_PARALLEL_FORWARD, triton_stats.CHUNK_PARALLEL_BACKWARD
-            triton_stats.CHUNK_PARALLEL_FORWARD = triton_stats.CHUNK_PARALLEL_BACKWARD = False
-            try:
-                return fn(**kw)
-            finally:
-                triton_stats.CHUNK_PARALLEL_FORWARD, triton_stats.CHUNK_PARALLEL_BACKWARD = saved
-
-        return sequential
     fn = getattr(K, op)
     return lambda **kw: fn(**kw)
 
 
 def flops(op: str, tokens: int, heads: int, dk: int, dv: int, seq_len: int) -> float:
-    op = op.removesuffix(SEQUENTIAL_STATS)
     gla = 2 * (CHUNK * dk + CHUNK * dv + 2 * dk * dv)
     wy = 2 * (CHUNK * dk + CHUNK * dv + dk * dv)
     ccq = 2 * (2 * CHUNK * dk + 2 * dk * dk)
@@ -142,9 +126,6 @@ def time_op(op: str, batch: int, seq_len: int, heads: int, dk: int, dv: int) -> 
 
 
 OURS = ["gla", "ccq_gla", "gated_delta_rule", "qdelta_rule", "ccq_gated_delta_rule"]
-#: Suffix of an op name that times the CCQ ops with the older sequential statistic kernels (not in the default
-#: sweep; e.g. --ops ccq_gated_delta_rule,ccq_gated_delta_rule+seqstats).
-SEQUENTIAL_STATS = "+seqstats"
 PEERS = ["fla_chunk_gla", "fla_chunk_gated_delta_rule", "sdpa"]
 
 

@@ -24,7 +24,8 @@ $PY -c "import torch, triton, transformers; print(torch.__version__, triton.__ve
 PARALLEL=$($PY -c "import xdist" 2>/dev/null && echo "-n ${TEST_WORKERS:-6} --dist loadfile")
 timeout "${TEST_S:-400}" $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 300 $PARALLEL \
   tests/test_kernels_triton_gla.py tests/test_kernels_triton_gdn.py tests/test_kernels_triton_qdelta.py \
-  tests/test_kernels_triton_ccq_stats.py tests/test_model_gpu.py tests/test_hub_gpu.py \
+  tests/test_kernels_triton_ccq_stats.py tests/test_kernels_gpu_determinism.py tests/test_model_gpu.py \
+  tests/test_hub_gpu.py \
   > "$OUT/gpu_tests.log" 2>&1
 echo "gpu tests rc=$?" >> "$OUT/gpu.txt"
 

@@ -134,8 +134,7 @@ GPU_CASES = [
     (1, 4096, 2, 64, None, False),
     (1, 4096, 2, 128, [0, 700, 701, 1901, 1901, 3000, 4096], True),
     (1, 4096, 2, 100, [0, 1000, 1000, 1333, 2900, 3001, 4096], False),
-    # K = 256: the public ops still take the PyTorch path (linmem.kernels.ccq.op.TRITON_MAX_HEAD_K_DIM); this
-    # case tells whether the statistic kernels now fit (the old sequential backward needed 305 KB of shared memory)
+    # K = 256, the widest head the Triton CCQ path takes (linmem.kernels.ccq.op.TRITON_MAX_HEAD_K_DIM)
     (1, 4096, 2, 256, [0, 17, 1500, 1500, 2222, 4000, 4096], True),
 ]
 
@@ -150,7 +149,7 @@ def test_stats_gpu_bf16(case):
 
 def _wide_inputs(device):
     gen = torch.Generator().manual_seed(0)
-    B, T, H, K, V = 1, 40, 1, 160, 8
+    B, T, H, K, V = 1, 40, 1, 320, 8
     q, k = (torch.randn(B, T, H, K, generator=gen) for _ in range(2))
     v = torch.randn(B, T, H, V, generator=gen)
     g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, generator=gen))
@@ -159,7 +158,7 @@ def _wide_inputs(device):
 
 
 def test_wide_heads_take_the_pytorch_path_or_fail_clearly(monkeypatch):
-    """K > 128 on a Triton backend: 'auto' warns once and runs the PyTorch chunk path; 'triton' refuses."""
+    """K > 256 on a Triton backend: 'auto' warns once and runs the PyTorch chunk path; 'triton' refuses."""
     import warnings
 
     from linmem.kernels import backend, ccq_gated_delta_rule
@@ -176,10 +175,10 @@ def test_wide_heads_take_the_pytorch_path_or_fail_clearly(monkeypatch):
         ccq_gated_delta_rule(q, k, v, g, beta, lam)
     assert torch.equal(out, expected)
     assert [str(w.message) for w in caught].count(
-        "linmem: ccq_gated_delta_rule: the Triton CCQ kernels support head_k_dim <= 128, got 160; "
+        "linmem: ccq_gated_delta_rule: the Triton CCQ kernels support head_k_dim <= 256, got 320; "
         "using the PyTorch path") == 1
     monkeypatch.setenv("LINMEM_KERNEL_BACKEND", "triton")
-    with pytest.raises(NotImplementedError, match="head_k_dim <= 128, got 160"):
+    with pytest.raises(NotImplementedError, match="head_k_dim <= 256, got 320"):
         ccq_gated_delta_rule(q, k, v, g, beta, lam)
 
 

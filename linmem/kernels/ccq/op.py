@@ -9,11 +9,10 @@ from .chunk import chunk_ccq_gated_delta_rule, chunk_ccq_gla
 from .naive import naive_ccq_gated_delta_rule, naive_ccq_gla, validate_ccq
 from .state import CCQState
 
-#: Widest key head dim of the Triton CCQ statistic kernels; wider heads use the PyTorch chunk path. At K = 256
-#: the older sequential statistic backward asked for more shared memory than an H100/H200 has (305 KB of
-#: 232 KB), and a narrower column block crashed the H200 (illegal memory access, not reproduced under the
-#: interpreter). The split kernels fit offline (benchmarks/kernel_resources.py) but are not yet tried there.
-TRITON_MAX_HEAD_K_DIM = 128
+#: Widest key head dim of the Triton CCQ statistic kernels; wider heads use the PyTorch chunk path. The
+#: statistic kernels passed their K = 256 test on the H200 (bf16, varlen, every gradient); the GLA and GDN
+#: kernels behind them pass at K = 256 too. Nothing wider has been built.
+TRITON_MAX_HEAD_K_DIM = 256
 
 
 def _triton_unsupported(q: torch.Tensor) -> str | None:

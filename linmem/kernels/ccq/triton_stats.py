@@ -3,10 +3,11 @@
 With unit keys k̂ and a scalar log decay g_t = log γ_t per head:
     M_t = γ_t M_{t-1} + k̂_t k̂_tᵀ,  z_t = γ_t z_{t-1} + 1,  m_t = γ_t m_{t-1} + k̂_t (centring only),
     q̃_t = q_t − λ_t (M_t q_t / z_t − μ_t (μ_t · q_t)),  μ_t = m_t / z_t (the μ term only with centring).
-One dedicated scalar-decay kernel (triton_stats_kernels.py) computes q̃ directly, plus the final M, z, m.
+Scalar-decay kernels (triton_stats_kernels.py): a light recurrence stores the statistics at chunk starts, and
+a chunk-parallel kernel computes q̃ (and the final M, z, m come from the recurrence).
 Backward (CCQStatsFunction): the elementwise part (u, z, m -> q̃) in one prep kernel; M_tᵀ du_t (the q
-gradient through M) is the forward kernel again with query du and initial state M0ᵀ; the reverse kernel gives
-k̂'s gradient, the decay "writer" terms and the initial-state gradients. The log-decay gradient is, per sequence,
+gradient through M) is the forward pass again with query du and initial state M0ᵀ; a reverse recurrence and
+two chunk-parallel kernels give k̂'s gradient, the decay "writer" terms and the initial-state gradients. The log-decay gradient is, per sequence,
     dg_j = sum_{t >= j} (du_t·u_t + dz_t z_t + dm_t·m_t − k̂_t·dk̂_t^{value} − zw_t)   (+ final-state terms),
 a reverse cumulative sum done in torch (float64 for varlen, where it runs across sequences).
 """
@@ -19,12 +20,10 @@ import triton
 from ..triton_layout import ChunkLayout
 from .triton_stats_kernels import (
     ccq_stats_bwd_key_kernel,
-    ccq_stats_bwd_kernel,
     ccq_stats_bwd_prep_kernel,
     ccq_stats_bwd_state_kernel,
     ccq_stats_bwd_value_kernel,
     ccq_stats_fwd_chunk_kernel,
-    ccq_stats_fwd_kernel,
     ccq_stats_fwd_state_kernel,
 )
 
@@ -37,10 +36,8 @@ def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x * torch.rsqrt((x * x).sum(-1, keepdim=True) + eps)
 
 
-def _tiles(K: int) -> tuple[int, int, int]:
-    """(KP, BV, num_warps): padded key dim, column block of M per program, warps."""
-    kp = max(16, triton.next_power_of_2(K))
-    return kp, min(64, kp), 4 if kp <= 64 else 8
+def _padded_k(K: int) -> int:
+    return max(16, triton.next_power_of_2(K))
 
 
 def _prec(dtype: torch.dtype) -> str:
@@ -51,27 +48,13 @@ def _nan(shape, like: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
     return torch.full(shape, float("nan"), device=like.device, dtype=dtype)
 
 
-#: The statistic forward as a light recurrence (statistics at chunk starts) plus a chunk-parallel kernel
-#: (True), or as one sequential kernel that also computes every token's output (False; it spills 1.4 KB
-#: per thread at K = 128 in an offline sm_90 build). Kept, like the backward's, for the GPU comparison.
-CHUNK_PARALLEL_FORWARD = True
-
-#: The statistic backward as a light reverse recurrence plus two chunk-parallel kernels (True), or as one
-#: sequential kernel per (sequence, head, column block) that does everything (False). Compiled offline for
-#: sm_90 (Triton 3.9, K = 128), the sequential one spills (255 registers and a 2 KB stack per thread) and runs
-#: only N·H·K/64 programs; the split kernels spill at most 184 B, and all but the recurrence run one
-#: program per chunk. Both are kept until the GPU benchmark has compared them.
-CHUNK_PARALLEL_BACKWARD = True
-
-
 def _split_tiles(K: int) -> tuple[int, int, int, int]:
-    """Tiles of the split kernels: (KP, BV of the recurrences, BV of the chunk-parallel kernels, their
-    pipeline stages); 8 warps each.
+    """Tiles: (KP, BV of the recurrences, BV of the chunk-parallel kernels, their pipeline stages); 8 warps each.
 
     Chosen from offline sm_90 builds: wider blocks or deeper pipelines need more shared memory than the
     H100/H200 have at K = 128 (245 KB for BV = 64 with 3 stages), or spill more.
     """
-    kp = max(16, triton.next_power_of_2(K))
+    kp = _padded_k(K)
     if kp <= 64:
         return kp, kp, kp, 3
     return kp, 64, 32, 2
@@ -82,7 +65,7 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     """-> out [B,T,H,K] (q̃ in q.dtype, or u fp32 when raw_u), saved (u, z, m) or None, finals or None."""
     B, T, H, K = q.shape
     N = layout.n_seqs
-    kp, bv, nw = _tiles(K)
+    kp, bv_state, bv_chunk, stages = _split_tiles(K)
     out = _nan((B, T, H, K), q, torch.float32 if raw_u else q.dtype)
     u_s = _nan((B, T, H, K), q) if save else None
     z_s = _nan((B, T, H), q) if save else None
@@ -93,22 +76,15 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     flags = dict(H=H, K=K, BT=layout.chunk_size, KP=kp, CENTER=center, IS_VARLEN=layout.is_varlen,
                  PREC=_prec(q.dtype))
     starts = dict(HAS_M0=M0 is not None, HAS_Z0=z0 is not None, HAS_MM0=m0 is not None, STORE_FINAL=store_final)
-    if CHUNK_PARALLEL_FORWARD:
-        _, bv_state, bv_chunk, stages = _split_tiles(K)
-        S_st = _nan((layout.n_slots, H, K, K), q)
-        z_st = _nan((layout.n_slots, H), q)
-        m_st = _nan((layout.n_slots, H, K), q) if center else None
-        ccq_stats_fwd_state_kernel[(triton.cdiv(K, bv_state), N * H)](
-            k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, layout.cu_seqlens, layout.chunk_offsets, T,
-            layout.n_chunks, **flags, BV=bv_state, **starts, FP32_DOTS=q.dtype == torch.float32, num_warps=8)
-        ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H)](
-            q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, layout.table, T, layout.n_chunks,
-            **flags, BV=bv_chunk, RAW_U=raw_u, SAVE=save, num_warps=8, num_stages=stages)
-    else:
-        ccq_stats_fwd_kernel[(triton.cdiv(K, bv), N * H)](
-            q, k, g, lam, M0, z0, m0, out, u_s, z_s, m_s, MT, zT, mT,
-            layout.cu_seqlens, layout.chunk_offsets, T, layout.n_chunks,
-            **flags, BV=bv, **starts, RAW_U=raw_u, SAVE=save, num_warps=nw)
+    S_st = _nan((layout.n_slots, H, K, K), q)
+    z_st = _nan((layout.n_slots, H), q)
+    m_st = _nan((layout.n_slots, H, K), q) if center else None
+    ccq_stats_fwd_state_kernel[(triton.cdiv(K, bv_state), N * H)](
+        k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, layout.cu_seqlens, layout.chunk_offsets, T,
+        layout.n_chunks, **flags, BV=bv_state, **starts, FP32_DOTS=q.dtype == torch.float32, num_warps=8)
+    ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H)](
+        q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, layout.table, T, layout.n_chunks,
+        **flags, BV=bv_chunk, RAW_U=raw_u, SAVE=save, num_warps=8, num_stages=stages)
     return out, ((u_s, z_s, m_s) if save else None), ((MT, zT, mT) if store_final else None)
 
 
@@ -144,24 +120,16 @@ def _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, cent
     """
     B, T, H, K = q.shape
     N = layout.n_seqs
-    kp, bv, nw = _tiles(K)
+    kp, bv_state, bv_chunk, stages = _split_tiles(K)
     dk_val = _nan((B, T, H, K), q)
     zw = _nan((B, T, H), q)
     dM0 = _nan((N, H, K, K), q) if store_d0 else None
     dz0 = _nan((N, H), q) if store_d0 else None
     dm0 = _nan((N, H, K), q) if store_d0 and center else None
     finals = [d.float().contiguous() if d is not None else None for d in (dMT, dzT, dmT)]
-    flags = dict(H=H, K=K, BT=layout.chunk_size, KP=kp, BV=bv, CENTER=center, IS_VARLEN=layout.is_varlen,
+    flags = dict(H=H, K=K, BT=layout.chunk_size, KP=kp, CENTER=center, IS_VARLEN=layout.is_varlen,
                  PREC=_prec(q.dtype))
     has = dict(HAS_DMT=dMT is not None, HAS_DZT=dzT is not None, HAS_DMMT=dmT is not None, STORE_D0=store_d0)
-    if not CHUNK_PARALLEL_BACKWARD:
-        nb = triton.cdiv(K, bv)
-        dk_key = _nan((nb, B, T, H, K), q)
-        ccq_stats_bwd_kernel[(nb, N * H)](
-            q, k, g, du, dz, dm, *finals, dk_key, dk_val, zw, dM0, dz0, dm0,
-            layout.cu_seqlens, layout.chunk_offsets, T, layout.n_chunks, B * T, **flags, **has, num_warps=nw)
-        return dk_key.sum(0) + dk_val, dk_val, zw, dM0, dz0, dm0
-    kp, bv_state, bv_chunk, stages = _split_tiles(K)
     dS_st = _nan((layout.n_slots, H, K, K), q)
     dz_st = _nan((layout.n_slots, H), q)
     dm_st = _nan((layout.n_slots, H, K), q) if center else None
@@ -202,7 +170,7 @@ class CCQStatsFunction(torch.autograd.Function):
         layout, center = ctx.layout, ctx.center
         B, T, H, K = q.shape
         N = layout.n_seqs
-        kp, bv, nw = _tiles(K)
+        kp = _padded_k(K)
         dqt = dqt.contiguous() if dqt is not None else torch.zeros_like(q)
         du, dq, dm = _nan((B, T, H, K), q), _nan((B, T, H, K), q), _nan((B, T, H, K), q) if center else None
         dz, dlam, reader = _nan((B, T, H), q), _nan((B, T, H), q), _nan((B, T, H), q)

@@ -7,11 +7,14 @@ coordinates blk of u (they are independent given q):
     u_t[blk] = e^{b_t} (q_t S_start[:, blk]) + sum_i (D ∘ Q K̂ᵀ)_ti k̂_i[blk]
     z_t      = e^{b_t} z_start + sum_i D_ti,            m_t = e^{b_t} m_start + sum_i D_ti k̂_i
     S_end    = e^{b_last} S_start + sum_i e^{b_last - b_i} k̂_i k̂_i[blk]ᵀ   (z, m alike)
-Each program runs the chunks of one (sequence, head) in order, so the state stays in registers.
+Forward: ccq_stats_fwd_state_kernel runs only the recurrence of the state (one program per sequence, head
+and column block, the state in registers) and stores it at every chunk start; ccq_stats_fwd_chunk_kernel
+then takes one chunk per program and writes every token's output.
 Reverse: ccq_stats_bwd_state_kernel runs only the recurrence of the state gradient dS [K, BV]
 (dS_T = dM_Tᵀ) backwards and stores it at every chunk end; ccq_stats_bwd_value_kernel and
-ccq_stats_bwd_key_kernel then take one chunk per program. ccq_stats_bwd_kernel does all of it in one
-sequential pass (the older form, kept for comparison: see triton_stats.CHUNK_PARALLEL_BACKWARD).
+ccq_stats_bwd_key_kernel then take one chunk per program.
+(One sequential kernel per direction did everything before; on the H200 it was no faster, spilled at
+K = 128 and did not fit in shared memory at K = 256, so it was removed.)
 """
 
 from __future__ import annotations
@@ -82,68 +85,6 @@ def _stat_block(st, at, ck, cv, live, K: tl.constexpr):
 
 
 @triton.jit
-def ccq_stats_fwd_kernel(q, k, g, lam, M0, z0, m0, out, u_s, z_s, m_s, MT, zT, mT,
-                         cu_seqlens, chunk_offsets, T, NT,
-                         H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr, BV: tl.constexpr,
-                         HAS_M0: tl.constexpr, HAS_Z0: tl.constexpr, HAS_MM0: tl.constexpr, CENTER: tl.constexpr,
-                         RAW_U: tl.constexpr, SAVE: tl.constexpr, STORE_FINAL: tl.constexpr,
-                         IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
-    """Grid (cdiv(K, BV), N*H). q, k [B*T, H, K]; g, lam [B*T, H]; M0 [N, H, K, K]; z0 [N, H]; m0 [N, H, K].
-
-    out [B*T, H, K]: q̃ = q − λ (u/z − μ (μ·q)) (μ = m/z, CENTER only), or u itself when RAW_U.
-    SAVE: u_s, m_s [B*T, H, K] fp32 and z_s [B*T, H] fp32 per token. STORE_FINAL: MT, zT, mT (fp32).
-    """
-    i_v, i_nh = tl.program_id(0), tl.program_id(1)
-    i_n, i_h = i_nh // H, i_nh % H
-    bos, eos, _ = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
-    DT = q.dtype.element_ty
-    S, s_off, s_mask, ck, cv, one, lead_row, lead_one = _column_block(M0, i_nh, i_v, K, KP, BV, BT, HAS_M0)
-    zs = tl.zeros([1], tl.float32)
-    if HAS_Z0:
-        zs += tl.load(z0 + i_nh + one)
-    ms = tl.zeros([KP], tl.float32)
-    msv = tl.zeros([BV], tl.float32)
-    if CENTER and HAS_MM0:
-        ms += tl.load(m0 + i_nh.to(tl.int64) * K + ck, mask=ck < K, other=0.0)
-        msv += tl.load(m0 + i_nh.to(tl.int64) * K + cv, mask=cv < K, other=0.0)
-    for i in range(0, tl.cdiv(eos - bos, BT)):
-        t0 = bos + i * BT
-        rows = t0 + tl.arange(0, BT)
-        rm = rows < eos
-        qt = _tile(q, rows, rm, i_h, H, K, ck)
-        kt = _tile(k, rows, rm, i_h, H, K, ck)
-        kv = _tile(k, rows, rm, i_h, H, K, cv)
-        D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
-        A = _mm(qt, tl.trans(kt), DT, PREC) * D
-        u = eb[:, None] * _mm(qt, S, DT, PREC) + _mm(A, kv, DT, PREC)
-        z = eb * zs + tl.sum(D, 1)
-        if CENTER:
-            mv = eb[:, None] * msv[None, :] + _mm(D, kv, DT, PREC)
-        if RAW_U:
-            _put(out, u, rows, rm, i_h, H, K, cv)
-        else:
-            sig = u / z[:, None]
-            if CENTER:
-                mq = eb * tl.sum(qt * ms[None, :], 1) + tl.sum(A, 1)  # m_t · q_t
-                sig -= mv * (mq / (z * z))[:, None]
-            lt = tl.load(lam + rows * H + i_h, mask=rm, other=0.0).to(tl.float32)
-            qv = _tile(q, rows, rm, i_h, H, K, cv)
-            _put(out, qv - lt[:, None] * sig, rows, rm, i_h, H, K, cv)
-        if SAVE:
-            _put(u_s, u, rows, rm, i_h, H, K, cv)
-            tl.store(z_s + rows * H + i_h, z, mask=rm & lead_row)
-            if CENTER:
-                _put(m_s, mv, rows, rm, i_h, H, K, cv)
-        S = S * e_last + _mm(tl.trans(kt * w[:, None]), kv, DT, PREC)
-        zs = zs * e_last + tl.sum(w, 0)
-        if CENTER:
-            ms = ms * e_last + tl.sum(kt * w[:, None], 0)
-            msv = msv * e_last + tl.sum(kv * w[:, None], 0)
-    if STORE_FINAL:
-        _store_stats(MT, zT, mT, S, zs, msv, s_off, s_mask, i_nh, one, lead_one, cv, cv < K, K, CENTER)
-
-
-@triton.jit
 def _chunk_start(i_c, i_bh, table, T, NT, H: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
     """The chunk a program of grid (slots, B*H) owns: head, rows, row mask, whether it has tokens, state index."""
     i_b, i_h = i_bh // H, i_bh % H
@@ -203,7 +144,7 @@ def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_
                                BV: tl.constexpr, CENTER: tl.constexpr, RAW_U: tl.constexpr, SAVE: tl.constexpr,
                                IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
     """Grid (slots, B*H), one chunk per program, from the chunk-start statistics of ccq_stats_fwd_state_kernel:
-    u, z, m per token and out = q̃ (or u when RAW_U), as ccq_stats_fwd_kernel computes them (module docstring).
+    u, z, m per token and out = q̃ (or u when RAW_U) for the chunk's tokens (module docstring).
     """
     i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
     DT = q.dtype.element_ty
@@ -239,59 +180,6 @@ def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_
             _put(u_s, u, rows, rm, i_h, H, K, cv)
             if CENTER:
                 _put(m_s, mv, rows, rm, i_h, H, K, cv)
-
-
-@triton.jit
-def ccq_stats_bwd_kernel(q, k, g, du, dz, dm, dMT, dzT, dmT, dk_key, dk_val, zw, dM0, dz0, dm0,
-                         cu_seqlens, chunk_offsets, T, NT, n_tok,
-                         H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr, BV: tl.constexpr,
-                         CENTER: tl.constexpr, HAS_DMT: tl.constexpr, HAS_DZT: tl.constexpr,
-                         HAS_DMMT: tl.constexpr, STORE_D0: tl.constexpr, IS_VARLEN: tl.constexpr,
-                         PREC: tl.constexpr):
-    """Grid (cdiv(K, BV), N*H). Reverse pass given du [B*T, H, K], dz [B*T, H], dm [B*T, H, K] (fp32 upstream
-    gradients of u_t, z_t, m_t) and the final-state gradients dMT, dzT, dmT.
-
-    dk_key [NB, B*T, H, K]: k̂'s gradient as the key of u, partial per column block (summed outside);
-    dk_val [B*T, H, K]: as the value of u (columns blk) plus through m; zw [B*T, H]: sum_{t>=i} w_ti dz_t
-    (the "writer" part of the log-decay gradient of z). STORE_D0: dM0, dz0, dm0 (gradients at the start).
-    """
-    i_v, i_nh = tl.program_id(0), tl.program_id(1)
-    i_n, i_h = i_nh // H, i_nh % H
-    bos, eos, _ = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
-    dS, s_off, s_mask, ck, cv, one, lead_row, lead_one = _column_block(dMT, i_nh, i_v, K, KP, BV, BT, HAS_DMT)
-    dzs = tl.zeros([1], tl.float32)
-    if HAS_DZT:
-        dzs += tl.load(dzT + i_nh + one)
-    dms = tl.zeros([BV], tl.float32)
-    if CENTER and HAS_DMMT:
-        dms += tl.load(dmT + i_nh.to(tl.int64) * K + cv, mask=cv < K, other=0.0)
-    key_part = dk_key + i_v.to(tl.int64) * n_tok * H * K
-    n_ch = tl.cdiv(eos - bos, BT)
-    for j in range(0, n_ch):
-        t0 = bos + (n_ch - 1 - j) * BT
-        rows = t0 + tl.arange(0, BT)
-        rm = rows < eos
-        qt = _tile(q, rows, rm, i_h, H, K, ck)
-        kt = _tile(k, rows, rm, i_h, H, K, ck)
-        kv = _tile(k, rows, rm, i_h, H, K, cv)
-        duv = _tile(du, rows, rm, i_h, H, K, cv)
-        dzt = tl.load(dz + rows * H + i_h, mask=rm, other=0.0)
-        D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
-        A = _mm(qt, tl.trans(kt), tl.float32, PREC) * D
-        P = _mm(duv, tl.trans(kv), tl.float32, PREC) * D
-        dkk = _mm(tl.trans(P), qt, tl.float32, PREC) + w[:, None] * _mm(kv, tl.trans(dS), tl.float32, PREC)
-        dkv = _mm(tl.trans(A), duv, tl.float32, PREC) + w[:, None] * _mm(kt, dS, tl.float32, PREC)
-        if CENTER:
-            dmv = _tile(dm, rows, rm, i_h, H, K, cv)
-            dkv += _mm(tl.trans(D), dmv, tl.float32, PREC) + w[:, None] * dms[None, :]
-            dms = dms * e_last + tl.sum(eb[:, None] * dmv, 0)
-        _put(key_part, dkk, rows, rm, i_h, H, K, ck)
-        _put(dk_val, dkv, rows, rm, i_h, H, K, cv)
-        tl.store(zw + rows * H + i_h, tl.sum(D * dzt[:, None], 0) + w * dzs, mask=rm & lead_row)
-        dS = dS * e_last + _mm(tl.trans(qt * eb[:, None]), duv, tl.float32, PREC)
-        dzs = dzs * e_last + tl.sum(eb * dzt, 0)
-    if STORE_D0:
-        _store_stats(dM0, dz0, dm0, dS, dzs, dms, s_off, s_mask, i_nh, one, lead_one, cv, cv < K, K, CENTER)
 
 
 @triton.jit

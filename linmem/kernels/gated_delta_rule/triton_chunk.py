@@ -42,6 +42,15 @@ def _num_warps() -> int:
     return int(os.environ.get("LINMEM_GDN_NUM_WARPS", NUM_WARPS))
 
 
+# The WY backward runs at 2 warps whatever the table above says. On the H200 with Triton 3.6, at 8 warps it
+# gives a different dg and dbeta on every call of the same inputs: a miscompile, with rrms 0.5-5.5e-2
+# against the fp64 reference where the interpreter gives 3e-4. At 4 warps a smaller run-to-run drift is
+# left (fp16, T = 1000); at 2 warps four repeats were bitwise equal and dg/dbeta were 5.8e-4/2.5e-4, as
+# accurate as dq and dk. fla pins its WY backward to 2 warps on Hopper for the same reason (fla #984).
+# The price: GDN fwd+bwd at B8 T4K 9.6 ms instead of 5.8 ms (benchmarks/results/gdn-wy-bwd-warps-h200.json).
+WY_BWD_NUM_WARPS = 2
+
+
 def _stages(dtype: torch.dtype) -> int:
     """Software-pipelining depth: fp32 tiles overflow shared memory on sm_90 with Triton 3.6 at depth 3."""
     return 1 if dtype == torch.float32 else 3
@@ -142,7 +151,7 @@ def _backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layou
         q, k, v, beta, lam_arg, gc, tm, dw, dvnew, dq_part, dk_part, dgc_part,
         dq, dk, dv, dg, dbeta, dlam if dlam is not None else dbeta, table, T_arg, NT, B * T,
         H=H, K=K, V=V, BT=BT, BK=bk_o, BV=bv_o, NKP=nkp, HAS_LAM=lam is not None,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_num_warps(), num_stages=_stages(dt),
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=WY_BWD_NUM_WARPS, num_stages=_stages(dt),
     )
     return dq, dk, dv, dg, dbeta, dlam, dh0
 
