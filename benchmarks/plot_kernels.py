@@ -20,7 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def main(path: str) -> None:
     data = json.loads(Path(path).read_text())
-    rows = [r for r in data["rows"] if r["H"] == 16 and "error" not in r]
+    # "+"-suffixed ops were one-off variants (e.g. +seqstats), kept in the JSON but not drawn
+    rows = [r for r in data["rows"] if r["H"] == 16 and "error" not in r and "+" not in r["op"]]
     seq_lens = sorted({r["T"] for r in rows})
     ops = list(dict.fromkeys(r["op"] for r in rows))
     width = 0.8 / max(len(ops), 1)
@@ -40,10 +41,12 @@ def main(path: str) -> None:
         ax.set_ylabel("ms (median of do_bench)")
         ax.set_title(f"{title}, bf16, B*T=32K, H=16, d=128")
         ax.grid(True, axis="y", which="both", alpha=0.3)
-    axes[1].legend(fontsize=8)
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     partial = " (partial sweep)" if data.get("incomplete") else ""
     fig.suptitle(f"{data['device']} · torch {data['torch']} · triton {data['triton']} · fla {data['fla']}{partial}")
-    fig.tight_layout()
+    if data.get("caption"):  # a correction or caveat that must travel with the picture
+        fig.text(0.01, 0.01, data["caption"], fontsize=8, wrap=True)
+    fig.tight_layout(rect=(0, 0.06 if data.get("caption") else 0, 1, 1))
     out = Path(path).with_suffix(".png")
     fig.savefig(out, dpi=120)
     print(f"wrote {out}")
