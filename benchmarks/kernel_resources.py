@@ -103,6 +103,32 @@ def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
            dict(base, BC=host.SUB_CHUNK, BK=bk, BV=bv, DOT_PREC="tf32", MM_FP32=True), nw, stages)
 
 
+def gdn_kernels(K: int):
+    """The Gated DeltaNet WY kernels and the dq/dk read at K = V, bf16, as triton_chunk.py launches them; the WY
+    backward also at 8 warps, the setting that was miscompiled on the H200 (see WY_BWD_NUM_WARPS)."""
+    import torch
+
+    from linmem.kernels.gated_delta_rule import triton_chunk as host
+    from linmem.kernels.gated_delta_rule import triton_output, triton_wy
+
+    f32, bf16 = "*fp32", "*bf16"
+    bk = min(64, triton.next_power_of_2(K))
+    base = dict(H=16, K=K, V=K, BT=64, BK=bk, BV=bk, IS_VARLEN=False, DOT_PREC="tf32", chunk_table=None)
+    nw, stages = host._num_warps(), host._stages(torch.bfloat16)
+    yield ("gdn wy forward", triton_wy.wy_fwd_kernel,
+           dict(q=bf16, k=bf16, v=bf16, g=f32, beta=f32, lam=f32, gc_out=f32, t_out=f32, w_out=bf16, u_out=bf16),
+           dict(base, HAS_LAM=False), nw, stages)
+    wy_bwd = dict(q=bf16, k=bf16, v=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, du=bf16, dq_part=f32,
+                  dk_part=f32, dgc_part=f32, dq_out=bf16, dk_out=bf16, dv_out=bf16, dg_out=f32, dbeta_out=f32,
+                  dlam_out=f32)
+    for warps in (host.WY_BWD_NUM_WARPS, 8):
+        yield (f"gdn wy backward ({warps} warps)", triton_wy.wy_bwd_kernel, wy_bwd,
+               dict(base, NKP=triton.cdiv(K, bk), HAS_LAM=False), warps, stages)
+    yield ("gdn dq, dk, dw, dg", triton_output.output_dqk_kernel,
+           dict(q=bf16, k=bf16, vnew=bf16, h=bf16, dh=bf16, gc=f32, do=bf16, dvnew=bf16, dq_part=f32, dk_part=f32,
+                dw_out=bf16, dgc_part=f32), base, nw, stages)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--head-dims", default="64,128,256")
@@ -110,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{'kernel':32s} {'K':>4s} {'smem KB':>8s} {'regs':>5s} {'stack B':>8s}")
     for K in (int(k) for k in args.head_dims.split(",")):
-        builds = list(ccq_statistic_kernels(K)) + list(gla_kernels(K, args.gla_warps))
+        builds = list(ccq_statistic_kernels(K)) + list(gla_kernels(K, args.gla_warps)) + list(gdn_kernels(K))
         for label, fn, pointers, constexprs, warps, stages in builds:
             try:
                 r = resources(fn, pointers, constexprs, warps, stages)

@@ -341,6 +341,22 @@ def test_gla_step_updates_state_in_place():
 
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
+def test_gla_step_varlen_skips_empty_sequences():
+    """cu_seqlens with an empty sequence: the others step exactly as a dense batch; the empty one's state is
+    left as it was."""
+    gen = torch.Generator().manual_seed(5)
+    q, k, v, gk = _step_inputs(2, 2, 20, 24, gen)
+    S = torch.randn(3, 2, 20, 24, generator=gen)
+    flat = [x.transpose(0, 1).contiguous() for x in (q, k, v, gk)]  # [1, 2, H, D]: one token per sequence
+    cu = torch.tensor([0, 1, 1, 2], dtype=torch.int32)
+    state = S.clone()
+    o, S1 = triton_gla_step(*flat, initial_state=state, output_final_state=True, cu_seqlens=cu)
+    ro, rS = triton_gla_step(q, k, v, gk, initial_state=S[[0, 2]].clone(), output_final_state=True)
+    assert torch.equal(o[0], ro[:, 0]) and torch.equal(S1[[0, 2]], rS)
+    assert torch.equal(S1[1], S[1])
+
+
+@pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
 @pytest.mark.parametrize("center", [False, True])
 def test_ccq_step_updates_state_in_place(center):
     from linmem.kernels.ccq.naive import naive_ccq_gla

@@ -95,15 +95,24 @@ def chunk_span(i_c, i_b, T, NT, table, IS_VARLEN: tl.constexpr, BT: tl.constexpr
 
 
 @triton.jit
-def seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN: tl.constexpr):
-    """Token span [bos, eos) of sequence i_n and the slot of its first chunk."""
+def token_span(i_n, T, cu_seqlens, IS_VARLEN: tl.constexpr):
+    """Token span [bos, eos) of sequence i_n in the flat token axis (dense rows hold T tokens each)."""
     if IS_VARLEN:
         bos = tl.load(cu_seqlens + i_n).to(tl.int64)
         eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-        slot0 = tl.load(chunk_offsets + i_n).to(tl.int64)
     else:
         bos = i_n.to(tl.int64) * T
         eos = bos + T
+    return bos, eos
+
+
+@triton.jit
+def seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN: tl.constexpr):
+    """Token span [bos, eos) of sequence i_n and the slot of its first chunk."""
+    bos, eos = token_span(i_n, T, cu_seqlens, IS_VARLEN)
+    if IS_VARLEN:
+        slot0 = tl.load(chunk_offsets + i_n).to(tl.int64)
+    else:
         slot0 = i_n.to(tl.int64) * NT
     return bos, eos, slot0
 

@@ -60,6 +60,13 @@ def _split_tiles(K: int) -> tuple[int, int, int, int]:
     return kp, 64, 32, 2
 
 
+def _per_chunk_statistics(layout: ChunkLayout, H: int, K: int, like: torch.Tensor, center: bool):
+    """NaN-filled fp32 buffers for one (M, z, m) (or their gradients) per chunk slot: [slots, H, K, K],
+    [slots, H], [slots, H, K] (None without centring)."""
+    n = layout.n_slots
+    return _nan((n, H, K, K), like), _nan((n, H), like), _nan((n, H, K), like) if center else None
+
+
 def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, raw_u: bool, save: bool,
                    store_final: bool):
     """-> out [B,T,H,K] (q̃ in q.dtype, or u fp32 when raw_u), saved (u, z, m) or None, finals or None."""
@@ -76,9 +83,7 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     flags = dict(H=H, K=K, BT=layout.chunk_size, KP=kp, CENTER=center, IS_VARLEN=layout.is_varlen,
                  PREC=_prec(q.dtype))
     starts = dict(HAS_M0=M0 is not None, HAS_Z0=z0 is not None, HAS_MM0=m0 is not None, STORE_FINAL=store_final)
-    S_st = _nan((layout.n_slots, H, K, K), q)
-    z_st = _nan((layout.n_slots, H), q)
-    m_st = _nan((layout.n_slots, H, K), q) if center else None
+    S_st, z_st, m_st = _per_chunk_statistics(layout, H, K, q, center)
     ccq_stats_fwd_state_kernel[(triton.cdiv(K, bv_state), N * H)](
         k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, layout.cu_seqlens, layout.chunk_offsets, T,
         layout.n_chunks, **flags, BV=bv_state, **starts, FP32_DOTS=q.dtype == torch.float32, num_warps=8)
@@ -130,9 +135,7 @@ def _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, cent
     flags = dict(H=H, K=K, BT=layout.chunk_size, KP=kp, CENTER=center, IS_VARLEN=layout.is_varlen,
                  PREC=_prec(q.dtype))
     has = dict(HAS_DMT=dMT is not None, HAS_DZT=dzT is not None, HAS_DMMT=dmT is not None, STORE_D0=store_d0)
-    dS_st = _nan((layout.n_slots, H, K, K), q)
-    dz_st = _nan((layout.n_slots, H), q)
-    dm_st = _nan((layout.n_slots, H, K), q) if center else None
+    dS_st, dz_st, dm_st = _per_chunk_statistics(layout, H, K, q, center)
     ccq_stats_bwd_state_kernel[(triton.cdiv(K, bv_state), N * H)](
         q, g, du, dz, dm, *finals, dS_st, dz_st, dm_st, dM0, dz0, dm0, layout.cu_seqlens, layout.chunk_offsets,
         T, layout.n_chunks, **dict(flags, BV=bv_state), **has, num_warps=8)

@@ -14,6 +14,7 @@ import triton.language as tl
 
 from ..gated_delta_rule.triton_step import triton_gated_delta_rule_step
 from ..gla.triton_step import triton_gla_step
+from ..triton_layout import token_span
 
 
 @triton.jit
@@ -28,12 +29,8 @@ def ccq_stats_step_kernel(q, k, gk, lam, M_in, z_in, m_in, M_out, z_out, m_out, 
     """
     i_nh = tl.program_id(0)
     i_n, i_h = i_nh // H, i_nh % H
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        has = tl.load(cu_seqlens + i_n + 1).to(tl.int64) > bos
-    else:
-        bos = i_n.to(tl.int64)
-        has = bos >= 0
+    bos, eos = token_span(i_n, 1, cu_seqlens, IS_VARLEN)
+    has = eos > bos  # an empty varlen sequence has no token this step
     rows = tl.arange(0, KP)
     rm = tl.where(has, rows < K, False)
     tok = (bos * H + i_h) * K

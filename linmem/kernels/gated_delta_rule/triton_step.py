@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ..triton_layout import token_span
+
 
 @triton.jit
 def recurrent_kernel(
@@ -22,12 +24,7 @@ def recurrent_kernel(
     """Grid (cdiv(V, BV), N*H). Inputs flat [B*T, H, D]; states [N, H, K, V] fp32 (h0 may alias ht)."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-    else:
-        bos = i_n.to(tl.int64) * T
-        eos = bos + T
+    bos, eos = token_span(i_n, T, cu_seqlens, IS_VARLEN)
     offs_k = tl.arange(0, BK)
     offs_v = i_v * BV + tl.arange(0, BV)
     mk, mv = offs_k < K, offs_v < V

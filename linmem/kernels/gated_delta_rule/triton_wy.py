@@ -54,6 +54,16 @@ def _load_block(t_io, tok, m, i_h, col0, H: tl.constexpr, BT: tl.constexpr, BC: 
 
 
 @triton.jit
+def _store_block_row(t_io, tok, m, i_h, H: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, b0, b1, b2, b3):
+    """One row of four [BC, BC] blocks (columns 0 .. BT) at rows `tok` of a [*, H, BT] buffer."""
+    rc = tl.arange(0, BC)
+    store_rows(t_io, b0, tok, m, i_h, H, BT, rc)
+    store_rows(t_io, b1, tok, m, i_h, H, BT, BC + rc)
+    store_rows(t_io, b2, tok, m, i_h, H, BT, 2 * BC + rc)
+    store_rows(t_io, b3, tok, m, i_h, H, BT, 3 * BC + rc)
+
+
+@triton.jit
 def wy_fwd_kernel(
     q, k, v, g, beta, lam, gc_out, t_out, w_out, u_out, chunk_table, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
@@ -115,22 +125,10 @@ def wy_fwd_kernel(
                   + tl.dot(a32, t20, input_precision=DOT_PREC), input_precision=DOT_PREC)
     tl.debug_barrier()  # every read of A is done before T overwrites it
     zero = tl.zeros([BC, BC], tl.float32)
-    store_rows(t_out, t00, tk0, m0, i_h, H, BT, rc)
-    store_rows(t_out, zero, tk0, m0, i_h, H, BT, BC + rc)
-    store_rows(t_out, zero, tk0, m0, i_h, H, BT, 2 * BC + rc)
-    store_rows(t_out, zero, tk0, m0, i_h, H, BT, 3 * BC + rc)
-    store_rows(t_out, t10, tk1, m1, i_h, H, BT, rc)
-    store_rows(t_out, t11, tk1, m1, i_h, H, BT, BC + rc)
-    store_rows(t_out, zero, tk1, m1, i_h, H, BT, 2 * BC + rc)
-    store_rows(t_out, zero, tk1, m1, i_h, H, BT, 3 * BC + rc)
-    store_rows(t_out, t20, tk2, m2, i_h, H, BT, rc)
-    store_rows(t_out, t21, tk2, m2, i_h, H, BT, BC + rc)
-    store_rows(t_out, t22, tk2, m2, i_h, H, BT, 2 * BC + rc)
-    store_rows(t_out, zero, tk2, m2, i_h, H, BT, 3 * BC + rc)
-    store_rows(t_out, t30, tk3, m3, i_h, H, BT, rc)
-    store_rows(t_out, t31, tk3, m3, i_h, H, BT, BC + rc)
-    store_rows(t_out, t32, tk3, m3, i_h, H, BT, 2 * BC + rc)
-    store_rows(t_out, t33, tk3, m3, i_h, H, BT, 3 * BC + rc)
+    _store_block_row(t_out, tk0, m0, i_h, H, BT, BC, t00, zero, zero, zero)
+    _store_block_row(t_out, tk1, m1, i_h, H, BT, BC, t10, t11, zero, zero)
+    _store_block_row(t_out, tk2, m2, i_h, H, BT, BC, t20, t21, t22, zero)
+    _store_block_row(t_out, tk3, m3, i_h, H, BT, BC, t30, t31, t32, t33)
     tl.debug_barrier()
 
     # W = T diag(beta e^G) X,  U = T diag(beta) V: whole-chunk products with T in the input dtype.

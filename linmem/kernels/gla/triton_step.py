@@ -11,6 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ..triton_layout import token_span
+
 
 @triton.jit
 def gla_step_kernel(q, k, v, gk, s_in, s_out, o, cu_seqlens, scale,
@@ -19,12 +21,8 @@ def gla_step_kernel(q, k, v, gk, s_in, s_out, o, cu_seqlens, scale,
     """Grid (cdiv(V, BV), N*H). Token of sequence n: n (dense, T == 1) or cu_seqlens[n] if it has one."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        has = tl.load(cu_seqlens + i_n + 1).to(tl.int64) > bos
-    else:
-        bos = i_n.to(tl.int64)
-        has = bos >= 0
+    bos, eos = token_span(i_n, 1, cu_seqlens, IS_VARLEN)
+    has = eos > bos  # an empty varlen sequence has no token this step
     offs_v = i_v * BV + tl.arange(0, BV)
     vm = offs_v < V
     vt = tl.load(v + (bos * H + i_h) * V + offs_v, mask=tl.where(has, vm, False), other=0.0).to(tl.float32)
