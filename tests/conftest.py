@@ -6,6 +6,7 @@ test module (or a library such as fla) imports triton; setting it later leaves a
 function and every launch fails with "Cannot call @triton.jit'd outside of the scope of a kernel".
 """
 
+import importlib
 import importlib.util
 import os
 from pathlib import Path
@@ -37,6 +38,39 @@ def pytest_runtest_logreport(report):
         message = getattr(report.longrepr, "reprcrash", None)
         text = message.message if message is not None else str(report.longrepr)[-2000:]
         print(f"\nFAILED {report.nodeid} [{report.when}]: {text}", flush=True)
+
+
+#: Host modules of the Triton kernels. They allocate output buffers with torch.empty / empty_like, which is
+#: free; in tests those buffers come back filled with NaN, so an element a kernel forgets to write shows up.
+KERNEL_HOST_MODULES = (
+    "linmem.kernels.gated_delta_rule.triton_chunk", "linmem.kernels.gated_delta_rule.triton_step",
+    "linmem.kernels.gla.triton_chunk", "linmem.kernels.gla.triton_step",
+    "linmem.kernels.ccq.triton_stats", "linmem.kernels.ccq.triton_step",
+)
+
+
+class _PoisonedTorch:
+    """Stands in for `torch` inside a kernel host module: empty buffers come back filled with NaN."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def _poison(t):
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    def empty(self, *args, **kwargs):
+        return self._poison(torch.empty(*args, **kwargs))
+
+    def empty_like(self, *args, **kwargs):
+        return self._poison(torch.empty_like(*args, **kwargs))
+
+
+@pytest.fixture(autouse=True)
+def poison_kernel_buffers(monkeypatch):
+    poisoned = _PoisonedTorch()
+    for name in KERNEL_HOST_MODULES:
+        monkeypatch.setattr(importlib.import_module(name), "torch", poisoned)
 
 
 LAYERS = 4  # SmolLM2 is sliced to this many layers for the CPU tests

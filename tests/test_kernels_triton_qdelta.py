@@ -3,7 +3,7 @@
 CPU (TRITON_INTERPRET=1, fp32, tiny shapes): rrms <= 1e-4 outputs/states, <= 1e-3 gradients (q, k, v, g,
 beta, lam, initial_state); lam = 0 equals the GDN kernel; outputs do not depend on the chunk size
 (16/32/64); prefill equals token-by-token decode with the lambda-aware step kernel. Buffers are
-NaN-poisoned (fixture of test_kernels_triton_gdn). GPU (marked): bf16 at real sizes, rrms <= 5e-3 / 1e-2.
+NaN-poisoned (tests/conftest.py). GPU (marked): bf16 at real sizes, rrms <= 5e-3 / 1e-2.
 """
 
 import os
@@ -21,7 +21,7 @@ from linmem.kernels.qdelta.triton_chunk import triton_qdelta_rule  # noqa: E402
 from linmem.kernels.qdelta.triton_step import triton_qdelta_rule_step  # noqa: E402
 from linmem.kernels.utils import relative_rms  # noqa: E402
 from tests.test_kernels_triton_gdn import (  # noqa: E402,F401
-    compare, cpu_only, gpu, make_inputs, needs_cuda, poison_outputs, triton_gated_delta_rule,
+    compare, cpu_only, gpu, make_inputs, needs_cuda, triton_gated_delta_rule,
 )
 
 GATES = ("q", "k", "v", "g", "beta", "lam")

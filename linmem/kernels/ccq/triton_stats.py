@@ -44,8 +44,9 @@ def _prec(dtype: torch.dtype) -> str:
     return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
 
 
-def _nan(shape, like: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-    return torch.full(shape, float("nan"), device=like.device, dtype=dtype)
+def _buffer(shape, like: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    """An output buffer on like's device, left uninitialised (the tests fill it with NaN: tests/conftest.py)."""
+    return torch.empty(shape, device=like.device, dtype=dtype)
 
 
 def _split_tiles(K: int) -> tuple[int, int, int, int]:
@@ -61,10 +62,10 @@ def _split_tiles(K: int) -> tuple[int, int, int, int]:
 
 
 def _per_chunk_statistics(layout: ChunkLayout, H: int, K: int, like: torch.Tensor, center: bool):
-    """NaN-filled fp32 buffers for one (M, z, m) (or their gradients) per chunk slot: [slots, H, K, K],
+    """fp32 buffers for one (M, z, m) (or their gradients) per chunk slot: [slots, H, K, K],
     [slots, H], [slots, H, K] (None without centring)."""
     n = layout.n_slots
-    return _nan((n, H, K, K), like), _nan((n, H), like), _nan((n, H, K), like) if center else None
+    return _buffer((n, H, K, K), like), _buffer((n, H), like), _buffer((n, H, K), like) if center else None
 
 
 def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, raw_u: bool, save: bool,
@@ -73,13 +74,13 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     B, T, H, K = q.shape
     N = layout.n_seqs
     kp, bv_state, bv_chunk, stages = _split_tiles(K)
-    out = _nan((B, T, H, K), q, torch.float32 if raw_u else q.dtype)
-    u_s = _nan((B, T, H, K), q) if save else None
-    z_s = _nan((B, T, H), q) if save else None
-    m_s = _nan((B, T, H, K), q) if save and center else None
-    MT = _nan((N, H, K, K), q) if store_final else None
-    zT = _nan((N, H), q) if store_final else None
-    mT = _nan((N, H, K), q) if store_final and center else None
+    out = _buffer((B, T, H, K), q, torch.float32 if raw_u else q.dtype)
+    u_s = _buffer((B, T, H, K), q) if save else None
+    z_s = _buffer((B, T, H), q) if save else None
+    m_s = _buffer((B, T, H, K), q) if save and center else None
+    MT = _buffer((N, H, K, K), q) if store_final else None
+    zT = _buffer((N, H), q) if store_final else None
+    mT = _buffer((N, H, K), q) if store_final and center else None
     flags = dict(H=H, K=K, BT=layout.chunk_size, KP=kp, CENTER=center, IS_VARLEN=layout.is_varlen,
                  PREC=_prec(q.dtype))
     starts = dict(HAS_M0=M0 is not None, HAS_Z0=z0 is not None, HAS_MM0=m0 is not None, STORE_FINAL=store_final)
@@ -126,11 +127,11 @@ def _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, cent
     B, T, H, K = q.shape
     N = layout.n_seqs
     kp, bv_state, bv_chunk, stages = _split_tiles(K)
-    dk_val = _nan((B, T, H, K), q)
-    zw = _nan((B, T, H), q)
-    dM0 = _nan((N, H, K, K), q) if store_d0 else None
-    dz0 = _nan((N, H), q) if store_d0 else None
-    dm0 = _nan((N, H, K), q) if store_d0 and center else None
+    dk_val = _buffer((B, T, H, K), q)
+    zw = _buffer((B, T, H), q)
+    dM0 = _buffer((N, H, K, K), q) if store_d0 else None
+    dz0 = _buffer((N, H), q) if store_d0 else None
+    dm0 = _buffer((N, H, K), q) if store_d0 and center else None
     finals = [d.float().contiguous() if d is not None else None for d in (dMT, dzT, dmT)]
     flags = dict(H=H, K=K, BT=layout.chunk_size, KP=kp, CENTER=center, IS_VARLEN=layout.is_varlen,
                  PREC=_prec(q.dtype))
@@ -143,7 +144,7 @@ def _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, cent
     flags = dict(flags, BV=bv_chunk)
     ccq_stats_bwd_value_kernel[grid](q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val, zw, layout.table, T,
                                      layout.n_chunks, **flags, num_warps=8, num_stages=stages)
-    dk_key = _nan((B, T, H, K), q)
+    dk_key = _buffer((B, T, H, K), q)
     flags.pop("CENTER")
     ccq_stats_bwd_key_kernel[grid](q, k, g, du, dS_st, dk_key, layout.table, T, layout.n_chunks, **flags,
                                    num_warps=8, num_stages=stages)
@@ -175,8 +176,8 @@ class CCQStatsFunction(torch.autograd.Function):
         N = layout.n_seqs
         kp = _padded_k(K)
         dqt = dqt.contiguous() if dqt is not None else torch.zeros_like(q)
-        du, dq, dm = _nan((B, T, H, K), q), _nan((B, T, H, K), q), _nan((B, T, H, K), q) if center else None
-        dz, dlam, reader = _nan((B, T, H), q), _nan((B, T, H), q), _nan((B, T, H), q)
+        du, dq, dm = _buffer((B, T, H, K), q), _buffer((B, T, H, K), q), _buffer((B, T, H, K), q) if center else None
+        dz, dlam, reader = _buffer((B, T, H), q), _buffer((B, T, H), q), _buffer((B, T, H), q)
         prep_rows = 16
         ccq_stats_bwd_prep_kernel[(triton.cdiv(B * T, prep_rows), H)](
             dqt, q, lam, u, z, m, du, dz, dm, dq, dlam, reader, B * T,

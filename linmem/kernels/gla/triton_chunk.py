@@ -79,7 +79,7 @@ def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dty
     B, T, H, K = k.shape
     V = v.shape[-1]
     h = torch.empty(layout.n_slots, H, K, V, device=k.device, dtype=h_dtype)
-    ht = torch.full((layout.n_seqs, H, K, V), float("nan"), device=k.device, dtype=torch.float32) \
+    ht = torch.empty((layout.n_seqs, H, K, V), device=k.device, dtype=torch.float32) \
         if store_final else None
     bk, bv = _state_tiles(K, V, layout.n_seqs * H)
     gla_state_fwd_kernel[(triton.cdiv(K, bk), triton.cdiv(V, bv), layout.n_seqs * H)](
@@ -109,7 +109,7 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
         q, k, gcs, A, *targs, scale, H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
     h, ht = _states_forward(k, v, gcs, h0, layout, output_final_state, q.dtype)
-    o = torch.full((B, T, H, V), float("nan"), device=dev, dtype=q.dtype)
+    o = torch.empty((B, T, H, V), device=dev, dtype=q.dtype)
     gla_output_kernel[(triton.cdiv(V, bv), layout.slot_grid, B * H)](
         q, v, gcs, A, h, o, *targs, scale, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
@@ -158,7 +158,7 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Chunk
     # from 16-bit products) made bf16 dgk 5x less accurate than dq or dk.
     h, ht = _states_forward(k, v, gcs, h0, layout, dht is not None, torch.float32)
     dh = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=torch.float32)
-    dh0 = torch.full((layout.n_seqs, H, K, V), float("nan"), device=dev, dtype=torch.float32) \
+    dh0 = torch.empty((layout.n_seqs, H, K, V), device=dev, dtype=torch.float32) \
         if h0 is not None else None
     sbk, sbv = _state_tiles(K, V, layout.n_seqs * H)
     gla_state_bwd_kernel[(triton.cdiv(K, sbk), triton.cdiv(V, sbv), layout.n_seqs * H)](
@@ -166,12 +166,12 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Chunk
         H=H, K=K, V=V, BT=BT, BK=sbk, BV=sbv, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
     dA = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
-    dv = torch.full_like(v, float("nan"))
+    dv = torch.empty_like(v)
     gla_bwd_dA_dv_kernel[(layout.slot_grid, B * H)](
         k, v, gcs, A, do, dh, dA, dv, *targs, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
-    dq = torch.full_like(q, float("nan"))
-    dk = torch.full_like(k, float("nan"))
+    dq = torch.empty_like(q)
+    dk = torch.empty_like(k)
     dg = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     dg_tot = torch.zeros(layout.n_slots, H, K, device=dev, dtype=torch.float32)
     gla_bwd_dqk_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
@@ -181,7 +181,7 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Chunk
     add = layout.suffix_of_later_chunks(dg_tot)
     if dht is not None:
         add = add + layout.per_slot((ht * dht).sum(-1))
-    dgk = torch.full((B, T, H, K), float("nan"), device=dev, dtype=gk_dtype)
+    dgk = torch.empty((B, T, H, K), device=dev, dtype=gk_dtype)
     gla_dg_finish_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
         dg, add.contiguous(), dgk, *targs, H=H, K=K, BT=BT, BK=bk, IS_VARLEN=layout.is_varlen)
     return dq, dk, dv, dgk, dh0

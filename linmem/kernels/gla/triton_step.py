@@ -69,7 +69,7 @@ def triton_gla_step(
     else:
         s_out = torch.empty(N, H, K, V, device=q.device, dtype=torch.float32)
     s_in = initial_state.float().contiguous() if initial_state is not None else s_out
-    o = torch.full((B, T, H, V), float("nan"), device=q.device, dtype=q.dtype)
+    o = torch.empty((B, T, H, V), device=q.device, dtype=q.dtype)
     bk, bv = min(64, max(16, triton.next_power_of_2(K))), min(64, max(16, triton.next_power_of_2(V)))
     gla_step_kernel[(triton.cdiv(V, bv), N * H)](
         q, k, v, gk, s_in, s_out, o, cu_seqlens, scale, H=H, K=K, V=V, BK=bk, BV=bv,
