@@ -1,19 +1,22 @@
-"""Is the Gated DeltaNet / Q-Delta backward deterministic and accurate at each WY-backward warp count?
+"""Is the Gated DeltaNet / Q-Delta backward deterministic and accurate in each WY-backward configuration?
 
-    python benchmarks/gdn_backward_determinism.py [--warps 8,4,2] [--repeats 4] [--out benchmarks/results]
+    python benchmarks/gdn_backward_determinism.py [--configs fused:2,split:2:255,...] [--repeats 4] [--out DIR]
 
-On the GPU only. For each warp count of `wy_bwd_kernel` (set through
-linmem.kernels.gated_delta_rule.triton_chunk.WY_BWD_NUM_WARPS), runs the backward of three real-size cases
+On the GPU only. A configuration is form:warps[:maxnreg] of the WY backward (form fused = wy_bwd_kernel,
+split = wy_bwd_gates_kernel + wy_bwd_keys_kernel; set through the LINMEM_GDN_WY_BWD* variables read by
+linmem.kernels.gated_delta_rule.triton_chunk). For each, runs the backward of three real-size cases
 `--repeats` times on the same inputs and records: whether every gradient is bitwise equal across repeats,
 the rrms of dg, dbeta and dk against the float64 per-token reference, and GDN fwd+bwd time at
-B8 T4K H16 d128 (bf16, median of triton.testing.do_bench). Writes gdn-wy-bwd-warps-<gpu>.json.
+B8 T4K H16 d128 (bf16, median of triton.testing.do_bench). Writes gdn-wy-bwd-configs-<gpu>.json.
 A miscompiled kernel shows up as "deterministic": false with dg/dbeta errors far above dk's.
+Pick the fastest configuration that is deterministic with dg/dbeta near dk in every case.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.kernels import make_inputs as bench_inputs, result_header  # noqa: E402
-from linmem.kernels.gated_delta_rule import triton_chunk  # noqa: E402
+from linmem.kernels.gated_delta_rule.triton_chunk import triton_gated_delta_rule  # noqa: E402
 from linmem.kernels.gated_delta_rule.naive import naive_gated_delta_rule  # noqa: E402
 from linmem.kernels.qdelta.naive import naive_qdelta_rule  # noqa: E402
 from linmem.kernels.qdelta.triton_chunk import triton_qdelta_rule  # noqa: E402
@@ -33,15 +36,18 @@ GDN_NAMES = ("q", "k", "v", "g", "beta", "initial_state")
 QDELTA_NAMES = ("q", "k", "v", "g", "beta", "lam", "initial_state")
 
 
-def cases() -> list[tuple]:
-    """(name, kernel, reference, input names, inputs): the shapes whose gate gradients failed on the H200."""
+def cases(device: str = "cuda", smoke: bool = False) -> list[tuple]:
+    """(name, kernel, reference, input names, inputs): the shapes whose gate gradients failed on the H200
+    (smoke: tiny shapes for a CPU run under TRITON_INTERPRET=1, which checks only that the script works)."""
+    t1, t2, d1, d2 = (40, 37, 16, 20) if smoke else (1000, 1500, 128, 100)
     return [
-        ("gdn fp16 T1000 d128", triton_chunk.triton_gated_delta_rule, naive_gated_delta_rule, GDN_NAMES,
-         make_inputs(1, 1000, 2, 128, 128, dtype=torch.float16, device="cuda", seed=11)),
-        ("gdn bf16 T1500 d100", triton_chunk.triton_gated_delta_rule, naive_gated_delta_rule, GDN_NAMES,
-         make_inputs(1, 1500, 2, 100, 100, dtype=torch.bfloat16, device="cuda", seed=1500)),
-        ("qdelta fp16 T1000 d128", triton_qdelta_rule, naive_qdelta_rule, QDELTA_NAMES,
-         make_inputs(1, 1000, 2, 128, 128, dtype=torch.float16, device="cuda", seed=11, with_lam=True)),
+        (f"gdn fp16 T{t1} d{d1}", triton_gated_delta_rule, naive_gated_delta_rule, GDN_NAMES,
+         make_inputs(1, t1, 2, d1, d1, dtype=torch.float16, device=device, seed=11)),
+        (f"gdn bf16 T{t2} d{d2}", triton_gated_delta_rule, naive_gated_delta_rule, GDN_NAMES,
+         make_inputs(1, t2, 2, d2, d2, dtype=torch.float32 if smoke else torch.bfloat16, device=device,
+                     seed=1500)),
+        (f"qdelta fp16 T{t1} d{d1}", triton_qdelta_rule, naive_qdelta_rule, QDELTA_NAMES,
+         make_inputs(1, t1, 2, d1, d1, dtype=torch.float16, device=device, seed=11, with_lam=True)),
     ]
 
 
@@ -69,27 +75,44 @@ def gdn_fwd_bwd_ms() -> float:
                         return_mode="median")
 
 
+DEFAULT_CONFIGS = "fused:8,fused:4,fused:2,fused:2:255,split:2,split:2:255,split:4,split:8"
+
+
+def apply(config: str) -> dict:
+    """Set the LINMEM_GDN_WY_BWD* variables for 'form:warps[:maxnreg]'; -> the config as a dict."""
+    form, warps, *rest = config.split(":")
+    os.environ["LINMEM_GDN_WY_BWD"] = form
+    os.environ["LINMEM_GDN_WY_BWD_WARPS"] = warps
+    os.environ["LINMEM_GDN_WY_BWD_MAXNREG"] = rest[0] if rest else ""
+    return {"form": form, "num_warps": int(warps), "maxnreg": int(rest[0]) if rest else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--warps", default="8,4,2")
+    parser.add_argument("--configs", default=DEFAULT_CONFIGS)
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (interpreter), no timing")
     args = parser.parse_args()
-    all_cases = cases()
+    all_cases = cases("cpu" if args.smoke else "cuda", args.smoke)
     references = []
     for _, _, ref, names, x in all_cases:
         x64 = {n: t.detach().double().requires_grad_(True) for n, t in x.items()}
         references.append(run_fwd_bwd(ref, x64, names)[2])
+    name = "cpu-smoke" if args.smoke else torch.cuda.get_device_name().lower().replace("nvidia", "").strip().split()[0]
+    path = Path(args.out) / f"gdn-wy-bwd-configs-{name}.json"
     rows = []
-    for warps in (int(w) for w in args.warps.split(",")):
-        triton_chunk.WY_BWD_NUM_WARPS = warps
-        row = {"wy_bwd_num_warps": warps, "cases": [check(c, r, args.repeats) for c, r in zip(all_cases, references)],
-               "gdn_fwdbwd_ms_B8_T4096_H16_d128": gdn_fwd_bwd_ms()}
+    for config in args.configs.split(","):
+        row = {"config": apply(config)}
+        try:
+            row["cases"] = [check(c, r, args.repeats) for c, r in zip(all_cases, references)]
+            row["gdn_fwdbwd_ms_B8_T4096_H16_d128"] = None if args.smoke else gdn_fwd_bwd_ms()
+        except Exception as error:  # a configuration that does not build or run is a result too
+            row["error"] = f"{type(error).__name__}: {str(error)[:300]}"
         print(json.dumps(row), flush=True)
         rows.append(row)
-    name = torch.cuda.get_device_name().lower().replace("nvidia", "").strip().split()[0]
-    path = Path(args.out) / f"gdn-wy-bwd-warps-{name}.json"
-    path.write_text(json.dumps({**result_header(), "repeats": args.repeats, "rows": rows}, indent=2))
+        header = {"device": "cpu (interpreter)"} if args.smoke else result_header()
+        path.write_text(json.dumps({**header, "repeats": args.repeats, "rows": rows}, indent=2))
     print(f"wrote {path}")
 
 

@@ -29,6 +29,10 @@ timeout "${TEST_S:-400}" $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --time
   > "$OUT/gpu_tests.log" 2>&1
 echo "gpu tests rc=$?" >> "$OUT/gpu.txt"
 
+# Which WY-backward configuration of Gated DeltaNet is correct (bitwise-reproducible) and fastest here?
+timeout "${WY_S:-300}" $PY benchmarks/gdn_backward_determinism.py --out "$OUT" > "$OUT/wy_configs.log" 2>&1
+echo "wy backward configurations rc=$?" >> "$OUT/gpu.txt"
+
 timeout "${BENCH_S:-200}" $PY benchmarks/kernels.py --resume ${BENCH_ARGS:-} --out "$OUT" > "$OUT/kernels.log" 2>&1
 echo "kernel benchmark rc=$?" >> "$OUT/gpu.txt"
 

@@ -16,7 +16,7 @@ import triton
 from ..triton_layout import ChunkLayout
 from .triton_output import output_dqk_kernel, output_dv_kernel, output_fwd_kernel
 from .triton_state import state_bwd_kernel, state_fwd_kernel
-from .triton_wy import wy_bwd_kernel, wy_fwd_kernel
+from .triton_wy import wy_bwd_gates_kernel, wy_bwd_kernel, wy_bwd_keys_kernel, wy_fwd_kernel
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # Chunk length. Fixed at 64 on GPUs (the sub-block inverse uses BT/4 = 16 rows, the tensor-core minimum);
@@ -49,6 +49,28 @@ def _num_warps() -> int:
 # accurate as dq and dk. fla pins its WY backward to 2 warps on Hopper for the same reason (fla #984).
 # The price: GDN fwd+bwd at B8 T4K 9.6 ms instead of 5.8 ms (benchmarks/results/gdn-wy-bwd-warps-h200.json).
 WY_BWD_NUM_WARPS = 2
+
+#: The WY backward as one kernel (False, GPU-verified) or as two (True: wy_bwd_gates_kernel, then
+#: wy_bwd_keys_kernel; fewer live tiles, see triton_wy.py). The split form passes the interpreter tests but has
+#: not run on a GPU yet.
+WY_BWD_SPLIT = False
+
+#: Register cap of the WY backward (None: ptxas decides). Offline sm_90 builds at 2 warps get only 32
+#: registers and a 14.7 KB stack per thread; with maxnreg=255 the stack is 6.6 KB (9.0 / 3.6 KB for the split
+#: kernels). Not yet tried on a GPU.
+WY_BWD_MAXNREG = None
+
+
+def _wy_bwd_config() -> tuple[bool, int, int | None]:
+    """(split, num_warps, maxnreg) of the WY backward. LINMEM_GDN_WY_BWD=fused|split, LINMEM_GDN_WY_BWD_WARPS
+    and LINMEM_GDN_WY_BWD_MAXNREG override the three settings at each call, for the GPU comparison
+    (benchmarks/gdn_backward_determinism.py --configs; benchmarks/kernels.py under the same variables)."""
+    form = os.environ.get("LINMEM_GDN_WY_BWD", "split" if WY_BWD_SPLIT else "fused")
+    if form not in ("fused", "split"):
+        raise ValueError(f"LINMEM_GDN_WY_BWD: expected 'fused' or 'split', got {form!r}")
+    maxnreg = os.environ.get("LINMEM_GDN_WY_BWD_MAXNREG", WY_BWD_MAXNREG)
+    return (form == "split", int(os.environ.get("LINMEM_GDN_WY_BWD_WARPS", WY_BWD_NUM_WARPS)),
+            int(maxnreg) if maxnreg not in (None, "") else None)
 
 
 def _stages(dtype: torch.dtype) -> int:
@@ -147,12 +169,22 @@ def _backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layou
     dg, dbeta = torch.empty_like(g), torch.empty_like(beta)
     dlam = torch.empty_like(lam) if lam is not None else None
     lam_arg = lam if lam is not None else beta
-    wy_bwd_kernel[(layout.slot_grid, B * H)](
-        q, k, v, beta, lam_arg, gc, tm, dw, dvnew, dq_part, dk_part, dgc_part,
-        dq, dk, dv, dg, dbeta, dlam if dlam is not None else dbeta, table, T_arg, NT, B * T,
-        H=H, K=K, V=V, BT=BT, BK=bk_o, BV=bv_o, NKP=nkp, HAS_LAM=lam is not None,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=WY_BWD_NUM_WARPS, num_stages=_stages(dt),
-    )
+    split, wy_warps, wy_maxnreg = _wy_bwd_config()
+    common = dict(H=H, K=K, BT=BT, BK=bk_o, HAS_LAM=lam is not None, IS_VARLEN=layout.is_varlen, DOT_PREC=prec,
+                  num_warps=wy_warps, num_stages=_stages(dt), **({"maxnreg": wy_maxnreg} if wy_maxnreg else {}))
+    if split:
+        e = torch.empty(B, T, H, BT, device=dev, dtype=dt)
+        wy_bwd_gates_kernel[(layout.slot_grid, B * H)](
+            q, k, v, beta, lam_arg, gc, tm, dw, dvnew, dgc_part, dv, dg, dbeta, e, table, T_arg, NT, B * T,
+            V=V, BV=bv_o, NKP=nkp, **common)
+        wy_bwd_keys_kernel[(layout.slot_grid, B * H)](
+            q, k, beta, lam_arg, gc, tm, dw, e, dq_part, dk_part, dq, dk, dlam if dlam is not None else dbeta,
+            table, T_arg, NT, **common)
+    else:
+        wy_bwd_kernel[(layout.slot_grid, B * H)](
+            q, k, v, beta, lam_arg, gc, tm, dw, dvnew, dq_part, dk_part, dgc_part,
+            dq, dk, dv, dg, dbeta, dlam if dlam is not None else dbeta, table, T_arg, NT, B * T,
+            V=V, BV=bv_o, NKP=nkp, **common)
     return dq, dk, dv, dg, dbeta, dlam, dh0
 
 

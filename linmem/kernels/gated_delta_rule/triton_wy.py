@@ -146,6 +146,32 @@ def wy_fwd_kernel(
 
 
 @triton.jit
+def _wy_key_gradients(q, k, lam, dw, dq_part, dk_part, dq_out, dk_out, dlam_out, tok, m, i_h, tmc_t, s, ec, ec_t,
+                      H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, HAS_LAM: tl.constexpr,
+                      DOT_PREC: tl.constexpr):
+    """The last step of the WY backward, per key block: dX = T^T dW diag(s) + E K, dk = dk_part + dX + E^T X,
+    dq = dq_part (+ lam dX), dlam = sum(dX q). ec = E, ec_t = E^T in the input dtype, [BT, BT]."""
+    dlam = tl.zeros([BT], tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        offs_k = i_k * BK + tl.arange(0, BK)
+        kr, xr = _probe_rows(q, k, lam, tok, m, i_h, offs_k, H, K, HAS_LAM)
+        dwr = load_rows(dw, tok, m, i_h, H, K, offs_k)
+        dx = tl.dot(tmc_t, dwr, input_precision=DOT_PREC) * s[:, None]
+        dx += tl.dot(ec, kr.to(ec.dtype), input_precision=DOT_PREC)
+        dk = load_rows(dk_part, tok, m, i_h, H, K, offs_k) + dx
+        dk += tl.dot(ec_t, xr.to(ec.dtype), input_precision=DOT_PREC)
+        store_rows(dk_out, dk, tok, m, i_h, H, K, offs_k)
+        dq = load_rows(dq_part, tok, m, i_h, H, K, offs_k)
+        if HAS_LAM:
+            qr = load_rows(q, tok, m, i_h, H, K, offs_k).to(tl.float32)
+            dq += load_gate(lam, tok, m, i_h, H)[:, None] * dx
+            dlam += tl.sum(dx * qr, 1)
+        store_rows(dq_out, dq, tok, m, i_h, H, K, offs_k)
+    if HAS_LAM:
+        tl.store(dlam_out + tok * H + i_h, dlam.to(dlam_out.dtype.element_ty), mask=m)
+
+
+@triton.jit
 def wy_bwd_kernel(
     q, k, v, beta, lam, gc, t_in, dw, du, dq_part, dk_part, dgc_part,
     dq_out, dk_out, dv_out, dg_out, dbeta_out, dlam_out, chunk_table, T, NT, NTOK,
@@ -225,22 +251,96 @@ def wy_bwd_kernel(
     tl.store(dg_out + tok * H + i_h, dg.to(dg_out.dtype.element_ty), mask=m)
     tl.store(dbeta_out + tok * H + i_h, dbeta.to(dbeta_out.dtype.element_ty), mask=m)
 
-    ec, ec_t = e.to(dt), e_t.to(dt)
-    dlam = tl.zeros([BT], tl.float32)
+    _wy_key_gradients(q, k, lam, dw, dq_part, dk_part, dq_out, dk_out, dlam_out, tok, m, i_h, tmc_t, s,
+                      e.to(dt), e_t.to(dt), H, K, BT, BK, HAS_LAM, DOT_PREC)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The same backward in two kernels (opt-in, see triton_chunk.WY_BWD_SPLIT). The fused kernel keeps five
+# [BT, BT] fp32 tiles live (T, T^T, dT, dT^T, X K^T), which at the 2 warps Hopper needs spills ~14 KB per
+# thread (benchmarks/kernel_resources.py). Here part 1 keeps three: it accumulates dT only, and passes
+# E = strict(-dA o Gamma) diag(beta) to part 2 through a [*, H, BT] buffer in the input dtype, which part 2
+# reads both as E and, through transposed addresses, as E^T (no tl.trans of a computed tile).
+
+
+@triton.jit
+def wy_bwd_gates_kernel(
+    q, k, v, beta, lam, gc, t_in, dw, du, dgc_part, dv_out, dg_out, dbeta_out, e_out, chunk_table, T, NT, NTOK,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, NKP: tl.constexpr, HAS_LAM: tl.constexpr, IS_VARLEN: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+):
+    """Grid (chunk slots, B*H). Part 1 of the split WY backward: dv, dg, dbeta, and E for part 2."""
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    t0, t1, slot = chunk_span(i_c, i_b, T, NT, chunk_table, IS_VARLEN, BT)
+    r = tl.arange(0, BT)
+    tok = t0 + r
+    m = tok < t1
+    dt = k.dtype.element_ty
+
+    gk = load_gate(gc, tok, m, i_h, H)
+    b = load_gate(beta, tok, m, i_h, H)
+    eg = tl.where(m, tl.exp(gk), 0.0)
+    s = b * eg
+    tm_t = tl.load(t_in + (tok[None, :] * H + i_h) * BT + r[:, None], mask=m[None, :], other=0.0)
+    tmc_t = tm_t.to(dt)
+
+    d_t = tl.zeros([BT, BT], tl.float32)
+    xk = tl.zeros([BT, BT], tl.float32)
+    dbeta = tl.zeros([BT], tl.float32)
+    dgv = tl.zeros([BT], tl.float32)
     for i_k in range(0, tl.cdiv(K, BK)):
         offs_k = i_k * BK + tl.arange(0, BK)
         kr, xr = _probe_rows(q, k, lam, tok, m, i_h, offs_k, H, K, HAS_LAM)
         dwr = load_rows(dw, tok, m, i_h, H, K, offs_k)
-        dx = tl.dot(tmc_t, dwr, input_precision=DOT_PREC) * s[:, None]
-        dx += tl.dot(ec, kr.to(dt), input_precision=DOT_PREC)
-        dk = load_rows(dk_part, tok, m, i_h, H, K, offs_k) + dx
-        dk += tl.dot(ec_t, xr.to(dt), input_precision=DOT_PREC)
-        store_rows(dk_out, dk, tok, m, i_h, H, K, offs_k)
-        dq = load_rows(dq_part, tok, m, i_h, H, K, offs_k)
-        if HAS_LAM:
-            qr = load_rows(q, tok, m, i_h, H, K, offs_k).to(tl.float32)
-            dq += load_gate(lam, tok, m, i_h, H)[:, None] * dx
-            dlam += tl.sum(dx * qr, 1)
-        store_rows(dq_out, dq, tok, m, i_h, H, K, offs_k)
-    if HAS_LAM:
-        tl.store(dlam_out + tok * H + i_h, dlam.to(dlam_out.dtype.element_ty), mask=m)
+        d_t += tl.dot(dwr, tl.trans((xr * s[:, None]).to(dt)), input_precision=DOT_PREC)
+        red = tl.sum(xr * tl.dot(tmc_t, dwr, input_precision=DOT_PREC), 1)
+        dbeta += red * eg
+        dgv += red * s
+        xk += tl.dot(xr.to(dt), tl.trans(kr.to(dt)), input_precision=DOT_PREC)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        offs_v = i_v * BV + tl.arange(0, BV)
+        vr = load_rows(v, tok, m, i_h, H, V, offs_v).to(tl.float32)
+        dur = load_rows(du, tok, m, i_h, H, V, offs_v)
+        d_t += tl.dot(dur, tl.trans((vr * b[:, None]).to(dt)), input_precision=DOT_PREC)
+        tdu = tl.dot(tmc_t, dur, input_precision=DOT_PREC)
+        store_rows(dv_out, tdu * b[:, None], tok, m, i_h, H, V, offs_v)
+        dbeta += tl.sum(vr * tdu, 1)
+
+    strict = (r[:, None] > r[None, :]) & m[:, None] & m[None, :]
+    d_a = tl.dot(tl.dot(tm_t, d_t, input_precision=DOT_PREC), tm_t, input_precision=DOT_PREC)
+    d_ag = tl.where(strict, -d_a * tl.exp(tl.where(strict, gk[:, None] - gk[None, :], 0.0)), 0.0)
+    dbeta += tl.sum(d_ag * xk, 1)
+    e = d_ag * b[:, None]
+    pr = e * xk
+    dgv += tl.sum(pr, 1) - tl.sum(pr, 0)
+    for i_p in range(0, NKP):
+        dgv += tl.load(dgc_part + (i_p * NTOK + tok) * H + i_h, mask=m, other=0.0)
+    dg = tl.sum(dgv, 0) - tl.cumsum(dgv, 0) + dgv
+    tl.store(dg_out + tok * H + i_h, dg.to(dg_out.dtype.element_ty), mask=m)
+    tl.store(dbeta_out + tok * H + i_h, dbeta.to(dbeta_out.dtype.element_ty), mask=m)
+    store_rows(e_out, e, tok, m, i_h, H, BT, r)
+
+
+@triton.jit
+def wy_bwd_keys_kernel(
+    q, k, beta, lam, gc, t_in, dw, e_in, dq_part, dk_part, dq_out, dk_out, dlam_out, chunk_table, T, NT,
+    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, HAS_LAM: tl.constexpr,
+    IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """Grid (chunk slots, B*H). Part 2 of the split WY backward: dq, dk (and dlam) from part 1's E."""
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    t0, t1, slot = chunk_span(i_c, i_b, T, NT, chunk_table, IS_VARLEN, BT)
+    r = tl.arange(0, BT)
+    tok = t0 + r
+    m = tok < t1
+    dt = k.dtype.element_ty
+
+    s = load_gate(beta, tok, m, i_h, H) * tl.where(m, tl.exp(load_gate(gc, tok, m, i_h, H)), 0.0)
+    tmc_t = tl.load(t_in + (tok[None, :] * H + i_h) * BT + r[:, None], mask=m[None, :], other=0.0).to(dt)
+    ec = load_rows(e_in, tok, m, i_h, H, BT, r)
+    ec_t = tl.load(e_in + (tok[None, :] * H + i_h) * BT + r[:, None], mask=m[None, :], other=0.0)
+    _wy_key_gradients(q, k, lam, dw, dq_part, dk_part, dq_out, dk_out, dlam_out, tok, m, i_h, tmc_t, s,
+                      ec, ec_t, H, K, BT, BK, HAS_LAM, DOT_PREC)
