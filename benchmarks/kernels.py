@@ -35,11 +35,12 @@ import torch.nn.functional as F
 CHUNK = 64
 
 
-def make_inputs(op: str, batch: int, seq_len: int, heads: int, dk: int, dv: int, seed: int = 0):
-    gen = torch.Generator(device="cuda").manual_seed(seed)
+def make_inputs(op: str, batch: int, seq_len: int, heads: int, dk: int, dv: int, seed: int = 0,
+                device: str = "cuda"):
+    gen = torch.Generator(device=device).manual_seed(seed)
 
     def randn(*shape):
-        return torch.randn(*shape, device="cuda", generator=gen)
+        return torch.randn(*shape, device=device, generator=gen)
 
     bf = torch.bfloat16
     if op == "sdpa":

@@ -38,5 +38,8 @@ echo "kernel benchmark rc=$?" >> "$OUT/gpu.txt"
 
 timeout "${TRAIN_S:-90}" $PY benchmarks/train_throughput.py --out "$OUT" > "$OUT/train.log" 2>&1
 echo "train throughput rc=$?" >> "$OUT/gpu.txt"
+
+timeout "${PROFILE_S:-240}" $PY benchmarks/profile_gpu.py --out "$OUT" > "$OUT/profile.log" 2>&1
+echo "profile rc=$?" >> "$OUT/gpu.txt"
 echo "suite done" >> "$OUT/gpu.txt"
 cat "$OUT/gpu.txt"

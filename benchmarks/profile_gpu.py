@@ -1,0 +1,125 @@
+"""Where the time goes: per-kernel GPU time of each op's fwd+bwd, and what one decode step costs.
+
+    python benchmarks/profile_gpu.py [--ops gla,gated_delta_rule,...] [--out benchmarks/results]
+    python benchmarks/profile_gpu.py --smoke --out /tmp/x      # CPU, tiny shapes: checks the script only
+
+ops: torch.profiler over 5 fwd+bwd calls of each op at B8 T4K H16 d128 (bf16, backend triton), grouped by
+kernel name: calls and microseconds per fwd+bwd, largest first.
+decode: the 340M CCQ-GDN of train_throughput.py (random weights), 32 greedy tokens after a 512-token prompt,
+at batch 1: wall time per token, CPU time per token spent in Python/launches, GPU kernel time per token and
+kernel launches per token. When GPU time is far below wall time, decode is bound by launch overhead.
+Writes profile-<gpu>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.kernels import make_inputs as bench_inputs  # noqa: E402
+from benchmarks.train_throughput import config_340m  # noqa: E402
+
+OPS = ["gla", "ccq_gla", "gated_delta_rule", "qdelta_rule", "ccq_gated_delta_rule"]
+
+
+def device_events(prof) -> list:
+    """Kernel-level events of a profile (device time > 0)."""
+    return [e for e in prof.key_averages() if getattr(e, "device_time_total", 0) > 0]
+
+
+def profile_op(op: str, smoke: bool, repeats: int = 5) -> list[dict]:
+    """[{kernel, calls, us}] per fwd+bwd of `op`, largest first."""
+    import linmem.kernels as K
+
+    shape = (1, 64, 2, 16, 16) if smoke else (8, 4096, 16, 128, 128)
+    inputs = bench_inputs(op, *shape, device="cpu" if smoke else "cuda")
+    for t in inputs.values():
+        t.requires_grad_(True)
+    fn = getattr(K, op)
+    backend = "torch" if smoke else "triton"
+    with K.use_backend(backend):
+        grad_out = torch.randn_like(fn(**inputs)[0])
+        for _ in range(2):  # compile and warm up outside the profile
+            fn(**inputs)[0].backward(grad_out)
+        activities = [ProfilerActivity.CPU] if smoke else [ProfilerActivity.CUDA]
+        with profile(activities=activities) as prof:
+            for _ in range(repeats):
+                fn(**inputs)[0].backward(grad_out)
+            if not smoke:
+                torch.cuda.synchronize()
+    events = device_events(prof) if not smoke else [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    rows = [{"kernel": e.key[:80], "calls": e.count / repeats,
+             "us": (e.device_time_total if not smoke else e.self_cpu_time_total) / repeats} for e in events]
+    return sorted(rows, key=lambda r: -r["us"])
+
+
+@torch.no_grad()
+def profile_decode(smoke: bool, new_tokens: int = 32) -> dict:
+    from linmem import CCQForCausalLM
+
+    device = "cpu" if smoke else "cuda"
+    small = dict(hidden_size=64, num_heads=2, head_dim=16, intermediate_size=128, vocab_size=512, num_hidden_layers=4)
+    config = config_340m(**(small if smoke else {}))
+    model = CCQForCausalLM(config).to(device, torch.float32 if smoke else torch.bfloat16).eval()
+    prompt = torch.randint(3, config.vocab_size, (1, 32 if smoke else 512), device=device)
+    generate = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+    model.generate(prompt, **dict(generate, max_new_tokens=4, min_new_tokens=4))  # warm-up (compiles kernels)
+    sync = torch.cuda.synchronize if not smoke else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    model.generate(prompt, **generate)
+    sync()
+    wall = time.perf_counter() - start
+    activities = [ProfilerActivity.CPU] + ([] if smoke else [ProfilerActivity.CUDA])
+    with profile(activities=activities) as prof:
+        model.generate(prompt, **generate)
+        sync()
+    kernels = device_events(prof)
+    by_name = defaultdict(float)
+    for e in kernels:
+        by_name[e.key[:80]] += e.device_time_total / new_tokens
+    return {
+        "layers": config.num_hidden_layers, "prompt": prompt.shape[1], "new_tokens": new_tokens,
+        "wall_ms_per_token": wall / new_tokens * 1e3,
+        "gpu_kernel_ms_per_token": sum(e.device_time_total for e in kernels) / new_tokens / 1e3,
+        "kernel_launches_per_token": sum(e.count for e in kernels) / new_tokens,
+        "top_kernels_us_per_token": dict(sorted(by_name.items(), key=lambda kv: -kv[1])[:15]),
+        "note": "the prompt's prefill is inside these per-token figures (one forward of the prompt per generate)",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ops", default=",".join(OPS))
+    parser.add_argument("--no-decode", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny shapes, PyTorch backend: checks the script")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    result = {"device": "cpu (smoke)" if args.smoke else torch.cuda.get_device_name(), "torch": torch.__version__,
+              "shape": "B1 T64 H2 d16 (smoke)" if args.smoke else "B8 T4096 H16 d128 bf16", "ops": {}}
+    for op in args.ops.split(","):
+        result["ops"][op] = profile_op(op, args.smoke)
+        top = ", ".join(f"{r['kernel']} {r['us']:.0f} us" for r in result["ops"][op][:4])
+        print(f"{op}: {sum(r['us'] for r in result['ops'][op]) / 1e3:.2f} ms per fwd+bwd ({top})", flush=True)
+    if not args.no_decode:
+        result["decode"] = profile_decode(args.smoke)
+        print("decode", json.dumps(result["decode"]), flush=True)
+    name = "cpu-smoke" if args.smoke else torch.cuda.get_device_name().lower().replace("nvidia", "").strip().split()[0]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"profile-{name}.json").write_text(json.dumps(result, indent=2))
+    print(f"wrote {out / f'profile-{name}.json'}")
+
+
+if __name__ == "__main__":
+    main()
