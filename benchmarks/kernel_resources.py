@@ -97,10 +97,15 @@ def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
     yield ("gla dA, dv", kernels.gla_bwd_dA_dv_kernel,
            dict(k=bf16, v=bf16, gcs=f32, A=f32, do=bf16, dh=f32, dA=f32, dv=bf16, table=None),
            dict(base, BK=bk, BV=bv, DOT_PREC="tf32"), nw, stages)
-    yield ("gla dq, dk, dgk", kernels.gla_bwd_dqk_kernel,
-           dict(q=bf16, k=bf16, v=bf16, gcs=f32, h=f32, do=bf16, dh=f32, dA=f32, dq=bf16, dk=bf16, dg=f32,
-                dg_tot=f32, table=None),
-           dict(base, BC=host.SUB_CHUNK, BK=bk, BV=bv, DOT_PREC="tf32", MM_FP32=True), nw, stages)
+    dqk = dict(q=bf16, k=bf16, v=bf16, gcs=f32, h=f32, do=bf16, dh=f32, dA=f32, dq_inter=f32, dk_inter=f32,
+               dq=bf16, dk=bf16, dg=f32, dg_tot=f32, table=None)
+    yield ("gla dq, dk, dgk", kernels.gla_bwd_dqk_kernel, dqk,
+           dict(base, BC=host.SUB_CHUNK, BK=bk, BV=bv, DOT_PREC="tf32", MM_FP32=True, INTER_GIVEN=False), nw, stages)
+    yield ("gla inter dq, dk (opt-in)", kernels.gla_bwd_inter_kernel,
+           dict(v=bf16, gcs=f32, h=f32, do=bf16, dh=f32, dq_inter=f32, dk_inter=f32, table=None),
+           dict(base, BK=bk, BV=bv, DOT_PREC="tf32"), nw, stages)
+    yield ("gla dq, dk, dgk, given inter", kernels.gla_bwd_dqk_kernel, dqk,
+           dict(base, BC=host.SUB_CHUNK, BK=bk, BV=bv, DOT_PREC="tf32", MM_FP32=True, INTER_GIVEN=True), nw, stages)
 
 
 def gdn_kernels(K: int):

@@ -245,14 +245,59 @@ def gla_bwd_dA_dv_kernel(k, v, gcs, A, do, dh, dA, dv, table, T, NT,
 
 
 @triton.jit
-def gla_bwd_dqk_kernel(q, k, v, gcs, h, do, dh, dA, dq, dk, dg, dg_tot, table, T, NT, scale,
+def _inter_chunk_grads(v, do, hp, dhp, rows, rm, g, g_last, offs_k, kmask, has_tokens, scale, i_h,
+                       H: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, DT: tl.constexpr, DOT_PREC: tl.constexpr):
+    """The inter-chunk parts of dq and dk at `rows` (fp32 [R, BK]): scale e^{b} (dO S^T) and
+    e^{b_last - b} (V dS^T), from the chunk-start state S (hp) and state gradient dS (dhp)."""
+    dq_s = tl.zeros([rows.shape[0], offs_k.shape[0]], tl.float32)
+    dk_s = tl.zeros([rows.shape[0], offs_k.shape[0]], tl.float32)
+    for vb in range(0, tl.cdiv(V, BV)):
+        offs_v = vb * BV + tl.arange(0, BV)
+        hm = tl.where(has_tokens, kmask[:, None] & (offs_v < V)[None, :], False)
+        ht = tl.load(hp + offs_k[:, None] * V + offs_v[None, :], mask=hm, other=0.0)
+        dht = tl.load(dhp + offs_k[:, None] * V + offs_v[None, :], mask=hm, other=0.0)
+        dos = _tile(do, rows, rm, i_h, H, V, offs_v)
+        vs = _tile(v, rows, rm, i_h, H, V, offs_v)
+        dq_s += _mm(dos, tl.trans(ht), DT, DOT_PREC)
+        dk_s += _mm(vs, tl.trans(dht), DT, DOT_PREC)
+    dq_s = dq_s * tl.where(rm[:, None], tl.exp(g), 0.0) * scale
+    dk_s = dk_s * tl.where(rm[:, None], tl.exp(g_last[None, :] - g), 0.0)
+    return dq_s, dk_s
+
+
+@triton.jit
+def gla_bwd_inter_kernel(v, gcs, h, do, dh, dq_inter, dk_inter, table, T, NT, scale,
+                         H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+                         BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
+    """Grid (cdiv(K, BK), slots, B*H). The inter-chunk parts of dq and dk of a whole chunk at once (fp32
+    operands, [BT, BV] x [BV, BK] products; the dq/dk kernel otherwise redoes them per 16-row sub-chunk,
+    reading h and dh once per sub-chunk). Opt-in: triton_chunk.BWD_INTER_SEPARATE."""
+    i_k, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    t0, t1, slot = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
+    rows = t0 + tl.arange(0, BT)
+    rm = rows < t1
+    offs_k = i_k * BK + tl.arange(0, BK)
+    kmask = offs_k < K
+    g = _tile(gcs, rows, rm, i_h, H, K, offs_k)
+    g_last = _row(gcs, t1 - 1, t1 > t0, i_h, H, K, offs_k)
+    dq_s, dk_s = _inter_chunk_grads(v, do, h + (slot * H + i_h) * K * V, dh + (slot * H + i_h) * K * V, rows, rm,
+                                    g, g_last, offs_k, kmask, t1 > t0, scale, i_h, H, V, BV, tl.float32, DOT_PREC)
+    _put(dq_inter, dq_s, rows, rm, i_h, H, K, offs_k)
+    _put(dk_inter, dk_s, rows, rm, i_h, H, K, offs_k)
+
+
+@triton.jit
+def gla_bwd_dqk_kernel(q, k, v, gcs, h, do, dh, dA, dq_inter, dk_inter, dq, dk, dg, dg_tot, table, T, NT, scale,
                        H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
                        BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
-                       MM_FP32: tl.constexpr):
+                       MM_FP32: tl.constexpr, INTER_GIVEN: tl.constexpr):
     """Grid (cdiv(K, BK), slots, B*H), one sub-chunk of BC rows at a time (last first).
 
     MM_FP32: products on fp32 operands (tf32 for 16-bit inputs): dgk is a long reverse sum of
     q dq - k dk with cancellation, so dq and dk need more than 16-bit operand rounding.
+    INTER_GIVEN: the inter-chunk parts of dq and dk come from gla_bwd_inter_kernel (dq_inter, dk_inter,
+    fp32) instead of being computed here, sub-chunk by sub-chunk, from h and dh.
 
     Writes dq, dk, dg = chunk-local reverse cumsum of (q dq - k dk) (fp32) and dg_tot[slot] = its
     chunk total (fp32), from which the caller adds the later chunks' sums.
@@ -286,19 +331,12 @@ def gla_bwd_dqk_kernel(q, k, v, gcs, h, do, dh, dA, dq, dk, dg, dg_tot, table, T
         ks = _tile(k, srows, sm, i_h, H, K, offs_k)
         gs = _tile(gcs, srows, sm, i_h, H, K, offs_k)
         # inter-chunk part
-        dq_s = tl.zeros([BC, BK], tl.float32)
-        dk_s = tl.zeros([BC, BK], tl.float32)
-        for vb in range(0, tl.cdiv(V, BV)):
-            offs_v = vb * BV + tl.arange(0, BV)
-            hm = tl.where(t1 > t0, kmask[:, None] & (offs_v < V)[None, :], False)
-            ht = tl.load(hp + offs_k[:, None] * V + offs_v[None, :], mask=hm, other=0.0)
-            dht = tl.load(dhp + offs_k[:, None] * V + offs_v[None, :], mask=hm, other=0.0)
-            dos = _tile(do, srows, sm, i_h, H, V, offs_v)
-            vs = _tile(v, srows, sm, i_h, H, V, offs_v)
-            dq_s += _mm(dos, tl.trans(ht), DT, DOT_PREC)
-            dk_s += _mm(vs, tl.trans(dht), DT, DOT_PREC)
-        dq_s = dq_s * tl.where(sm[:, None], tl.exp(gs), 0.0) * scale
-        dk_s = dk_s * tl.where(sm[:, None], tl.exp(g_last[None, :] - gs), 0.0)
+        if INTER_GIVEN:
+            dq_s = _tile(dq_inter, srows, sm, i_h, H, K, offs_k)
+            dk_s = _tile(dk_inter, srows, sm, i_h, H, K, offs_k)
+        else:
+            dq_s, dk_s = _inter_chunk_grads(v, do, hp, dhp, srows, sm, gs, g_last, offs_k, kmask, t1 > t0, scale,
+                                            i_h, H, V, BV, DT, DOT_PREC)
         # intra-chunk, earlier sub-chunks (keys i < r*BC) -> dq of these rows; reference = row r*BC - 1
         if r > 0:
             ref = tl.minimum(t0 + r * BC - 1, t1 - 1)
