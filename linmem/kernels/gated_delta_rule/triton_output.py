@@ -15,8 +15,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ..triton_layout import chunk_span
-from .triton_common import load_gate, load_rows, store_rows
+from .triton_common import chunk_rows, load_gate, load_rows, store_rows
 
 
 @triton.jit
@@ -40,11 +39,7 @@ def output_fwd_kernel(
 ):
     """Grid (cdiv(V, BV), chunk slots, B*H)."""
     i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    i_b, i_h = i_bh // H, i_bh % H
-    t0, t1, slot = chunk_span(i_c, i_b, T, NT, chunk_table, IS_VARLEN, BT)
-    r = tl.arange(0, BT)
-    tok = t0 + r
-    m = tok < t1
+    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
     offs_v = i_v * BV + tl.arange(0, BV)
     hp = h + (slot.to(tl.int64) * H + i_h) * K * V
     v_lim = (t1 > t0).to(tl.int32) * V  # unused varlen slots hold no state: read nothing
@@ -74,11 +69,7 @@ def output_dv_kernel(
 ):
     """Grid (chunk slots, B*H). dv_local = scale P^T dO."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    t0, t1, slot = chunk_span(i_c, i_b, T, NT, chunk_table, IS_VARLEN, BT)
-    r = tl.arange(0, BT)
-    tok = t0 + r
-    m = tok < t1
+    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
     # K Q^T computed directly (not tl.trans of a dot result: Hopper miscompile, see module doc)
     kq = _causal_qk(k, q, tok, m, i_h, H, K, BT, BK, DOT_PREC)
     gk = load_gate(gc, tok, m, i_h, H)
@@ -104,11 +95,7 @@ def output_dqk_kernel(
     dW = -dV~ S^T;  dG (w.r.t. the cumulated gate) except the WY terms, one partial per key block.
     """
     i_k, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    i_b, i_h = i_bh // H, i_bh % H
-    t0, t1, slot = chunk_span(i_c, i_b, T, NT, chunk_table, IS_VARLEN, BT)
-    r = tl.arange(0, BT)
-    tok = t0 + r
-    m = tok < t1
+    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
     offs_k = i_k * BK + tl.arange(0, BK)
     k_mask = offs_k < K
     hp = h + (slot.to(tl.int64) * H + i_h) * K * V

@@ -18,8 +18,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ..triton_layout import chunk_span
-from .triton_common import load_gate, load_rows, store_rows
+from .triton_common import chunk_rows, load_gate, load_rows, store_rows
 
 
 @triton.jit
@@ -76,11 +75,7 @@ def wy_fwd_kernel(
     of t_out (scratch, later overwritten by T) with barriers between the write and the reads.
     """
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    t0, t1, slot = chunk_span(i_c, i_b, T, NT, chunk_table, IS_VARLEN, BT)
-    r = tl.arange(0, BT)
-    tok = t0 + r
-    m = tok < t1
+    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
     dt = k.dtype.element_ty
 
     gk = tl.cumsum(load_gate(g, tok, m, i_h, H), 0)
@@ -186,11 +181,7 @@ def wy_bwd_kernel(
     and writes dq, dk, dv, dg, dbeta, dlam.
     """
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    t0, t1, slot = chunk_span(i_c, i_b, T, NT, chunk_table, IS_VARLEN, BT)
-    r = tl.arange(0, BT)
-    tok = t0 + r
-    m = tok < t1
+    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
     dt = k.dtype.element_ty
 
     gk = load_gate(gc, tok, m, i_h, H)
@@ -272,11 +263,7 @@ def wy_bwd_gates_kernel(
 ):
     """Grid (chunk slots, B*H). Part 1 of the split WY backward: dv, dg, dbeta, and E for part 2."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    t0, t1, slot = chunk_span(i_c, i_b, T, NT, chunk_table, IS_VARLEN, BT)
-    r = tl.arange(0, BT)
-    tok = t0 + r
-    m = tok < t1
+    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
     dt = k.dtype.element_ty
 
     gk = load_gate(gc, tok, m, i_h, H)
@@ -331,11 +318,7 @@ def wy_bwd_keys_kernel(
 ):
     """Grid (chunk slots, B*H). Part 2 of the split WY backward: dq, dk (and dlam) from part 1's E."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    t0, t1, slot = chunk_span(i_c, i_b, T, NT, chunk_table, IS_VARLEN, BT)
-    r = tl.arange(0, BT)
-    tok = t0 + r
-    m = tok < t1
+    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
     dt = k.dtype.element_ty
 
     s = load_gate(beta, tok, m, i_h, H) * tl.where(m, tl.exp(load_gate(gc, tok, m, i_h, H)), 0.0)
