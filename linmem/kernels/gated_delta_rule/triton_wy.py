@@ -141,6 +141,31 @@ def wy_fwd_kernel(
 
 
 @triton.jit
+def _load_transposed(ptr, tok, m, r, i_h, H: tl.constexpr, BT: tl.constexpr):
+    """The transpose of a chunk's [BT, BT] block of a [*, H, BT] buffer, read through transposed addresses
+    (never tl.trans of a computed tile: see the module doc)."""
+    return tl.load(ptr + (tok[None, :] * H + i_h) * BT + r[:, None], mask=m[None, :], other=0.0)
+
+
+@triton.jit
+def _finish_gate_gradients(d_ag, b, xk, dbeta, dgv, dgc_part, dg_out, dbeta_out, tok, m, i_h, H: tl.constexpr,
+                           NKP: tl.constexpr, NTOK):
+    """Adds the dA terms to dbeta and dG, the output/state kernels' dG partials too, stores dg (the reverse
+    cumsum of dG inside the chunk, since G is the cumsum of g) and dbeta; returns E = dA o Gamma diag(beta).
+    d_ag = strict(-dA o Gamma) [BT, BT] fp32; xk = X K^T."""
+    dbeta += tl.sum(d_ag * xk, 1)
+    e = d_ag * b[:, None]
+    pr = e * xk
+    dgv += tl.sum(pr, 1) - tl.sum(pr, 0)
+    for i_p in range(0, NKP):
+        dgv += tl.load(dgc_part + (i_p * NTOK + tok) * H + i_h, mask=m, other=0.0)
+    dg = tl.sum(dgv, 0) - tl.cumsum(dgv, 0) + dgv
+    tl.store(dg_out + tok * H + i_h, dg.to(dg_out.dtype.element_ty), mask=m)
+    tl.store(dbeta_out + tok * H + i_h, dbeta.to(dbeta_out.dtype.element_ty), mask=m)
+    return e
+
+
+@triton.jit
 def _wy_key_gradients(q, k, lam, dw, dq_part, dk_part, dq_out, dk_out, dlam_out, tok, m, i_h, tmc_t, s, ec, ec_t,
                       H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, HAS_LAM: tl.constexpr,
                       DOT_PREC: tl.constexpr):
@@ -247,7 +272,9 @@ def wy_bwd_kernel(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The same backward in two kernels (opt-in, see triton_chunk.WY_BWD_SPLIT). The fused kernel keeps five
+# The same backward in two kernels (opt-in, see triton_chunk.WY_BWD_SPLIT). wy_bwd_kernel above keeps its own
+# inline code on purpose: routed through the helpers below its sm_90 build changes, and its PTX is, as it
+# stands, instruction for instruction the build proven on the H200. The fused kernel keeps five
 # [BT, BT] fp32 tiles live (T, T^T, dT, dT^T, X K^T), which at the 2 warps Hopper needs spills ~14 KB per
 # thread (benchmarks/kernel_resources.py). Here part 1 keeps three: it accumulates dT only, and passes
 # E = strict(-dA o Gamma) diag(beta) to part 2 through a [*, H, BT] buffer in the input dtype, which part 2
@@ -270,7 +297,7 @@ def wy_bwd_gates_kernel(
     b = load_gate(beta, tok, m, i_h, H)
     eg = tl.where(m, tl.exp(gk), 0.0)
     s = b * eg
-    tm_t = tl.load(t_in + (tok[None, :] * H + i_h) * BT + r[:, None], mask=m[None, :], other=0.0)
+    tm_t = _load_transposed(t_in, tok, m, r, i_h, H, BT)
     tmc_t = tm_t.to(dt)
 
     d_t = tl.zeros([BT, BT], tl.float32)
@@ -298,15 +325,7 @@ def wy_bwd_gates_kernel(
     strict = (r[:, None] > r[None, :]) & m[:, None] & m[None, :]
     d_a = tl.dot(tl.dot(tm_t, d_t, input_precision=DOT_PREC), tm_t, input_precision=DOT_PREC)
     d_ag = tl.where(strict, -d_a * tl.exp(tl.where(strict, gk[:, None] - gk[None, :], 0.0)), 0.0)
-    dbeta += tl.sum(d_ag * xk, 1)
-    e = d_ag * b[:, None]
-    pr = e * xk
-    dgv += tl.sum(pr, 1) - tl.sum(pr, 0)
-    for i_p in range(0, NKP):
-        dgv += tl.load(dgc_part + (i_p * NTOK + tok) * H + i_h, mask=m, other=0.0)
-    dg = tl.sum(dgv, 0) - tl.cumsum(dgv, 0) + dgv
-    tl.store(dg_out + tok * H + i_h, dg.to(dg_out.dtype.element_ty), mask=m)
-    tl.store(dbeta_out + tok * H + i_h, dbeta.to(dbeta_out.dtype.element_ty), mask=m)
+    e = _finish_gate_gradients(d_ag, b, xk, dbeta, dgv, dgc_part, dg_out, dbeta_out, tok, m, i_h, H, NKP, NTOK)
     store_rows(e_out, e, tok, m, i_h, H, BT, r)
 
 
@@ -322,8 +341,8 @@ def wy_bwd_keys_kernel(
     dt = k.dtype.element_ty
 
     s = load_gate(beta, tok, m, i_h, H) * tl.where(m, tl.exp(load_gate(gc, tok, m, i_h, H)), 0.0)
-    tmc_t = tl.load(t_in + (tok[None, :] * H + i_h) * BT + r[:, None], mask=m[None, :], other=0.0).to(dt)
+    tmc_t = _load_transposed(t_in, tok, m, r, i_h, H, BT).to(dt)
     ec = load_rows(e_in, tok, m, i_h, H, BT, r)
-    ec_t = tl.load(e_in + (tok[None, :] * H + i_h) * BT + r[:, None], mask=m[None, :], other=0.0)
+    ec_t = _load_transposed(e_in, tok, m, r, i_h, H, BT)
     _wy_key_gradients(q, k, lam, dw, dq_part, dk_part, dq_out, dk_out, dlam_out, tok, m, i_h, tmc_t, s,
                       ec, ec_t, H, K, BT, BK, HAS_LAM, DOT_PREC)
