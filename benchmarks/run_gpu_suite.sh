@@ -43,6 +43,14 @@ LINMEM_GDN_WY_BWD=split timeout "${VARIANT_S:-240}" $PY -m pytest -m gpu -v -rfE
   --timeout 300 $PARALLEL tests/test_kernels_triton_gdn.py tests/test_kernels_triton_qdelta.py \
   tests/test_kernels_gpu_determinism.py > "$OUT/gpu_tests_gdn_wy_split.log" 2>&1
 echo "gpu tests, GDN WY backward split rc=$?" >> "$OUT/gpu.txt"
+LINMEM_GDN_WY_FWD_INVERSE=squaring timeout "${VARIANT_S:-240}" $PY -m pytest -m gpu -v -rfE -p no:cacheprovider \
+  --timeout 300 $PARALLEL tests/test_kernels_triton_gdn.py tests/test_kernels_triton_qdelta.py \
+  > "$OUT/gpu_tests_gdn_wy_fwd_squaring.log" 2>&1
+echo "gpu tests, GDN WY forward inverse by squaring rc=$?" >> "$OUT/gpu.txt"
+LINMEM_GDN_WY_FWD_INVERSE=squaring timeout "${VARIANT_S:-240}" $PY benchmarks/kernels.py --seq-lens 4096,16384 \
+  --ops gated_delta_rule,qdelta_rule --no-fla-shapes --out "$OUT/gdn_wy_fwd_squaring" \
+  > "$OUT/kernels_gdn_wy_fwd_squaring.log" 2>&1
+echo "kernel benchmark, GDN WY forward inverse by squaring rc=$?" >> "$OUT/gpu.txt"
 LINMEM_GLA_BWD_INTER=separate timeout "${VARIANT_S:-240}" $PY benchmarks/kernels.py --seq-lens 4096,16384 \
   --ops gla,ccq_gla --no-fla-shapes --out "$OUT/gla_inter_separate" > "$OUT/kernels_gla_inter_separate.log" 2>&1
 echo "kernel benchmark, GLA inter-chunk backward separate rc=$?" >> "$OUT/gpu.txt"

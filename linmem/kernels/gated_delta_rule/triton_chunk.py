@@ -61,6 +61,19 @@ WY_BWD_SPLIT = False
 WY_BWD_MAXNREG = None
 
 
+#: How the forward inverts the four diagonal 16x16 blocks of I + A: a row-by-row substitution ("rows", the
+#: GPU-verified form: 16 dependent steps per block) or repeated squaring ("squaring": six small fp32 products,
+#: see triton_wy._inv_unit_lower_by_squaring). Opt-in until timed on a GPU; LINMEM_GDN_WY_FWD_INVERSE overrides.
+WY_FWD_INVERSE = "rows"
+
+
+def _wy_fwd_inverse_by_squaring() -> bool:
+    form = os.environ.get("LINMEM_GDN_WY_FWD_INVERSE", WY_FWD_INVERSE)
+    if form not in ("rows", "squaring"):
+        raise ValueError(f"LINMEM_GDN_WY_FWD_INVERSE: expected 'rows' or 'squaring', got {form!r}")
+    return form == "squaring"
+
+
 def _wy_bwd_config() -> tuple[bool, int, int | None]:
     """(split, num_warps, maxnreg) of the WY backward. LINMEM_GDN_WY_BWD=fused|split, LINMEM_GDN_WY_BWD_WARPS
     and LINMEM_GDN_WY_BWD_MAXNREG override the three settings at each call, for the GPU comparison
@@ -110,6 +123,7 @@ def _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, la
         q, k, v, g, beta, lam_arg, gc, tm, w, u, table, T_arg, NT,
         H=H, K=K, V=V, BT=BT, BK=min(64, _pow2(K)), BV=min(64, _pow2(V)),
         HAS_LAM=lam is not None, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_num_warps(), num_stages=_stages(dt),
+        **({"INV_BY_SQUARING": True} if _wy_fwd_inverse_by_squaring() else {}),
     )
     h = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=dt)
     vnew = torch.empty(B, T, H, V, device=dev, dtype=dt)

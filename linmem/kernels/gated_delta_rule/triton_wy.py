@@ -34,6 +34,21 @@ def _inv_unit_lower(a, BC: tl.constexpr):
 
 
 @triton.jit
+def _inv_unit_lower_by_squaring(a, BC: tl.constexpr):
+    """(I + a)^-1 for a strictly lower-triangular fp32 [BC, BC] tile, BC <= 16, without a row loop: N = -a is
+    nilpotent (N^16 = 0 exactly, by structure), so (I + a)^-1 = (I + N)(I + N^2)(I + N^4)(I + N^8): six small
+    products with fp32 (ieee) operands. Opt-in (triton_chunk.WY_FWD_INVERSE)."""
+    r = tl.arange(0, BC)
+    eye = (r[:, None] == r[None, :]).to(tl.float32)
+    power = -a
+    t = eye + power
+    for _ in tl.static_range(3):
+        power = tl.dot(power, power, input_precision="ieee")
+        t = tl.dot(t, eye + power, input_precision="ieee")
+    return t
+
+
+@triton.jit
 def _probe_rows(q, k, lam, tok, m, i_h, offs_k, H: tl.constexpr, K: tl.constexpr, HAS_LAM: tl.constexpr):
     """(k rows, probe rows x = k + lam q) as fp32 [R, BK]."""
     kr = load_rows(k, tok, m, i_h, H, K, offs_k).to(tl.float32)
@@ -67,6 +82,7 @@ def wy_fwd_kernel(
     q, k, v, g, beta, lam, gc_out, t_out, w_out, u_out, chunk_table, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, HAS_LAM: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
+    INV_BY_SQUARING: tl.constexpr = False,
 ):
     """Grid (chunk slots, B*H). Writes G (fp32), T (fp32 [*, H, BT]), W, U.
 
@@ -104,10 +120,16 @@ def wy_fwd_kernel(
     a30 = _load_block(t_out, tk3, m3, i_h, 0, H, BT, BC)
     a31 = _load_block(t_out, tk3, m3, i_h, BC, H, BT, BC)
     a32 = _load_block(t_out, tk3, m3, i_h, 2 * BC, H, BT, BC)
-    t00 = _inv_unit_lower(_load_block(t_out, tk0, m0, i_h, 0, H, BT, BC), BC)
-    t11 = _inv_unit_lower(_load_block(t_out, tk1, m1, i_h, BC, H, BT, BC), BC)
-    t22 = _inv_unit_lower(_load_block(t_out, tk2, m2, i_h, 2 * BC, H, BT, BC), BC)
-    t33 = _inv_unit_lower(_load_block(t_out, tk3, m3, i_h, 3 * BC, H, BT, BC), BC)
+    if INV_BY_SQUARING:
+        t00 = _inv_unit_lower_by_squaring(_load_block(t_out, tk0, m0, i_h, 0, H, BT, BC), BC)
+        t11 = _inv_unit_lower_by_squaring(_load_block(t_out, tk1, m1, i_h, BC, H, BT, BC), BC)
+        t22 = _inv_unit_lower_by_squaring(_load_block(t_out, tk2, m2, i_h, 2 * BC, H, BT, BC), BC)
+        t33 = _inv_unit_lower_by_squaring(_load_block(t_out, tk3, m3, i_h, 3 * BC, H, BT, BC), BC)
+    else:
+        t00 = _inv_unit_lower(_load_block(t_out, tk0, m0, i_h, 0, H, BT, BC), BC)
+        t11 = _inv_unit_lower(_load_block(t_out, tk1, m1, i_h, BC, H, BT, BC), BC)
+        t22 = _inv_unit_lower(_load_block(t_out, tk2, m2, i_h, 2 * BC, H, BT, BC), BC)
+        t33 = _inv_unit_lower(_load_block(t_out, tk3, m3, i_h, 3 * BC, H, BT, BC), BC)
     t10 = -tl.dot(t11, tl.dot(a10, t00, input_precision=DOT_PREC), input_precision=DOT_PREC)
     t21 = -tl.dot(t22, tl.dot(a21, t11, input_precision=DOT_PREC), input_precision=DOT_PREC)
     t32 = -tl.dot(t33, tl.dot(a32, t22, input_precision=DOT_PREC), input_precision=DOT_PREC)
