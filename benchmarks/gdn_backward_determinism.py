@@ -4,7 +4,7 @@
 
 On the GPU only. A configuration is form:warps[:maxnreg] of the WY backward (form fused = wy_bwd_kernel,
 split = wy_bwd_gates_kernel + wy_bwd_keys_kernel; set through the LINMEM_GDN_WY_BWD* variables read by
-linmem.kernels.gated_delta_rule.triton_chunk). For each, runs the backward of three real-size cases
+linmem.kernels.gated_delta_rule.triton_config). For each, runs the backward of three real-size cases
 `--repeats` times on the same inputs and records: whether every gradient is bitwise equal across repeats,
 the rrms of dg, dbeta and dk against the float64 per-token reference, and GDN fwd+bwd time at
 B8 T4K H16 d128 (bf16, median of triton.testing.do_bench). Writes gdn-wy-bwd-configs-<gpu>.json.

@@ -113,7 +113,7 @@ def gdn_kernels(K: int):
     backward also at 8 warps, the setting that was miscompiled on the H200 (see WY_BWD_NUM_WARPS)."""
     import torch
 
-    from linmem.kernels.gated_delta_rule import triton_chunk as host
+    from linmem.kernels.gated_delta_rule import triton_config as host
     from linmem.kernels.gated_delta_rule import triton_output, triton_wy
 
     f32, bf16 = "*fp32", "*bf16"

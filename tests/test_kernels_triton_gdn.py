@@ -110,25 +110,25 @@ def test_varlen_matches_naive():
 def test_split_wy_backward_matches_naive(monkeypatch, with_lam, dtype, tol_o, tol_g):
     """The two-kernel WY backward (WY_BWD_SPLIT, opt-in until measured on the GPU) on varlen inputs with an
     empty and a ragged sequence, and its environment switch."""
-    from linmem.kernels.gated_delta_rule import triton_chunk
+    from linmem.kernels.gated_delta_rule import triton_config
     from linmem.kernels.qdelta.naive import naive_qdelta_rule
     from linmem.kernels.qdelta.triton_chunk import triton_qdelta_rule
 
     fn, ref, names = triton_gated_delta_rule, naive_gated_delta_rule, NAMES
     if with_lam:
         fn, ref, names = triton_qdelta_rule, naive_qdelta_rule, GATES + ("lam", "initial_state")
-    monkeypatch.setattr(triton_chunk, "WY_BWD_SPLIT", True)
-    assert triton_chunk._wy_bwd_config() == (True, triton_chunk.WY_BWD_NUM_WARPS, None)
+    monkeypatch.setattr(triton_config, "WY_BWD_SPLIT", True)
+    assert triton_config._wy_bwd_config() == (True, triton_config.WY_BWD_NUM_WARPS, None)
     cu = torch.tensor([0, 5, 5, 21, 40, 43], dtype=torch.int32)
     x = make_inputs(1, 43, 2, 20, 24, n_states=5, seed=13, dtype=dtype, with_lam=with_lam)
     compare(fn, ref, x, names, cu_seqlens=cu, chunk_size=16, tol_o=tol_o, tol_g=tol_g)
     monkeypatch.setenv("LINMEM_GDN_WY_BWD", "fused")
     monkeypatch.setenv("LINMEM_GDN_WY_BWD_WARPS", "4")
     monkeypatch.setenv("LINMEM_GDN_WY_BWD_MAXNREG", "255")
-    assert triton_chunk._wy_bwd_config() == (False, 4, 255)
+    assert triton_config._wy_bwd_config() == (False, 4, 255)
     monkeypatch.setenv("LINMEM_GDN_WY_BWD", "both")
     with pytest.raises(ValueError, match="LINMEM_GDN_WY_BWD"):
-        triton_chunk._wy_bwd_config()
+        triton_config._wy_bwd_config()
 
 
 @triton.jit
@@ -162,23 +162,23 @@ def test_diagonal_block_inverse_is_exact_on_long_chains(by_squaring):
 def test_wy_forward_inverse_by_squaring_matches_naive(monkeypatch, chunk, with_lam):
     """The opt-in forward inverse by repeated squaring (WY_FWD_INVERSE) at every chunk size, varlen with an
     empty sequence, fwd and all gradients; and its environment switch."""
-    from linmem.kernels.gated_delta_rule import triton_chunk
+    from linmem.kernels.gated_delta_rule import triton_config
     from linmem.kernels.qdelta.naive import naive_qdelta_rule
     from linmem.kernels.qdelta.triton_chunk import triton_qdelta_rule
 
     fn, ref, names = triton_gated_delta_rule, naive_gated_delta_rule, NAMES
     if with_lam:
         fn, ref, names = triton_qdelta_rule, naive_qdelta_rule, GATES + ("lam", "initial_state")
-    monkeypatch.setattr(triton_chunk, "WY_FWD_INVERSE", "squaring")
-    assert triton_chunk._wy_fwd_inverse_by_squaring()
+    monkeypatch.setattr(triton_config, "WY_FWD_INVERSE", "squaring")
+    assert triton_config._wy_fwd_inverse_by_squaring()
     cu = torch.tensor([0, 5, 5, 70, 83], dtype=torch.int32)
     x = make_inputs(1, 83, 2, 20, 24, n_states=4, seed=chunk, with_lam=with_lam)
     compare(fn, ref, x, names, cu_seqlens=cu, chunk_size=chunk)
     monkeypatch.setenv("LINMEM_GDN_WY_FWD_INVERSE", "rows")
-    assert not triton_chunk._wy_fwd_inverse_by_squaring()
+    assert not triton_config._wy_fwd_inverse_by_squaring()
     monkeypatch.setenv("LINMEM_GDN_WY_FWD_INVERSE", "lu")
     with pytest.raises(ValueError, match="LINMEM_GDN_WY_FWD_INVERSE"):
-        triton_chunk._wy_fwd_inverse_by_squaring()
+        triton_config._wy_fwd_inverse_by_squaring()
 
 
 @cpu_only

@@ -37,7 +37,7 @@ def _inv_unit_lower(a, BC: tl.constexpr):
 def _inv_unit_lower_by_squaring(a, BC: tl.constexpr):
     """(I + a)^-1 for a strictly lower-triangular fp32 [BC, BC] tile, BC <= 16, without a row loop: N = -a is
     nilpotent (N^16 = 0 exactly, by structure), so (I + a)^-1 = (I + N)(I + N^2)(I + N^4)(I + N^8): six small
-    products with fp32 (ieee) operands. Opt-in (triton_chunk.WY_FWD_INVERSE)."""
+    products with fp32 (ieee) operands. Opt-in (triton_config.WY_FWD_INVERSE)."""
     r = tl.arange(0, BC)
     eye = (r[:, None] == r[None, :]).to(tl.float32)
     power = -a
@@ -294,7 +294,7 @@ def wy_bwd_kernel(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The same backward in two kernels (opt-in, see triton_chunk.WY_BWD_SPLIT). wy_bwd_kernel above keeps its own
+# The same backward in two kernels (opt-in, see triton_config.WY_BWD_SPLIT). wy_bwd_kernel above keeps its own
 # inline code on purpose: routed through the helpers below its sm_90 build changes, and its PTX is, as it
 # stands, instruction for instruction the build proven on the H200. The fused kernel keeps five
 # [BT, BT] fp32 tiles live (T, T^T, dT, dT^T, X K^T), which at the 2 warps Hopper needs spills ~14 KB per

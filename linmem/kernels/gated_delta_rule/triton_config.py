@@ -1,0 +1,96 @@
+"""Launch settings of the Gated DeltaNet / Q-Delta Triton kernels, and the switches of their opt-in forms.
+
+A fixed table, no autotuning (no first-call tuning storm). The opt-in forms (WY_BWD_SPLIT, WY_BWD_MAXNREG,
+WY_FWD_INVERSE) pass the interpreter tests but have not run on a GPU; each has an environment variable, read at
+every call, so one GPU session can compare them (benchmarks/run_gpu_suite.sh). Tests patch this module.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+
+
+def _pow2(n: int) -> int:
+    return triton.next_power_of_2(n)
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+# Fixed launch table (no autotuning). 8 warps: at 4 warps ptxas spills heavily on sm_90 (checked offline
+# with cuobjdump -res-usage: e.g. wy_bwd 1.9 KB stack at 4 warps, 0.9 KB at 8). LINMEM_GDN_NUM_WARPS
+# overrides it (read at each call; diagnosis of Hopper codegen issues, which fla ties to 8 warps).
+NUM_WARPS = 8
+
+
+def _num_warps() -> int:
+    return int(os.environ.get("LINMEM_GDN_NUM_WARPS", NUM_WARPS))
+
+
+# The WY backward runs at 2 warps whatever the table above says. On the H200 with Triton 3.6, at 8 warps it
+# gives a different dg and dbeta on every call of the same inputs: a miscompile, with rrms 0.5-5.5e-2
+# against the fp64 reference where the interpreter gives 3e-4. At 4 warps a smaller run-to-run drift is
+# left (fp16, T = 1000); at 2 warps four repeats were bitwise equal and dg/dbeta were 5.8e-4/2.5e-4, as
+# accurate as dq and dk. fla pins its WY backward to 2 warps on Hopper for the same reason (fla #984).
+# The price: GDN fwd+bwd at B8 T4K 9.6 ms instead of 5.8 ms (benchmarks/results/gdn-wy-bwd-warps-h200.json).
+WY_BWD_NUM_WARPS = 2
+
+#: The WY backward as one kernel (False, GPU-verified) or as two (True: wy_bwd_gates_kernel, then
+#: wy_bwd_keys_kernel; fewer live tiles, see triton_wy.py). The split form passes the interpreter tests but has
+#: not run on a GPU yet.
+WY_BWD_SPLIT = False
+
+#: Register cap of the WY backward (None: ptxas decides). Offline sm_90 builds at 2 warps get only 32
+#: registers and a 14.7 KB stack per thread; with maxnreg=255 the stack is 6.6 KB (9.0 / 3.6 KB for the split
+#: kernels). Not yet tried on a GPU.
+WY_BWD_MAXNREG = None
+
+
+#: How the forward inverts the four diagonal 16x16 blocks of I + A: a row-by-row substitution ("rows", the
+#: GPU-verified form: 16 dependent steps per block) or repeated squaring ("squaring": six small fp32 products,
+#: see triton_wy._inv_unit_lower_by_squaring). Opt-in until timed on a GPU; LINMEM_GDN_WY_FWD_INVERSE overrides.
+WY_FWD_INVERSE = "rows"
+
+
+def _wy_fwd_inverse_by_squaring() -> bool:
+    form = os.environ.get("LINMEM_GDN_WY_FWD_INVERSE", WY_FWD_INVERSE)
+    if form not in ("rows", "squaring"):
+        raise ValueError(f"LINMEM_GDN_WY_FWD_INVERSE: expected 'rows' or 'squaring', got {form!r}")
+    return form == "squaring"
+
+
+def _wy_bwd_config() -> tuple[bool, int, int | None]:
+    """(split, num_warps, maxnreg) of the WY backward. LINMEM_GDN_WY_BWD=fused|split, LINMEM_GDN_WY_BWD_WARPS
+    and LINMEM_GDN_WY_BWD_MAXNREG override the three settings at each call, for the GPU comparison
+    (benchmarks/gdn_backward_determinism.py --configs; benchmarks/kernels.py under the same variables)."""
+    form = os.environ.get("LINMEM_GDN_WY_BWD", "split" if WY_BWD_SPLIT else "fused")
+    if form not in ("fused", "split"):
+        raise ValueError(f"LINMEM_GDN_WY_BWD: expected 'fused' or 'split', got {form!r}")
+    maxnreg = os.environ.get("LINMEM_GDN_WY_BWD_MAXNREG", WY_BWD_MAXNREG)
+    return (form == "split", int(os.environ.get("LINMEM_GDN_WY_BWD_WARPS", WY_BWD_NUM_WARPS)),
+            int(maxnreg) if maxnreg not in (None, "") else None)
+
+
+def _stages(dtype: torch.dtype) -> int:
+    """Software-pipelining depth: fp32 tiles overflow shared memory on sm_90 with Triton 3.6 at depth 3."""
+    return 1 if dtype == torch.float32 else 3
+
+
+def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
+                 backward: bool = False) -> tuple[int, int, int, int]:
+    """(BK, BV, num_warps, num_stages) of the sequential state kernels: the whole key dim is one tile.
+
+    These kernels walk the chunks one after another, so their speed is set by how many programs run at
+    once: BV = 32 unless 64-wide value blocks already give >= 512 programs (H100: 132 SMs).
+    Key dims above 128 and fp32 inputs use no pipelining: at depth 3 state_bwd asked for 295 KB (d = 256)
+    and 254 KB (fp32, d = 128) of shared memory on the H100 (Triton 3.6), over the 227 KB limit. With
+    depth 1 an offline sm_90 build with Triton 3.6 gave 52-80 KB (see benchmarks/kernel_resources.py).
+    """
+    bk = _pow2(k_dim)
+    wide = bk <= 128 and not backward and n_seq_heads * triton.cdiv(v_dim, 64) >= 512
+    bv = min(_pow2(v_dim), 64 if wide else 32)
+    return bk, bv, _num_warps(), (1 if bk > 128 else _stages(dtype))
