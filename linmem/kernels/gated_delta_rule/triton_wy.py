@@ -4,13 +4,14 @@ Per chunk of BT tokens (G = within-chunk cumsum of g, X = probe rows: X = K for 
 X = K + diag(lam) Q for Q-Delta):
     A = strict_lower(diag(beta) (Gamma o X K^T)),  Gamma_ij = exp(G_i - G_j)
     T = (I + A)^-1,  W = T diag(beta e^G) X,  U = T diag(beta) V
-The inverse is built from four BC = BT/4 diagonal blocks (row recurrence) joined by block products;
-A, W and U are whole-chunk tensor-core products.
+The inverse is built from four BC = BT/4 diagonal blocks (row recurrence, or opt-in repeated squaring)
+joined by block products; A, W and U are whole-chunk tensor-core products.
 
 The backward never applies tl.trans to an fp32 tile or to a dot result: T^T is loaded through transposed
 addresses and the transposed [BT, BT] products (dT^T, dA^T) get their own tl.dot. On Hopper with Triton
 3.4+ a transposed MMA-layout tensor fed to another dot is miscompiled (fla issue #640: dg, dbeta off by
-a few %), which matches what this kernel's first GPU run showed.
+a few %). Even so, at 8 warps the fused backward gave dg/dbeta that changed from call to call on the H200
+(Triton 3.6); it runs at 2 warps (triton_config.WY_BWD_NUM_WARPS).
 """
 
 from __future__ import annotations
@@ -295,8 +296,8 @@ def wy_bwd_kernel(
 
 # ----------------------------------------------------------------------------------------------------------
 # The same backward in two kernels (opt-in, see triton_config.WY_BWD_SPLIT). wy_bwd_kernel above keeps its own
-# inline code on purpose: routed through the helpers below its sm_90 build changes, and its PTX is, as it
-# stands, instruction for instruction the build proven on the H200. The fused kernel keeps five
+# inline code on purpose: routed through the shared helpers (_load_transposed, _finish_gate_gradients) its
+# sm_90 build changes, and as it stands its PTX is instruction for instruction the build proven on the H200. The fused kernel keeps five
 # [BT, BT] fp32 tiles live (T, T^T, dT, dT^T, X K^T), which at the 2 warps Hopper needs spills ~14 KB per
 # thread (benchmarks/kernel_resources.py). Here part 1 keeps three: it accumulates dT only, and passes
 # E = strict(-dA o Gamma) diag(beta) to part 2 through a [*, H, BT] buffer in the input dtype, which part 2
