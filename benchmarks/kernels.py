@@ -1,6 +1,7 @@
 """Kernel benchmark: linmem's Triton ops vs flash-linear-attention (fla) and SDPA flash attention.
 
     python benchmarks/kernels.py [--quick] [--seq-lens 2048,4096] [--ops ...] [--resume] [--out benchmarks/results]
+    python benchmarks/kernels.py --table benchmarks/results/kernels-h200.json     # the table of a past run
 
 Times forward and forward+backward (median of `triton.testing.do_bench`, bf16) in one process for:
   ours: gla, gated_delta_rule, qdelta_rule, ccq_gla, ccq_gated_delta_rule (LINMEM backend forced to triton)
@@ -181,8 +182,31 @@ def result_header() -> dict:
     }
 
 
+def _fmt(value, spec: str) -> str:
+    """value in spec (e.g. '8.2f'), or a right-aligned '-' of the same width when it is missing."""
+    return format(value, spec) if value is not None else "-".rjust(int(spec.split(".")[0]))
+
+
+def format_table(rows: list[dict]) -> str:
+    """The sweep as a fixed-width table: ms, the ratios to fla, to SDPA and to our backbone (fwd+bwd), TFLOP/s
+    and GB/s of the forward. One line per op and shape, grouped by shape."""
+    header = (f"{'op':32s} {'T':>6s} {'H':>3s} {'dk':>4s} {'dv':>4s} {'fwd ms':>8s} {'f+b ms':>8s} {'f+b/fla':>8s} "
+              f"{'f+b/sdpa':>8s} {'f+b/bb':>7s} {'TFLOP/s':>8s} {'GB/s':>7s}")
+    lines = [header, "-" * len(header)]
+    for r in sorted(rows, key=lambda r: (r["H"], r["dk"], r["dv"], r["T"])):
+        if "error" in r:
+            lines.append(f"{r['op']:32s} {r['T']:6d} {r['H']:3d} {r['dk']:4d} {r['dv']:4d}  {r['error'][:60]}")
+            continue
+        lines.append(
+            f"{r['op']:32s} {r['T']:6d} {r['H']:3d} {r['dk']:4d} {r['dv']:4d} {r['fwd_ms']:8.2f} {r['fwdbwd_ms']:8.2f} "
+            f"{_fmt(r.get('fwdbwd_vs_fla'), '8.2f')} {_fmt(r.get('fwdbwd_vs_sdpa'), '8.2f')} "
+            f"{_fmt(r.get('fwdbwd_vs_our_backbone'), '7.2f')} {r['fwd_tflops']:8.1f} {r['fwd_gbps']:7.0f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--table", metavar="JSON", help="print the table of an existing result file and exit (no GPU)")
     parser.add_argument("--quick", action="store_true", help="T in {2K, 8K} only")
     parser.add_argument("--seq-lens", default=None, help="comma-separated T values (default 1K..32K)")
     parser.add_argument("--ops", default=None, help=f"comma-separated subset of {PEERS + OURS}")
@@ -191,6 +215,9 @@ def main() -> None:
     parser.add_argument("--allow-busy-gpu", action="store_true", help="time even if other processes use the GPU")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
+    if args.table:
+        print(format_table(json.loads(Path(args.table).read_text())["rows"]))
+        return
     busy = other_gpu_processes()
     if busy and not args.allow_busy_gpu:
         raise SystemExit(f"other processes use the GPU, timings would be wrong: {busy} (--allow-busy-gpu to go on)")
@@ -228,6 +255,7 @@ def main() -> None:
                                   ("gla", 4, 256, 512), ("fla_chunk_gla", 4, 256, 512), ("ccq_gla", 4, 256, 512)):
             if op in ops:
                 record(op, 8, 4096, heads, dk, dv)
+    print(format_table(rows))
     print(f"wrote {path}")
 
 
