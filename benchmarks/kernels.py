@@ -257,6 +257,12 @@ def main() -> None:
                 record(op, 8, 4096, heads, dk, dv)
     print(format_table(rows))
     print(f"wrote {path}")
+    try:  # the plot beside the JSON (matplotlib is optional on a GPU host)
+        from plot_kernels import main as plot
+    except ImportError as error:
+        print(f"no plot: {error}")
+    else:
+        plot(str(path))
 
 
 if __name__ == "__main__":
