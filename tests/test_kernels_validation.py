@@ -108,3 +108,28 @@ def test_non_floating_q_and_bad_scale(op: OpCase) -> None:
     for fn in _fns(op):
         with pytest.raises(ValueError, match="scale: expected a positive number, got -1.0"):
             _call(op, fn, args, scale=-1.0)
+
+
+def test_cu_seqlens_values_are_read_once_per_tensor(monkeypatch) -> None:
+    """A model hands one cu_seqlens to every layer: only the first check copies it to the host. A changed tensor
+    (in-place write), another T or another batch size is checked again."""
+    from linmem.kernels.utils import check_cu_seqlens
+
+    cu = torch.tensor([0, 3, 3, 9], dtype=torch.int32)
+    assert check_cu_seqlens(cu, 1, 9) == 3
+
+    def no_host_copy(self):
+        raise AssertionError("cu_seqlens values read again")
+
+    monkeypatch.setattr(torch.Tensor, "tolist", no_host_copy)
+    assert check_cu_seqlens(cu, 1, 9) == 3
+    with pytest.raises(AssertionError, match="read again"):
+        check_cu_seqlens(cu, 1, 10)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="last entry T = 10"):
+        check_cu_seqlens(cu, 1, 10)
+    with pytest.raises(ValueError, match="batch size B == 1"):
+        check_cu_seqlens(cu, 2, 9)
+    cu[2] = 1  # in place: the tensor's version changes, so it is read again
+    with pytest.raises(ValueError, match="non-decreasing"):
+        check_cu_seqlens(cu, 1, 9)
