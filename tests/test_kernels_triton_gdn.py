@@ -306,18 +306,19 @@ def test_ccq_gdn_decode_steps_match_naive_and_update_in_place(center):
 
 @gpu
 @needs_cuda
-@pytest.mark.parametrize("center", [False, True])
-def test_gpu_ccq_gdn_bf16(center):
+@pytest.mark.parametrize("center,dim", [(False, 128), (True, 128), (True, 256)])
+def test_gpu_ccq_gdn_bf16(center, dim):
     """CCQ-GDN (statistic kernels + GDN kernels) at a real size, varlen, from a start state: output, final
-    state and every gradient against the fp64 per-token reference."""
+    state and every gradient against the fp64 per-token reference. dim 256: the widest head of the Triton
+    CCQ path (linmem.kernels.ccq.op.TRITON_MAX_HEAD_K_DIM)."""
     from linmem.kernels.ccq.naive import naive_ccq_gated_delta_rule
     from linmem.kernels.ccq.state import CCQState
     from linmem.kernels.ccq.triton_gdn import triton_ccq_gated_delta_rule
 
     cu = torch.tensor([0, 300, 301, 1100, 1100, 2048], dtype=torch.int32, device="cuda")
-    x = make_inputs(1, 2048, 2, 128, 128, n_states=5, dtype=torch.bfloat16, device="cuda", seed=22, with_lam=True)
+    x = make_inputs(1, 2048, 2, dim, dim, n_states=5, dtype=torch.bfloat16, device="cuda", seed=22, with_lam=True)
     gen = torch.Generator(device="cuda").manual_seed(23)
-    kk = F.normalize(torch.randn(5, 2, 6, 128, generator=gen, device="cuda"), dim=-1)
+    kk = F.normalize(torch.randn(5, 2, 6, dim, generator=gen, device="cuda"), dim=-1)
     st = CCQState(x["initial_state"].detach().float(), torch.einsum("nhjk,nhjl->nhkl", kk, kk).contiguous(),
                   torch.rand(5, 2, generator=gen, device="cuda") * 3 + 1, kk.sum(2).contiguous() if center else None)
     names = GATES + ("lam",)
@@ -339,11 +340,12 @@ def test_gpu_ccq_gdn_bf16(center):
 
 @gpu
 @needs_cuda
-def test_gpu_ccq_gdn_decode_steps_match_chunk_bf16():
+@pytest.mark.parametrize("dim", [128, 256])
+def test_gpu_ccq_gdn_decode_steps_match_chunk_bf16(dim):
     from linmem.kernels.ccq.triton_gdn import triton_ccq_gated_delta_rule
     from linmem.kernels.ccq.triton_step import triton_ccq_gated_delta_rule_step
 
-    x = {n: t.detach() for n, t in make_inputs(2, 64, 4, 128, 128, dtype=torch.bfloat16, device="cuda", seed=24,
+    x = {n: t.detach() for n, t in make_inputs(2, 64, 4, dim, dim, dtype=torch.bfloat16, device="cuda", seed=24,
                                                with_lam=True).items()}
     names = GATES + ("lam",)
     o, s = triton_ccq_gated_delta_rule(*(x[n] for n in names), output_final_state=True, center=True)

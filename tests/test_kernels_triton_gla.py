@@ -427,9 +427,10 @@ def test_gla_gpu_fp32():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(_CPU, reason="needs CUDA")
-@pytest.mark.parametrize("center", [False, True])
-def test_ccq_gla_gpu_bf16(center):
-    _check_ccq(1, 1024, 2, 128, 128, 64, [0, 200, 201, 640, 900, 1024] if center else None, True, True, center,
+@pytest.mark.parametrize("center,dim", [(False, 128), (True, 128), (True, 256)])
+def test_ccq_gla_gpu_bf16(center, dim):
+    """dim 256: the widest head of the Triton CCQ path (linmem.kernels.ccq.op.TRITON_MAX_HEAD_K_DIM)."""
+    _check_ccq(1, 1024, 2, dim, dim, 64, [0, 200, 201, 640, 900, 1024] if center else None, True, True, center,
                torch.bfloat16, "cuda", BF16_O, BF16_GRAD, ref="token")
 
 
