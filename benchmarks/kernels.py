@@ -122,7 +122,7 @@ def time_op(op: str, batch: int, seq_len: int, heads: int, dk: int, dv: int) -> 
                    fwd_gbps=traffic(inputs, out.numel()) / fwd * 1e-6)
     except Exception as error:  # recorded, not hidden: a failing op shows up in the table and the JSON
         row.update(error=f"{type(error).__name__}: {str(error)[:300]}")
-    del inputs
+    inputs.clear()  # frees the tensors before empty_cache (the closures above are done with them)
     torch.cuda.empty_cache()
     return row
 
