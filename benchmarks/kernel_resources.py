@@ -123,7 +123,7 @@ def gdn_kernels(K: int):
     yield ("gdn wy forward", triton_wy.wy_fwd_kernel,
            dict(q=bf16, k=bf16, v=bf16, g=f32, beta=f32, lam=f32, gc_out=f32, t_out=f32, w_out=bf16, u_out=bf16),
            dict(base, HAS_LAM=False), nw, stages)
-    yield ("gdn wy forward, squaring (opt-in)", triton_wy.wy_fwd_kernel,
+    yield ("gdn wy fwd, squaring (opt-in)", triton_wy.wy_fwd_kernel,
            dict(q=bf16, k=bf16, v=bf16, g=f32, beta=f32, lam=f32, gc_out=f32, t_out=f32, w_out=bf16, u_out=bf16),
            dict(base, HAS_LAM=False, INV_BY_SQUARING=True), nw, stages)
     wy_bwd = dict(q=bf16, k=bf16, v=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, du=bf16, dq_part=f32,
