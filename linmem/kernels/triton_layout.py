@@ -95,6 +95,17 @@ def chunk_span(i_c, i_b, T, NT, table, IS_VARLEN: tl.constexpr, BT: tl.constexpr
 
 
 @triton.jit
+def chunk_rows(i_c, i_bh, chunk_table, T, NT, H: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """The chunk a program of grid (.., slots, B*H) owns: (head, token span t0..t1, chunk slot, chunk-local
+    rows r [BT], their flat token indices tok [BT], and which of them are real tokens m [BT])."""
+    i_b, i_h = i_bh // H, i_bh % H
+    t0, t1, slot = chunk_span(i_c, i_b, T, NT, chunk_table, IS_VARLEN, BT)
+    r = tl.arange(0, BT)
+    tok = t0 + r
+    return i_h, t0, t1, slot, r, tok, tok < t1
+
+
+@triton.jit
 def token_span(i_n, T, cu_seqlens, IS_VARLEN: tl.constexpr):
     """Token span [bos, eos) of sequence i_n in the flat token axis (dense rows hold T tokens each)."""
     if IS_VARLEN:

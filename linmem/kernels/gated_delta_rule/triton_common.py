@@ -11,8 +11,6 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ..triton_layout import chunk_span
-
 
 @triton.jit
 def load_rows(ptr, tok, row_mask, i_h, H: tl.constexpr, D: tl.constexpr, offs_d):
@@ -32,13 +30,3 @@ def load_gate(ptr, tok, row_mask, i_h, H: tl.constexpr):
     """Per-token, per-head scalar [R] as fp32 (zeros outside)."""
     return tl.load(ptr + tok * H + i_h, mask=row_mask, other=0.0).to(tl.float32)
 
-
-@triton.jit
-def chunk_rows(i_c, i_bh, chunk_table, T, NT, H: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
-    """The chunk a program of grid (.., slots, B*H) owns: (head, token span t0..t1, chunk slot, chunk-local
-    rows r [BT], their flat token indices tok [BT], and which of them are real tokens m [BT])."""
-    i_b, i_h = i_bh // H, i_bh % H
-    t0, t1, slot = chunk_span(i_c, i_b, T, NT, chunk_table, IS_VARLEN, BT)
-    r = tl.arange(0, BT)
-    tok = t0 + r
-    return i_h, t0, t1, slot, r, tok, tok < t1

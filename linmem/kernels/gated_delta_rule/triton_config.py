@@ -12,6 +12,8 @@ import os
 import torch
 import triton
 
+from ..backend import kernel_form
+
 
 def _pow2(n: int) -> int:
     return triton.next_power_of_2(n)
@@ -57,19 +59,14 @@ WY_FWD_INVERSE = "rows"
 
 
 def _wy_fwd_inverse_by_squaring() -> bool:
-    form = os.environ.get("LINMEM_GDN_WY_FWD_INVERSE", WY_FWD_INVERSE)
-    if form not in ("rows", "squaring"):
-        raise ValueError(f"LINMEM_GDN_WY_FWD_INVERSE: expected 'rows' or 'squaring', got {form!r}")
-    return form == "squaring"
+    return kernel_form("LINMEM_GDN_WY_FWD_INVERSE", WY_FWD_INVERSE, ("rows", "squaring")) == "squaring"
 
 
 def _wy_bwd_config() -> tuple[bool, int, int | None]:
     """(split, num_warps, maxnreg) of the WY backward. LINMEM_GDN_WY_BWD=fused|split, LINMEM_GDN_WY_BWD_WARPS
     and LINMEM_GDN_WY_BWD_MAXNREG override the three settings at each call, for the GPU comparison
     (benchmarks/gdn_backward_determinism.py --configs; benchmarks/kernels.py under the same variables)."""
-    form = os.environ.get("LINMEM_GDN_WY_BWD", "split" if WY_BWD_SPLIT else "fused")
-    if form not in ("fused", "split"):
-        raise ValueError(f"LINMEM_GDN_WY_BWD: expected 'fused' or 'split', got {form!r}")
+    form = kernel_form("LINMEM_GDN_WY_BWD", "split" if WY_BWD_SPLIT else "fused", ("fused", "split"))
     maxnreg = os.environ.get("LINMEM_GDN_WY_BWD_MAXNREG", WY_BWD_MAXNREG)
     return (form == "split", int(os.environ.get("LINMEM_GDN_WY_BWD_WARPS", WY_BWD_NUM_WARPS)),
             int(maxnreg) if maxnreg not in (None, "") else None)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_common import chunk_rows, load_gate, load_rows, store_rows
+from ..triton_layout import chunk_rows
+from .triton_common import load_gate, load_rows, store_rows
 
 
 @triton.jit

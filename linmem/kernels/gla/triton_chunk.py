@@ -24,6 +24,7 @@ from .triton_chunk_kernels import (
     gla_state_bwd_kernel,
     gla_state_fwd_kernel,
 )
+from ..backend import kernel_form
 from ..triton_layout import ChunkLayout
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -47,10 +48,8 @@ BWD_INTER_SEPARATE = False
 
 
 def _bwd_inter_separate() -> bool:
-    form = os.environ.get("LINMEM_GLA_BWD_INTER", "separate" if BWD_INTER_SEPARATE else "fused")
-    if form not in ("fused", "separate"):
-        raise ValueError(f"LINMEM_GLA_BWD_INTER: expected 'fused' or 'separate', got {form!r}")
-    return form == "separate"
+    default = "separate" if BWD_INTER_SEPARATE else "fused"
+    return kernel_form("LINMEM_GLA_BWD_INTER", default, ("fused", "separate")) == "separate"
 
 
 #: Product precision of the backward's fp32-operand dots for 16-bit inputs ("tf32"); "ieee" trades speed for

@@ -20,7 +20,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ..triton_layout import chunk_span, seq_span, state_tile
+from ..triton_layout import chunk_rows, chunk_span, seq_span, state_tile
 
 
 @triton.jit
@@ -273,10 +273,7 @@ def gla_bwd_inter_kernel(v, gcs, h, do, dh, dq_inter, dk_inter, table, T, NT, sc
     operands, [BT, BV] x [BV, BK] products; the dq/dk kernel otherwise redoes them per 16-row sub-chunk,
     reading h and dh once per sub-chunk). Opt-in: triton_chunk.BWD_INTER_SEPARATE."""
     i_k, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    i_b, i_h = i_bh // H, i_bh % H
-    t0, t1, slot = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
-    rows = t0 + tl.arange(0, BT)
-    rm = rows < t1
+    i_h, t0, t1, slot, _, rows, rm = chunk_rows(i_c, i_bh, table, T, NT, H, BT, IS_VARLEN)
     offs_k = i_k * BK + tl.arange(0, BK)
     kmask = offs_k < K
     g = _tile(gcs, rows, rm, i_h, H, K, offs_k)
