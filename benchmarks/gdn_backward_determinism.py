@@ -1,10 +1,10 @@
 """Is the Gated DeltaNet / Q-Delta backward deterministic and accurate in each WY-backward configuration?
 
-    python benchmarks/gdn_backward_determinism.py [--configs fused:2,split:2:255,...] [--repeats 4] [--out DIR]
+    python benchmarks/gdn_backward_determinism.py [--configs 2,2:255,4,...] [--repeats 4] [--out DIR]
 
-On the GPU only. A configuration is form:warps[:maxnreg] of the WY backward (form fused = wy_bwd_kernel,
-split = wy_bwd_gates_kernel + wy_bwd_keys_kernel; set through the LINMEM_GDN_WY_BWD* variables read by
-linmem.kernels.gated_delta_rule.triton_config). For each, runs the backward of three real-size cases
+On the GPU only. A configuration is warps[:maxnreg] of the two WY-backward kernels (wy_bwd_gates_kernel,
+wy_bwd_keys_kernel), set through the LINMEM_GDN_WY_BWD_* variables read by
+linmem.kernels.gated_delta_rule.triton_config. For each, runs the backward of three real-size cases
 `--repeats` times on the same inputs and records: whether every gradient is bitwise equal across repeats,
 the rrms of dg, dbeta and dk against the float64 per-token reference, and GDN fwd+bwd time at
 B8 T4K H16 d128 (bf16, median of triton.testing.do_bench). Writes gdn-wy-bwd-configs-<gpu>.json.
@@ -75,16 +75,15 @@ def gdn_fwd_bwd_ms() -> float:
                         return_mode="median")
 
 
-DEFAULT_CONFIGS = "fused:8,fused:4,fused:2,fused:2:255,split:2,split:2:255,split:4,split:8"
+DEFAULT_CONFIGS = "2,2:255,4,4:255,8"
 
 
 def apply(config: str) -> dict:
-    """Set the LINMEM_GDN_WY_BWD* variables for 'form:warps[:maxnreg]'; -> the config as a dict."""
-    form, warps, *rest = config.split(":")
-    os.environ["LINMEM_GDN_WY_BWD"] = form
+    """Set the LINMEM_GDN_WY_BWD_* variables for 'warps[:maxnreg]'; -> the config as a dict."""
+    warps, *rest = config.split(":")
     os.environ["LINMEM_GDN_WY_BWD_WARPS"] = warps
     os.environ["LINMEM_GDN_WY_BWD_MAXNREG"] = rest[0] if rest else ""
-    return {"form": form, "num_warps": int(warps), "maxnreg": int(rest[0]) if rest else None}
+    return {"num_warps": int(warps), "maxnreg": int(rest[0]) if rest else None}
 
 
 def main() -> None:

@@ -110,7 +110,7 @@ def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
 
 def gdn_kernels(K: int):
     """The Gated DeltaNet WY kernels and the dq/dk read at K = V, bf16, as triton_chunk.py launches them; the WY
-    backward also at 8 warps, the setting that was miscompiled on the H200 (see WY_BWD_NUM_WARPS)."""
+    backward also at 8 warps, which was not reproducible on the H200 (see WY_BWD_NUM_WARPS)."""
     import torch
 
     from linmem.kernels.gated_delta_rule import triton_config as host
@@ -126,21 +126,15 @@ def gdn_kernels(K: int):
     yield ("gdn wy fwd, squaring (opt-in)", triton_wy.wy_fwd_kernel,
            dict(q=bf16, k=bf16, v=bf16, g=f32, beta=f32, lam=f32, gc_out=f32, t_out=f32, w_out=bf16, u_out=bf16),
            dict(base, HAS_LAM=False, INV_BY_SQUARING=True), nw, stages)
-    wy_bwd = dict(q=bf16, k=bf16, v=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, du=bf16, dq_part=f32,
-                  dk_part=f32, dgc_part=f32, dq_out=bf16, dk_out=bf16, dv_out=bf16, dg_out=f32, dbeta_out=f32,
-                  dlam_out=f32)
-    for warps in (host.WY_BWD_NUM_WARPS, 8):
-        yield (f"gdn wy backward ({warps} warps)", triton_wy.wy_bwd_kernel, wy_bwd,
-               dict(base, NKP=triton.cdiv(K, bk), HAS_LAM=False), warps, stages)
     gates = dict(q=bf16, k=bf16, v=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, du=bf16, dgc_part=f32,
                  dv_out=bf16, dg_out=f32, dbeta_out=f32, e_out=bf16)
     keys = dict(q=bf16, k=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, e_in=bf16, dq_part=f32, dk_part=f32,
                 dq_out=bf16, dk_out=bf16, dlam_out=f32)
     key_flags = {n: v for n, v in base.items() if n not in ("V", "BV")}
-    for warps in (2, 4):
-        yield (f"gdn wy bwd split 1/2 ({warps} w)", triton_wy.wy_bwd_gates_kernel, gates,
+    for warps in (host.WY_BWD_NUM_WARPS, 8):
+        yield (f"gdn wy bwd 1/2 ({warps} warps)", triton_wy.wy_bwd_gates_kernel, gates,
                dict(base, NKP=triton.cdiv(K, bk), HAS_LAM=False), warps, stages)
-        yield (f"gdn wy bwd split 2/2 ({warps} w)", triton_wy.wy_bwd_keys_kernel, keys,
+        yield (f"gdn wy bwd 2/2 ({warps} warps)", triton_wy.wy_bwd_keys_kernel, keys,
                dict(key_flags, HAS_LAM=False), warps, stages)
     yield ("gdn dq, dk, dw, dg", triton_output.output_dqk_kernel,
            dict(q=bf16, k=bf16, vnew=bf16, h=bf16, dh=bf16, gc=f32, do=bf16, dvnew=bf16, dq_part=f32, dk_part=f32,

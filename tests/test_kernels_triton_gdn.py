@@ -107,9 +107,9 @@ def test_varlen_matches_naive():
 @cpu_only
 @pytest.mark.parametrize("with_lam", [False, True])
 @pytest.mark.parametrize("dtype,tol_o,tol_g", [(torch.float32, 1e-4, 1e-3), (torch.float16, 5e-3, 1e-2)])
-def test_split_wy_backward_matches_naive(monkeypatch, with_lam, dtype, tol_o, tol_g):
-    """The two-kernel WY backward (WY_BWD_SPLIT, opt-in until measured on the GPU) on varlen inputs with an
-    empty and a ragged sequence, and its environment switch."""
+def test_wy_backward_on_varlen_matches_naive(monkeypatch, with_lam, dtype, tol_o, tol_g):
+    """The two-kernel WY backward on varlen inputs with an empty and a ragged sequence, GDN and Q-Delta, fp32 and
+    fp16; and the environment variables that override its launch settings (read at each call)."""
     from linmem.kernels.gated_delta_rule import triton_config
     from linmem.kernels.qdelta.naive import naive_qdelta_rule
     from linmem.kernels.qdelta.triton_chunk import triton_qdelta_rule
@@ -117,18 +117,13 @@ def test_split_wy_backward_matches_naive(monkeypatch, with_lam, dtype, tol_o, to
     fn, ref, names = triton_gated_delta_rule, naive_gated_delta_rule, NAMES
     if with_lam:
         fn, ref, names = triton_qdelta_rule, naive_qdelta_rule, GATES + ("lam", "initial_state")
-    monkeypatch.setattr(triton_config, "WY_BWD_SPLIT", True)
-    assert triton_config._wy_bwd_config() == (True, triton_config.WY_BWD_NUM_WARPS, None)
+    assert triton_config._wy_bwd_config() == (triton_config.WY_BWD_NUM_WARPS, None)
     cu = torch.tensor([0, 5, 5, 21, 40, 43], dtype=torch.int32)
     x = make_inputs(1, 43, 2, 20, 24, n_states=5, seed=13, dtype=dtype, with_lam=with_lam)
     compare(fn, ref, x, names, cu_seqlens=cu, chunk_size=16, tol_o=tol_o, tol_g=tol_g)
-    monkeypatch.setenv("LINMEM_GDN_WY_BWD", "fused")
     monkeypatch.setenv("LINMEM_GDN_WY_BWD_WARPS", "4")
     monkeypatch.setenv("LINMEM_GDN_WY_BWD_MAXNREG", "255")
-    assert triton_config._wy_bwd_config() == (False, 4, 255)
-    monkeypatch.setenv("LINMEM_GDN_WY_BWD", "both")
-    with pytest.raises(ValueError, match="LINMEM_GDN_WY_BWD"):
-        triton_config._wy_bwd_config()
+    assert triton_config._wy_bwd_config() == (4, 255)
 
 
 @triton.jit

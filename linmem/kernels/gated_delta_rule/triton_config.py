@@ -1,8 +1,8 @@
 """Launch settings of the Gated DeltaNet / Q-Delta Triton kernels, and the switches of their opt-in forms.
 
-A fixed table, no autotuning (no first-call tuning storm). The opt-in forms (WY_BWD_SPLIT, WY_BWD_MAXNREG,
-WY_FWD_INVERSE) pass the interpreter tests but have not run on a GPU; each has an environment variable, read at
-every call, so one GPU session can compare them (benchmarks/run_gpu_suite.sh). Tests patch this module.
+A fixed table, no autotuning (no first-call tuning storm). Environment variables, read at every call, override
+the WY backward's launch settings and pick the forward's opt-in inverse form, so one GPU session can compare
+them (benchmarks/run_gpu_suite.sh). Tests patch this module.
 """
 
 from __future__ import annotations
@@ -33,22 +33,16 @@ def _num_warps() -> int:
     return int(os.environ.get("LINMEM_GDN_NUM_WARPS", NUM_WARPS))
 
 
-# The WY backward runs at 2 warps whatever the table above says. On the H200 with Triton 3.6, at 8 warps it
-# gives a different dg and dbeta on every call of the same inputs: a miscompile, with rrms 0.5-5.5e-2
-# against the fp64 reference where the interpreter gives 3e-4. At 4 warps a smaller run-to-run drift is
-# left (fp16, T = 1000); at 2 warps four repeats were bitwise equal and dg/dbeta were 5.8e-4/2.5e-4, as
-# accurate as dq and dk. fla pins its WY backward to 2 warps on Hopper for the same reason (fla #984).
-# The price: GDN fwd+bwd at B8 T4K 9.6 ms instead of 5.8 ms (benchmarks/results/gdn-wy-bwd-warps-h200.json).
+# The WY backward (two kernels, see triton_wy.py) runs at 2 warps whatever the table above says. On the H200
+# with Triton 3.6, a one-kernel form at 8 warps gave a different dg and dbeta on every call of the same inputs: a
+# miscompile, rrms 0.5-5.5e-2 against the fp64 reference where the interpreter gives 3e-4. The two-kernel form
+# drifts from call to call at 4 and 8 warps too; at 2 warps repeated calls are bitwise equal, with dg/dbeta as
+# accurate as dk, and GDN fwd+bwd at B8 T4K takes 5.5 ms (benchmarks/results/gdn-wy-bwd-configs-h200.json).
+# fla pins its WY backward to 2 warps on Hopper for the same reason (fla #984).
 WY_BWD_NUM_WARPS = 2
 
-#: The WY backward as one kernel (False, GPU-verified) or as two (True: wy_bwd_gates_kernel, then
-#: wy_bwd_keys_kernel; fewer live tiles, see triton_wy.py). The split form passes the interpreter tests but has
-#: not run on a GPU yet.
-WY_BWD_SPLIT = False
-
-#: Register cap of the WY backward (None: ptxas decides). Offline sm_90 builds at 2 warps get only 32
-#: registers and a 14.7 KB stack per thread; with maxnreg=255 the stack is 6.6 KB (9.0 / 3.6 KB for the split
-#: kernels). Not yet tried on a GPU.
+#: Register cap of the WY backward (None: ptxas decides). maxnreg=255 cuts the offline sm_90 stack, but on the
+#: H200 it was no faster (5.55 against 5.52 ms) and made 4 warps no more reproducible.
 WY_BWD_MAXNREG = None
 
 
@@ -62,13 +56,11 @@ def _wy_fwd_inverse_by_squaring() -> bool:
     return kernel_form("LINMEM_GDN_WY_FWD_INVERSE", WY_FWD_INVERSE, ("rows", "squaring")) == "squaring"
 
 
-def _wy_bwd_config() -> tuple[bool, int, int | None]:
-    """(split, num_warps, maxnreg) of the WY backward. LINMEM_GDN_WY_BWD=fused|split, LINMEM_GDN_WY_BWD_WARPS
-    and LINMEM_GDN_WY_BWD_MAXNREG override the three settings at each call, for the GPU comparison
-    (benchmarks/gdn_backward_determinism.py --configs; benchmarks/kernels.py under the same variables)."""
-    form = kernel_form("LINMEM_GDN_WY_BWD", "split" if WY_BWD_SPLIT else "fused", ("fused", "split"))
+def _wy_bwd_config() -> tuple[int, int | None]:
+    """(num_warps, maxnreg) of the WY backward. LINMEM_GDN_WY_BWD_WARPS and LINMEM_GDN_WY_BWD_MAXNREG override them
+    at each call, for diagnosis on a new GPU or Triton (benchmarks/gdn_backward_determinism.py --configs)."""
     maxnreg = os.environ.get("LINMEM_GDN_WY_BWD_MAXNREG", WY_BWD_MAXNREG)
-    return (form == "split", int(os.environ.get("LINMEM_GDN_WY_BWD_WARPS", WY_BWD_NUM_WARPS)),
+    return (int(os.environ.get("LINMEM_GDN_WY_BWD_WARPS", WY_BWD_NUM_WARPS)),
             int(maxnreg) if maxnreg not in (None, "") else None)
 
 

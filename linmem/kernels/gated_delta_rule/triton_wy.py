@@ -10,8 +10,8 @@ joined by block products; A, W and U are whole-chunk tensor-core products.
 The backward never applies tl.trans to an fp32 tile or to a dot result: T^T is loaded through transposed
 addresses and the transposed [BT, BT] products (dT^T, dA^T) get their own tl.dot. On Hopper with Triton
 3.4+ a transposed MMA-layout tensor fed to another dot is miscompiled (fla issue #640: dg, dbeta off by
-a few %). Even so, at 8 warps the fused backward gave dg/dbeta that changed from call to call on the H200
-(Triton 3.6); it runs at 2 warps (triton_config.WY_BWD_NUM_WARPS).
+a few %). Even so, at 8 warps a fused one-kernel backward gave dg/dbeta that changed from call to call on the
+H200 (Triton 3.6); the backward is now two kernels at 2 warps (triton_config.WY_BWD_NUM_WARPS).
 """
 
 from __future__ import annotations
@@ -215,94 +215,13 @@ def _wy_key_gradients(q, k, lam, dw, dq_part, dk_part, dq_out, dk_out, dlam_out,
         tl.store(dlam_out + tok * H + i_h, dlam.to(dlam_out.dtype.element_ty), mask=m)
 
 
-@triton.jit
-def wy_bwd_kernel(
-    q, k, v, beta, lam, gc, t_in, dw, du, dq_part, dk_part, dgc_part,
-    dq_out, dk_out, dv_out, dg_out, dbeta_out, dlam_out, chunk_table, T, NT, NTOK,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
-    BV: tl.constexpr, NKP: tl.constexpr, HAS_LAM: tl.constexpr, IS_VARLEN: tl.constexpr,
-    DOT_PREC: tl.constexpr,
-):
-    """Grid (chunk slots, B*H). Back-propagates dW, dU through the WY form and finishes all grads.
-
-    dq_part/dk_part (fp32) and dgc_part ([NKP, B*T, H] fp32, grads w.r.t. the cumulated gate G) come
-    from the output/state kernels (NTOK = B*T tokens); this adds the WY terms, maps dG to dg (reverse cumsum in the chunk)
-    and writes dq, dk, dv, dg, dbeta, dlam.
-    """
-    i_c, i_bh = tl.program_id(0), tl.program_id(1)
-    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
-    dt = k.dtype.element_ty
-
-    gk = load_gate(gc, tok, m, i_h, H)
-    b = load_gate(beta, tok, m, i_h, H)
-    eg = tl.where(m, tl.exp(gk), 0.0)
-    s = b * eg
-    tm = load_rows(t_in, tok, m, i_h, H, BT, r)
-    # T^T loaded through transposed addresses: no tl.trans of fp32 / computed tiles (see module doc)
-    tm_t = tl.load(t_in + (tok[None, :] * H + i_h) * BT + r[:, None], mask=m[None, :], other=0.0)
-    tmc_t = tm_t.to(dt)
-
-    d_t = tl.zeros([BT, BT], tl.float32)
-    d_t_t = tl.zeros([BT, BT], tl.float32)
-    xk = tl.zeros([BT, BT], tl.float32)
-    dbeta = tl.zeros([BT], tl.float32)
-    dgv = tl.zeros([BT], tl.float32)
-    for i_k in range(0, tl.cdiv(K, BK)):
-        offs_k = i_k * BK + tl.arange(0, BK)
-        kr, xr = _probe_rows(q, k, lam, tok, m, i_h, offs_k, H, K, HAS_LAM)
-        dwr = load_rows(dw, tok, m, i_h, H, K, offs_k)
-        y = (xr * s[:, None]).to(dt)
-        d_t += tl.dot(dwr, tl.trans(y), input_precision=DOT_PREC)
-        d_t_t += tl.dot(y, tl.trans(dwr), input_precision=DOT_PREC)
-        tdw = tl.dot(tmc_t, dwr, input_precision=DOT_PREC)
-        red = tl.sum(xr * tdw, 1)
-        dbeta += red * eg
-        dgv += red * s
-        xk += tl.dot(xr.to(dt), tl.trans(kr.to(dt)), input_precision=DOT_PREC)
-    for i_v in range(0, tl.cdiv(V, BV)):
-        offs_v = i_v * BV + tl.arange(0, BV)
-        vr = load_rows(v, tok, m, i_h, H, V, offs_v).to(tl.float32)
-        dur = load_rows(du, tok, m, i_h, H, V, offs_v)
-        y = (vr * b[:, None]).to(dt)
-        d_t += tl.dot(dur, tl.trans(y), input_precision=DOT_PREC)
-        d_t_t += tl.dot(y, tl.trans(dur), input_precision=DOT_PREC)
-        tdu = tl.dot(tmc_t, dur, input_precision=DOT_PREC)
-        store_rows(dv_out, tdu * b[:, None], tok, m, i_h, H, V, offs_v)
-        dbeta += tl.sum(vr * tdu, 1)
-
-    # dA = -T^T dT T^T on the strict lower triangle; A_ij = beta_i exp(G_i - G_j) (X K^T)_ij.
-    # Its transpose -T dT^T T is formed by its own products (dk needs it as a dot operand).
-    strict = (r[:, None] > r[None, :]) & m[:, None] & m[None, :]
-    strict_t = (r[:, None] < r[None, :]) & m[:, None] & m[None, :]
-    d_a = tl.dot(tl.dot(tm_t, d_t, input_precision=DOT_PREC), tm_t, input_precision=DOT_PREC)
-    d_a_t = tl.dot(tl.dot(tm, d_t_t, input_precision=DOT_PREC), tm, input_precision=DOT_PREC)
-    gam = tl.exp(tl.where(strict, gk[:, None] - gk[None, :], 0.0))
-    gam_t = tl.exp(tl.where(strict_t, gk[None, :] - gk[:, None], 0.0))
-    d_ag = tl.where(strict, -d_a * gam, 0.0)
-    e_t = tl.where(strict_t, -d_a_t * gam_t, 0.0) * b[None, :]
-    dbeta += tl.sum(d_ag * xk, 1)
-    e = d_ag * b[:, None]
-    pr = e * xk
-    dgv += tl.sum(pr, 1) - tl.sum(pr, 0)
-    for i_p in range(0, NKP):
-        dgv += tl.load(dgc_part + (i_p * NTOK + tok) * H + i_h, mask=m, other=0.0)
-    # g -> G is a cumsum inside the chunk, so dg is the reverse cumsum of dG.
-    dg = tl.sum(dgv, 0) - tl.cumsum(dgv, 0) + dgv
-    tl.store(dg_out + tok * H + i_h, dg.to(dg_out.dtype.element_ty), mask=m)
-    tl.store(dbeta_out + tok * H + i_h, dbeta.to(dbeta_out.dtype.element_ty), mask=m)
-
-    _wy_key_gradients(q, k, lam, dw, dq_part, dk_part, dq_out, dk_out, dlam_out, tok, m, i_h, tmc_t, s,
-                      e.to(dt), e_t.to(dt), H, K, BT, BK, HAS_LAM, DOT_PREC)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The same backward in two kernels (opt-in, see triton_config.WY_BWD_SPLIT). wy_bwd_kernel above keeps its own
-# inline code on purpose: routed through the shared helpers (_load_transposed, _finish_gate_gradients) its
-# sm_90 build changes, and as it stands its PTX is instruction for instruction the build proven on the H200. The fused kernel keeps five
-# [BT, BT] fp32 tiles live (T, T^T, dT, dT^T, X K^T), which at the 2 warps Hopper needs spills ~14 KB per
-# thread (benchmarks/kernel_resources.py). Here part 1 keeps three: it accumulates dT only, and passes
-# E = strict(-dA o Gamma) diag(beta) to part 2 through a [*, H, BT] buffer in the input dtype, which part 2
-# reads both as E and, through transposed addresses, as E^T (no tl.trans of a computed tile).
+# The backward runs as two kernels. A single fused kernel kept five [BT, BT] fp32 tiles live (T, T^T, dT, dT^T,
+# X K^T); at 8 warps it was miscompiled on the H200 (dg/dbeta changed from call to call), and at the 2 warps that
+# fixed it, it spilled ~14 KB per thread and took GDN fwd+bwd (B8 T4K) to 9.5 ms. Part 1 here keeps three tiles:
+# it accumulates dT only and passes E = strict(-dA o Gamma) diag(beta) to part 2 through a [*, H, BT] buffer in the
+# input dtype, which part 2 reads both as E and, through transposed addresses, as E^T (no tl.trans of a computed
+# tile). At 2 warps the pair is bitwise reproducible and takes GDN fwd+bwd to 5.5 ms
+# (benchmarks/results/gdn-wy-bwd-configs-h200.json).
 
 
 @triton.jit
