@@ -97,15 +97,13 @@ def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
     yield ("gla dA, dv", kernels.gla_bwd_dA_dv_kernel,
            dict(k=bf16, v=bf16, gcs=f32, A=f32, do=bf16, dh=f32, dA=f32, dv=bf16, table=None),
            dict(base, BK=bk, BV=bv, DOT_PREC="tf32"), nw, stages)
-    dqk = dict(q=bf16, k=bf16, v=bf16, gcs=f32, h=f32, do=bf16, dh=f32, dA=f32, dq_inter=f32, dk_inter=f32,
+    dqk = dict(q=bf16, k=bf16, gcs=f32, dA=f32, dq_inter=f32, dk_inter=f32,
                dq=bf16, dk=bf16, dg=f32, dg_tot=f32, table=None)
-    yield ("gla dq, dk, dgk", kernels.gla_bwd_dqk_kernel, dqk,
-           dict(base, BC=host.SUB_CHUNK, BK=bk, BV=bv, DOT_PREC="tf32", MM_FP32=True, INTER_GIVEN=False), nw, stages)
-    yield ("gla inter dq, dk (opt-in)", kernels.gla_bwd_inter_kernel,
+    yield ("gla inter-chunk dq, dk", kernels.gla_bwd_inter_kernel,
            dict(v=bf16, gcs=f32, h=f32, do=bf16, dh=f32, dq_inter=f32, dk_inter=f32, table=None),
            dict(base, BK=bk, BV=bv, DOT_PREC="tf32"), nw, stages)
-    yield ("gla dq, dk, dgk, given inter", kernels.gla_bwd_dqk_kernel, dqk,
-           dict(base, BC=host.SUB_CHUNK, BK=bk, BV=bv, DOT_PREC="tf32", MM_FP32=True, INTER_GIVEN=True), nw, stages)
+    yield ("gla dq, dk, dgk", kernels.gla_bwd_dqk_kernel, dqk,
+           dict(base, BC=host.SUB_CHUNK, BK=bk, DOT_PREC="tf32", MM_FP32=True), nw, stages)
 
 
 def gdn_kernels(K: int):
@@ -123,9 +121,6 @@ def gdn_kernels(K: int):
     yield ("gdn wy forward", triton_wy.wy_fwd_kernel,
            dict(q=bf16, k=bf16, v=bf16, g=f32, beta=f32, lam=f32, gc_out=f32, t_out=f32, w_out=bf16, u_out=bf16),
            dict(base, HAS_LAM=False), nw, stages)
-    yield ("gdn wy fwd, squaring (opt-in)", triton_wy.wy_fwd_kernel,
-           dict(q=bf16, k=bf16, v=bf16, g=f32, beta=f32, lam=f32, gc_out=f32, t_out=f32, w_out=bf16, u_out=bf16),
-           dict(base, HAS_LAM=False, INV_BY_SQUARING=True), nw, stages)
     gates = dict(q=bf16, k=bf16, v=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, du=bf16, dgc_part=f32,
                  dv_out=bf16, dg_out=f32, dbeta_out=f32, e_out=bf16)
     keys = dict(q=bf16, k=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, e_in=bf16, dq_part=f32, dk_part=f32,

@@ -25,7 +25,7 @@ import triton.language as tl  # noqa: E402
 from linmem.kernels.gated_delta_rule.naive import naive_gated_delta_rule  # noqa: E402
 from linmem.kernels.gated_delta_rule.triton_chunk import triton_gated_delta_rule  # noqa: E402
 from linmem.kernels.gated_delta_rule.triton_step import triton_gated_delta_rule_step  # noqa: E402
-from linmem.kernels.gated_delta_rule.triton_wy import _inv_unit_lower, _inv_unit_lower_by_squaring  # noqa: E402
+from linmem.kernels.gated_delta_rule.triton_wy import _inv_unit_lower  # noqa: E402
 from linmem.kernels.utils import relative_rms  # noqa: E402
 
 # (linmem.kernels binds the name gated_delta_rule to the op function, so import the module by its path)
@@ -127,26 +127,21 @@ def test_wy_backward_on_varlen_matches_naive(monkeypatch, with_lam, dtype, tol_o
 
 
 @triton.jit
-def _invert_block(a_ptr, t_ptr, BC: tl.constexpr, SQUARING: tl.constexpr):
-    """Test harness: one [BC, BC] block through either diagonal-block inverse of the WY forward."""
+def _invert_block(a_ptr, t_ptr, BC: tl.constexpr):
+    """Test harness: one [BC, BC] block through the diagonal-block inverse of the WY forward."""
     r = tl.arange(0, BC)
     a = tl.load(a_ptr + r[:, None] * BC + r[None, :])
-    if SQUARING:
-        t = _inv_unit_lower_by_squaring(a, BC)
-    else:
-        t = _inv_unit_lower(a, BC)
-    tl.store(t_ptr + r[:, None] * BC + r[None, :], t)
+    tl.store(t_ptr + r[:, None] * BC + r[None, :], _inv_unit_lower(a, BC))
 
 
 @cpu_only
-@pytest.mark.parametrize("by_squaring", [False, True])
-def test_diagonal_block_inverse_is_exact_on_long_chains(by_squaring):
-    """Both forms of (I + A)^-1 for a 16x16 strictly lower A whose products do not fade: A = -S (S all ones below
-    the diagonal) has an inverse with entries 2^(i-j-1), so every power of A up to A^15 matters; random inputs
-    with small entries cannot tell a truncated series apart."""
+def test_diagonal_block_inverse_is_exact_on_long_chains():
+    """(I + A)^-1 by repeated squaring for a 16x16 strictly lower A whose products do not fade: A = -S (S all ones
+    below the diagonal) has an inverse with entries 2^(i-j-1), so every power of A up to A^15 matters; random
+    inputs with small entries cannot tell a truncated series apart (two squarings instead of three fail here)."""
     a = -torch.ones(16, 16).tril(-1)
     t = torch.full((16, 16), float("nan"))
-    _invert_block[(1,)](a, t, BC=16, SQUARING=by_squaring)
+    _invert_block[(1,)](a, t, BC=16)
     expected = torch.linalg.inv(torch.eye(16, dtype=torch.float64) + a.double())
     assert torch.equal(t.double(), expected), (t - expected).abs().max()
 
@@ -154,26 +149,18 @@ def test_diagonal_block_inverse_is_exact_on_long_chains(by_squaring):
 @cpu_only
 @pytest.mark.parametrize("chunk", [16, 32, 64])
 @pytest.mark.parametrize("with_lam", [False, True])
-def test_wy_forward_inverse_by_squaring_matches_naive(monkeypatch, chunk, with_lam):
-    """The opt-in forward inverse by repeated squaring (WY_FWD_INVERSE) at every chunk size, varlen with an
-    empty sequence, fwd and all gradients; and its environment switch."""
-    from linmem.kernels.gated_delta_rule import triton_config
+def test_wy_forward_matches_naive_at_every_chunk_size(chunk, with_lam):
+    """The WY forward (its diagonal blocks of BT/4 inverted by squaring) at every chunk size, varlen with an empty
+    sequence, fwd and all gradients, GDN and Q-Delta."""
     from linmem.kernels.qdelta.naive import naive_qdelta_rule
     from linmem.kernels.qdelta.triton_chunk import triton_qdelta_rule
 
     fn, ref, names = triton_gated_delta_rule, naive_gated_delta_rule, NAMES
     if with_lam:
         fn, ref, names = triton_qdelta_rule, naive_qdelta_rule, GATES + ("lam", "initial_state")
-    monkeypatch.setattr(triton_config, "WY_FWD_INVERSE", "squaring")
-    assert triton_config._wy_fwd_inverse_by_squaring()
     cu = torch.tensor([0, 5, 5, 70, 83], dtype=torch.int32)
     x = make_inputs(1, 83, 2, 20, 24, n_states=4, seed=chunk, with_lam=with_lam)
     compare(fn, ref, x, names, cu_seqlens=cu, chunk_size=chunk)
-    monkeypatch.setenv("LINMEM_GDN_WY_FWD_INVERSE", "rows")
-    assert not triton_config._wy_fwd_inverse_by_squaring()
-    monkeypatch.setenv("LINMEM_GDN_WY_FWD_INVERSE", "lu")
-    with pytest.raises(ValueError, match="LINMEM_GDN_WY_FWD_INVERSE"):
-        triton_config._wy_fwd_inverse_by_squaring()
 
 
 @cpu_only

@@ -190,21 +190,10 @@ def test_gla_matches_naive(case):
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
 @pytest.mark.parametrize("case", [GLA_CASES[2], GLA_CASES[4]], ids=["dense", "varlen"])
-@pytest.mark.parametrize("dtype,tol_o,tol_g", [(torch.float32, FP32_O, FP32_GRAD), (torch.float16, BF16_O, BF16_GRAD)])
-def test_gla_separate_inter_chunk_backward(monkeypatch, case, dtype, tol_o, tol_g):
-    """The opt-in form of the backward whose inter-chunk dq/dk run in their own kernel (BWD_INTER_SEPARATE),
-    and its environment switch."""
-    import sys
-
-    host = sys.modules["linmem.kernels.gla.triton_chunk"]
-    monkeypatch.setattr(host, "BWD_INTER_SEPARATE", True)
-    assert host._bwd_inter_separate()
-    _check_gla(*case, dtype, "cpu", tol_o, tol_g)
-    monkeypatch.setenv("LINMEM_GLA_BWD_INTER", "fused")
-    assert not host._bwd_inter_separate()
-    monkeypatch.setenv("LINMEM_GLA_BWD_INTER", "yes")
-    with pytest.raises(ValueError, match="LINMEM_GLA_BWD_INTER"):
-        host._bwd_inter_separate()
+def test_gla_fp16_gradients(case):
+    """fp16 inputs through the whole backward (the inter-chunk dq/dk kernel, then the sub-chunked dq/dk kernel),
+    dense and varlen."""
+    _check_gla(*case, torch.float16, "cpu", BF16_O, BF16_GRAD)
 
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")

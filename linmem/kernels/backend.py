@@ -87,15 +87,6 @@ def load_triton(package: str, module: str, function: str) -> Callable | None:
     return getattr(mod, function, None)
 
 
-def kernel_form(variable: str, default: str, forms: tuple[str, ...]) -> str:
-    """Which form of a kernel to run: the environment variable if set, else `default`, checked against
-    `forms` (read at every call, so a benchmark can switch forms within one process)."""
-    form = os.environ.get(variable, default)
-    if form not in forms:
-        raise ValueError(f"{variable}: expected one of {', '.join(repr(f) for f in forms)}, got {form!r}")
-    return form
-
-
 def dispatch(op_name: str, package: str, naive_fn: Callable, chunk_fn: Callable, q: torch.Tensor,
              args: tuple, kwargs: dict, *, use_step: bool = False, triton_unsupported: str | None = None):
     """Call the implementation the backend picks with (args, kwargs); use_step prefers the decode kernel.

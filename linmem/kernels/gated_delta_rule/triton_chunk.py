@@ -14,9 +14,7 @@ import torch
 import triton
 
 from ..triton_layout import ChunkLayout
-from .triton_config import (
-    _dot_precision, _num_warps, _pow2, _stages, _state_tiles, _wy_bwd_config, _wy_fwd_inverse_by_squaring,
-)
+from .triton_config import _dot_precision, _num_warps, _pow2, _stages, _state_tiles, _wy_bwd_config
 from .triton_output import output_dqk_kernel, output_dv_kernel, output_fwd_kernel
 from .triton_state import state_bwd_kernel, state_fwd_kernel
 from .triton_wy import wy_bwd_gates_kernel, wy_bwd_keys_kernel, wy_fwd_kernel
@@ -43,7 +41,6 @@ def _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, la
         q, k, v, g, beta, lam_arg, gc, tm, w, u, table, T_arg, NT,
         H=H, K=K, V=V, BT=BT, BK=min(64, _pow2(K)), BV=min(64, _pow2(V)),
         HAS_LAM=lam is not None, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_num_warps(), num_stages=_stages(dt),
-        **({"INV_BY_SQUARING": True} if _wy_fwd_inverse_by_squaring() else {}),
     )
     h = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=dt)
     vnew = torch.empty(B, T, H, V, device=dev, dtype=dt)

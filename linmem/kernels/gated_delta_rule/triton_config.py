@@ -1,8 +1,7 @@
-"""Launch settings of the Gated DeltaNet / Q-Delta Triton kernels, and the switches of their opt-in forms.
+"""Launch settings of the Gated DeltaNet / Q-Delta Triton kernels.
 
-A fixed table, no autotuning (no first-call tuning storm). Environment variables, read at every call, override
-the WY backward's launch settings and pick the forward's opt-in inverse form, so one GPU session can compare
-them (benchmarks/run_gpu_suite.sh). Tests patch this module.
+A fixed table, no autotuning (no first-call tuning storm). LINMEM_GDN_NUM_WARPS and the LINMEM_GDN_WY_BWD_*
+variables, read at every call, override it for diagnosis on a new GPU or Triton. Tests patch this module.
 """
 
 from __future__ import annotations
@@ -11,8 +10,6 @@ import os
 
 import torch
 import triton
-
-from ..backend import kernel_form
 
 
 def _pow2(n: int) -> int:
@@ -24,7 +21,7 @@ def _dot_precision(dtype: torch.dtype) -> str:
 
 
 # Fixed launch table (no autotuning). 8 warps: at 4 warps ptxas spills heavily on sm_90 (checked offline
-# with cuobjdump -res-usage: e.g. wy_bwd 1.9 KB stack at 4 warps, 0.9 KB at 8). LINMEM_GDN_NUM_WARPS
+# with cuobjdump -res-usage: e.g. the former one-kernel wy_bwd 1.9 KB stack at 4 warps, 0.9 KB at 8). LINMEM_GDN_NUM_WARPS
 # overrides it (read at each call; diagnosis of Hopper codegen issues, which fla ties to 8 warps).
 NUM_WARPS = 8
 
@@ -42,18 +39,8 @@ def _num_warps() -> int:
 WY_BWD_NUM_WARPS = 2
 
 #: Register cap of the WY backward (None: ptxas decides). maxnreg=255 cuts the offline sm_90 stack, but on the
-#: H200 it was no faster (5.55 against 5.52 ms) and made 4 warps no more reproducible.
+#: H200 it was no faster (5.55 against 5.52 ms) and did not make 4 warps reproducible.
 WY_BWD_MAXNREG = None
-
-
-#: How the forward inverts the four diagonal 16x16 blocks of I + A: a row-by-row substitution ("rows", the
-#: GPU-verified form: 16 dependent steps per block) or repeated squaring ("squaring": six small fp32 products,
-#: see triton_wy._inv_unit_lower_by_squaring). Opt-in until timed on a GPU; LINMEM_GDN_WY_FWD_INVERSE overrides.
-WY_FWD_INVERSE = "rows"
-
-
-def _wy_fwd_inverse_by_squaring() -> bool:
-    return kernel_form("LINMEM_GDN_WY_FWD_INVERSE", WY_FWD_INVERSE, ("rows", "squaring")) == "squaring"
 
 
 def _wy_bwd_config() -> tuple[int, int | None]:

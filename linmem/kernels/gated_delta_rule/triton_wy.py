@@ -4,7 +4,7 @@ Per chunk of BT tokens (G = within-chunk cumsum of g, X = probe rows: X = K for 
 X = K + diag(lam) Q for Q-Delta):
     A = strict_lower(diag(beta) (Gamma o X K^T)),  Gamma_ij = exp(G_i - G_j)
     T = (I + A)^-1,  W = T diag(beta e^G) X,  U = T diag(beta) V
-The inverse is built from four BC = BT/4 diagonal blocks (row recurrence, or opt-in repeated squaring)
+The inverse is built from four BC = BT/4 diagonal blocks (each by repeated squaring)
 joined by block products; A, W and U are whole-chunk tensor-core products.
 
 The backward never applies tl.trans to an fp32 tile or to a dot result: T^T is loaded through transposed
@@ -25,21 +25,11 @@ from .triton_common import load_gate, load_rows, store_rows
 
 @triton.jit
 def _inv_unit_lower(a, BC: tl.constexpr):
-    """(I + a)^-1 for a strictly lower-triangular fp32 [BC, BC] tile, row by row."""
-    r = tl.arange(0, BC)
-    t = (r[:, None] == r[None, :]).to(tl.float32)
-    for i in range(1, BC):
-        a_i = tl.sum(tl.where(r[:, None] == i, a, 0.0), 0)
-        row = -tl.sum(a_i[:, None] * t, 0) + (r == i).to(tl.float32)
-        t = tl.where(r[:, None] == i, row[None, :], t)
-    return t
-
-
-@triton.jit
-def _inv_unit_lower_by_squaring(a, BC: tl.constexpr):
-    """(I + a)^-1 for a strictly lower-triangular fp32 [BC, BC] tile, BC <= 16, without a row loop: N = -a is
+    """(I + a)^-1 for a strictly lower-triangular fp32 [BC, BC] tile, BC <= 16, by repeated squaring: N = -a is
     nilpotent (N^16 = 0 exactly, by structure), so (I + a)^-1 = (I + N)(I + N^2)(I + N^4)(I + N^8): six small
-    products with fp32 (ieee) operands. Opt-in (triton_config.WY_FWD_INVERSE)."""
+    products with fp32 (ieee) operands. A 16-step row-by-row substitution made GDN's forward 2.03 ms at B8 T4K on
+    the H200; this makes it 1.41 ms (benchmarks/results/kernel-forms-h200.json)."""
+    tl.static_assert(BC <= 16, "three squarings invert a nilpotent part of order <= 16 only")
     r = tl.arange(0, BC)
     eye = (r[:, None] == r[None, :]).to(tl.float32)
     power = -a
@@ -84,7 +74,6 @@ def wy_fwd_kernel(
     q, k, v, g, beta, lam, gc_out, t_out, w_out, u_out, chunk_table, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, HAS_LAM: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
-    INV_BY_SQUARING: tl.constexpr = False,
 ):
     """Grid (chunk slots, B*H). Writes G (fp32), T (fp32 [*, H, BT]), W, U.
 
@@ -122,16 +111,10 @@ def wy_fwd_kernel(
     a30 = _load_block(t_out, tk3, m3, i_h, 0, H, BT, BC)
     a31 = _load_block(t_out, tk3, m3, i_h, BC, H, BT, BC)
     a32 = _load_block(t_out, tk3, m3, i_h, 2 * BC, H, BT, BC)
-    if INV_BY_SQUARING:
-        t00 = _inv_unit_lower_by_squaring(_load_block(t_out, tk0, m0, i_h, 0, H, BT, BC), BC)
-        t11 = _inv_unit_lower_by_squaring(_load_block(t_out, tk1, m1, i_h, BC, H, BT, BC), BC)
-        t22 = _inv_unit_lower_by_squaring(_load_block(t_out, tk2, m2, i_h, 2 * BC, H, BT, BC), BC)
-        t33 = _inv_unit_lower_by_squaring(_load_block(t_out, tk3, m3, i_h, 3 * BC, H, BT, BC), BC)
-    else:
-        t00 = _inv_unit_lower(_load_block(t_out, tk0, m0, i_h, 0, H, BT, BC), BC)
-        t11 = _inv_unit_lower(_load_block(t_out, tk1, m1, i_h, BC, H, BT, BC), BC)
-        t22 = _inv_unit_lower(_load_block(t_out, tk2, m2, i_h, 2 * BC, H, BT, BC), BC)
-        t33 = _inv_unit_lower(_load_block(t_out, tk3, m3, i_h, 3 * BC, H, BT, BC), BC)
+    t00 = _inv_unit_lower(_load_block(t_out, tk0, m0, i_h, 0, H, BT, BC), BC)
+    t11 = _inv_unit_lower(_load_block(t_out, tk1, m1, i_h, BC, H, BT, BC), BC)
+    t22 = _inv_unit_lower(_load_block(t_out, tk2, m2, i_h, 2 * BC, H, BT, BC), BC)
+    t33 = _inv_unit_lower(_load_block(t_out, tk3, m3, i_h, 3 * BC, H, BT, BC), BC)
     t10 = -tl.dot(t11, tl.dot(a10, t00, input_precision=DOT_PREC), input_precision=DOT_PREC)
     t21 = -tl.dot(t22, tl.dot(a21, t11, input_precision=DOT_PREC), input_precision=DOT_PREC)
     t32 = -tl.dot(t33, tl.dot(a32, t22, input_precision=DOT_PREC), input_precision=DOT_PREC)

@@ -24,7 +24,6 @@ from .triton_chunk_kernels import (
     gla_state_bwd_kernel,
     gla_state_fwd_kernel,
 )
-from ..backend import kernel_form
 from ..triton_layout import ChunkLayout
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -38,18 +37,6 @@ NUM_WARPS = 8
 
 def _pow2(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
-
-
-#: The inter-chunk parts of dq and dk in their own kernel, a whole chunk at a time (True), or inside the dq/dk
-#: kernel per 16-row sub-chunk (False, the GPU-verified form). Opt-in until the GPU has compared them
-#: (LINMEM_GLA_BWD_INTER=separate|fused overrides it at each call). The dq/dk kernel took 6.5 of the 12 ms of
-#: a GLA fwd+bwd at B8 T4K on the H200.
-BWD_INTER_SEPARATE = False
-
-
-def _bwd_inter_separate() -> bool:
-    default = "separate" if BWD_INTER_SEPARATE else "fused"
-    return kernel_form("LINMEM_GLA_BWD_INTER", default, ("fused", "separate")) == "separate"
 
 
 #: Product precision of the backward's fp32-operand dots for 16-bit inputs ("tf32"); "ieee" trades speed for
@@ -189,18 +176,15 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Chunk
     dg = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     dg_tot = torch.zeros(layout.n_slots, H, K, device=dev, dtype=torch.float32)
     grid = (triton.cdiv(K, bk), layout.slot_grid, B * H)
-    separate = _bwd_inter_separate()
-    dq_inter = dk_inter = dg  # placeholders, not read unless separate
-    if separate:
-        dq_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
-        dk_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
-        gla_bwd_inter_kernel[grid](
-            v, gcs, h, do, dh, dq_inter, dk_inter, *targs, scale, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
-            IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
+    dq_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
+    dk_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
+    gla_bwd_inter_kernel[grid](
+        v, gcs, h, do, dh, dq_inter, dk_inter, *targs, scale, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
     gla_bwd_dqk_kernel[grid](
-        q, k, v, gcs, h, do, dh, dA, dq_inter, dk_inter, dq, dk, dg, dg_tot, *targs, scale,
-        H=H, K=K, V=V, BT=BT, BC=SUB_CHUNK, BK=bk, BV=bv, IS_VARLEN=layout.is_varlen,
-        DOT_PREC=prec, MM_FP32=True, INTER_GIVEN=separate, num_warps=NUM_WARPS)
+        q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_tot, *targs, scale,
+        H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk, IS_VARLEN=layout.is_varlen,
+        DOT_PREC=prec, MM_FP32=True, num_warps=NUM_WARPS)
     add = layout.suffix_of_later_chunks(dg_tot)
     if dht is not None:
         add = add + layout.per_slot((ht * dht).sum(-1))

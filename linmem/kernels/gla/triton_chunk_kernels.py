@@ -270,8 +270,9 @@ def gla_bwd_inter_kernel(v, gcs, h, do, dh, dq_inter, dk_inter, table, T, NT, sc
                          H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
                          BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
     """Grid (cdiv(K, BK), slots, B*H). The inter-chunk parts of dq and dk of a whole chunk at once (fp32
-    operands, [BT, BV] x [BV, BK] products; the dq/dk kernel otherwise redoes them per 16-row sub-chunk,
-    reading h and dh once per sub-chunk). Opt-in: triton_chunk.BWD_INTER_SEPARATE."""
+    operands, [BT, BV] x [BV, BK] products). Done per 16-row sub-chunk inside the dq/dk kernel, which read h and
+    dh once per sub-chunk, GLA fwd+bwd took 12.20 ms at B8 T4K on the H200; so 10.95 ms
+    (benchmarks/results/kernel-forms-h200.json)."""
     i_k, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_h, t0, t1, slot, _, rows, rm = chunk_rows(i_c, i_bh, table, T, NT, H, BT, IS_VARLEN)
     offs_k = i_k * BK + tl.arange(0, BK)
@@ -285,16 +286,14 @@ def gla_bwd_inter_kernel(v, gcs, h, do, dh, dq_inter, dk_inter, table, T, NT, sc
 
 
 @triton.jit
-def gla_bwd_dqk_kernel(q, k, v, gcs, h, do, dh, dA, dq_inter, dk_inter, dq, dk, dg, dg_tot, table, T, NT, scale,
-                       H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
-                       BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
-                       MM_FP32: tl.constexpr, INTER_GIVEN: tl.constexpr):
+def gla_bwd_dqk_kernel(q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_tot, table, T, NT, scale,
+                       H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
+                       BK: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr, MM_FP32: tl.constexpr):
     """Grid (cdiv(K, BK), slots, B*H), one sub-chunk of BC rows at a time (last first).
 
     MM_FP32: products on fp32 operands (tf32 for 16-bit inputs): dgk is a long reverse sum of
     q dq - k dk with cancellation, so dq and dk need more than 16-bit operand rounding.
-    INTER_GIVEN: the inter-chunk parts of dq and dk come from gla_bwd_inter_kernel (dq_inter, dk_inter,
-    fp32) instead of being computed here, sub-chunk by sub-chunk, from h and dh.
+    The inter-chunk parts of dq and dk come from gla_bwd_inter_kernel (dq_inter, dk_inter, fp32).
 
     Writes dq, dk, dg = chunk-local reverse cumsum of (q dq - k dk) (fp32) and dg_tot[slot] = its
     chunk total (fp32), from which the caller adds the later chunks' sums.
@@ -313,12 +312,9 @@ def gla_bwd_dqk_kernel(q, k, v, gcs, h, do, dh, dA, dq_inter, dk_inter, dq, dk, 
     r_c = tl.arange(0, BC)
     offs_k = i_k * BK + tl.arange(0, BK)
     kmask = offs_k < K
-    hp = h + (slot * H + i_h) * K * V
-    dhp = dh + (slot * H + i_h) * K * V
     qf = _tile(q, rows, rm, i_h, H, K, offs_k)
     kf = _tile(k, rows, rm, i_h, H, K, offs_k)
     gf = _tile(gcs, rows, rm, i_h, H, K, offs_k)
-    g_last = _row(gcs, t1 - 1, t1 > t0, i_h, H, K, offs_k)
     carry = tl.zeros([BK], tl.float32)  # sum of q dq - k dk over the later sub-chunks of this chunk
     for rr in range(0, NC):
         r = NC - 1 - rr
@@ -327,13 +323,8 @@ def gla_bwd_dqk_kernel(q, k, v, gcs, h, do, dh, dA, dq_inter, dk_inter, dq, dk, 
         qs = _tile(q, srows, sm, i_h, H, K, offs_k)
         ks = _tile(k, srows, sm, i_h, H, K, offs_k)
         gs = _tile(gcs, srows, sm, i_h, H, K, offs_k)
-        # inter-chunk part
-        if INTER_GIVEN:
-            dq_s = _tile(dq_inter, srows, sm, i_h, H, K, offs_k)
-            dk_s = _tile(dk_inter, srows, sm, i_h, H, K, offs_k)
-        else:
-            dq_s, dk_s = _inter_chunk_grads(v, do, hp, dhp, srows, sm, gs, g_last, offs_k, kmask, t1 > t0, scale,
-                                            i_h, H, V, BV, DT, DOT_PREC)
+        dq_s = _tile(dq_inter, srows, sm, i_h, H, K, offs_k)
+        dk_s = _tile(dk_inter, srows, sm, i_h, H, K, offs_k)
         # intra-chunk, earlier sub-chunks (keys i < r*BC) -> dq of these rows; reference = row r*BC - 1
         if r > 0:
             ref = tl.minimum(t0 + r * BC - 1, t1 - 1)
