@@ -10,7 +10,7 @@ Times forward and forward+backward (median of `triton.testing.do_bench`, bf16) i
              and say so in the JSON)
   SDPA: torch scaled_dot_product_attention, causal, flash backend
 at B*T = 32K tokens, T in {1K..32K}, H = 16, d_k = d_v = 128, and at the fla-1.3B layer shapes.
-Writes `kernels-<gpu>.json` after every row (`--resume` keeps its rows and times only the missing ones, so a
+Writes `kernels-<gpu>.json` after every row, with each row's wall time including compilation (`--resume` keeps its rows and times only the missing ones, so a
 sweep can span several time-limited calls); `benchmarks/plot_kernels.py` draws the plot from it.
 Timings are only meaningful on an otherwise idle GPU: the run refuses to start while another process
 uses the GPU (`--allow-busy-gpu` times anyway and records the other processes in the JSON).
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -240,7 +241,11 @@ def main() -> None:
     def record(op: str, batch: int, seq_len: int, heads: int, dk: int, dv: int) -> None:
         if (op, seq_len, heads, dk, dv) in done:
             return
+        # says where a slow first call (Triton compilation, fla's autotuning) is spending its time
+        print(f"timing {op} B{batch} T{seq_len} H{heads} dk{dk} dv{dv}", flush=True)
+        started = time.perf_counter()
         row = time_op(op, batch, seq_len, heads, dk, dv)
+        row["wall_s"] = round(time.perf_counter() - started, 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
         add_ratios(rows)
