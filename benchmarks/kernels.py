@@ -10,8 +10,9 @@ Times forward and forward+backward (median of `triton.testing.do_bench`, bf16) i
              and say so in the JSON)
   SDPA: torch scaled_dot_product_attention, causal, flash backend
 at B*T = 32K tokens, T in {1K..32K}, H = 16, d_k = d_v = 128, and at the fla-1.3B layer shapes.
-Writes `kernels-<gpu>.json` after every row, with each row's wall time including compilation (`--resume` keeps its rows and times only the missing ones, so a
-sweep can span several time-limited calls); `benchmarks/plot_kernels.py` draws the plot from it.
+Writes `kernels-<gpu>.json` after every row, with the row's wall time including compilation (`--resume` keeps
+its rows and times only the missing ones, so a sweep can span several time-limited calls);
+`benchmarks/plot_kernels.py` draws the plot from it.
 Timings are only meaningful on an otherwise idle GPU: the run refuses to start while another process
 uses the GPU (`--allow-busy-gpu` times anyway and records the other processes in the JSON).
 
