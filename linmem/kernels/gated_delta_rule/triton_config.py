@@ -20,9 +20,9 @@ def _dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-# Fixed launch table (no autotuning). 8 warps: at 4 warps ptxas spills heavily on sm_90 (checked offline
-# with cuobjdump -res-usage: e.g. the former one-kernel wy_bwd 1.9 KB stack at 4 warps, 0.9 KB at 8). LINMEM_GDN_NUM_WARPS
-# overrides it (read at each call; diagnosis of Hopper codegen issues, which fla ties to 8 warps).
+# Fixed launch table (no autotuning). 8 warps: at 4 warps ptxas spills heavily on sm_90 (checked offline with
+# cuobjdump -res-usage, benchmarks/kernel_resources.py). LINMEM_GDN_NUM_WARPS overrides it (read at each call;
+# diagnosis of Hopper codegen issues, which fla ties to 8 warps).
 NUM_WARPS = 8
 
 
