@@ -245,33 +245,12 @@ def gla_bwd_dA_dv_kernel(k, v, gcs, A, do, dh, dA, dv, table, T, NT,
 
 
 @triton.jit
-def _inter_chunk_grads(v, do, hp, dhp, rows, rm, g, g_last, offs_k, kmask, has_tokens, scale, i_h,
-                       H: tl.constexpr, V: tl.constexpr, BV: tl.constexpr, DT: tl.constexpr, DOT_PREC: tl.constexpr):
-    """The inter-chunk parts of dq and dk at `rows` (fp32 [R, BK]): scale e^{b} (dO S^T) and
-    e^{b_last - b} (V dS^T), from the chunk-start state S (hp) and state gradient dS (dhp)."""
-    dq_s = tl.zeros([rows.shape[0], offs_k.shape[0]], tl.float32)
-    dk_s = tl.zeros([rows.shape[0], offs_k.shape[0]], tl.float32)
-    for vb in range(0, tl.cdiv(V, BV)):
-        offs_v = vb * BV + tl.arange(0, BV)
-        hm = tl.where(has_tokens, kmask[:, None] & (offs_v < V)[None, :], False)
-        ht = tl.load(hp + offs_k[:, None] * V + offs_v[None, :], mask=hm, other=0.0)
-        dht = tl.load(dhp + offs_k[:, None] * V + offs_v[None, :], mask=hm, other=0.0)
-        dos = _tile(do, rows, rm, i_h, H, V, offs_v)
-        vs = _tile(v, rows, rm, i_h, H, V, offs_v)
-        dq_s += _mm(dos, tl.trans(ht), DT, DOT_PREC)
-        dk_s += _mm(vs, tl.trans(dht), DT, DOT_PREC)
-    dq_s = dq_s * tl.where(rm[:, None], tl.exp(g), 0.0) * scale
-    dk_s = dk_s * tl.where(rm[:, None], tl.exp(g_last[None, :] - g), 0.0)
-    return dq_s, dk_s
-
-
-@triton.jit
 def gla_bwd_inter_kernel(v, gcs, h, do, dh, dq_inter, dk_inter, table, T, NT, scale,
                          H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
                          BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
     """Grid (cdiv(K, BK), slots, B*H). The inter-chunk parts of dq and dk of a whole chunk at once (fp32
     operands, [BT, BV] x [BV, BK] products). Done per 16-row sub-chunk inside the dq/dk kernel, which read h and
-    dh once per sub-chunk, GLA fwd+bwd took 12.20 ms at B8 T4K on the H200; so 10.95 ms
+    dh once per sub-chunk, GLA fwd+bwd took 12.20 ms at B8 T4K on the H200; this way, 10.95 ms
     (benchmarks/results/kernel-forms-h200.json)."""
     i_k, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_h, t0, t1, slot, _, rows, rm = chunk_rows(i_c, i_bh, table, T, NT, H, BT, IS_VARLEN)
@@ -279,8 +258,22 @@ def gla_bwd_inter_kernel(v, gcs, h, do, dh, dq_inter, dk_inter, table, T, NT, sc
     kmask = offs_k < K
     g = _tile(gcs, rows, rm, i_h, H, K, offs_k)
     g_last = _row(gcs, t1 - 1, t1 > t0, i_h, H, K, offs_k)
-    dq_s, dk_s = _inter_chunk_grads(v, do, h + (slot * H + i_h) * K * V, dh + (slot * H + i_h) * K * V, rows, rm,
-                                    g, g_last, offs_k, kmask, t1 > t0, scale, i_h, H, V, BV, tl.float32, DOT_PREC)
+    hp = h + (slot * H + i_h) * K * V
+    dhp = dh + (slot * H + i_h) * K * V
+    # dq = scale e^{G} (dO S^T), dk = e^{G_last - G} (V dS^T), from the chunk-start state S and its gradient dS
+    dq_s = tl.zeros([BT, BK], tl.float32)
+    dk_s = tl.zeros([BT, BK], tl.float32)
+    for vb in range(0, tl.cdiv(V, BV)):
+        offs_v = vb * BV + tl.arange(0, BV)
+        hm = tl.where(t1 > t0, kmask[:, None] & (offs_v < V)[None, :], False)
+        ht = tl.load(hp + offs_k[:, None] * V + offs_v[None, :], mask=hm, other=0.0)
+        dht = tl.load(dhp + offs_k[:, None] * V + offs_v[None, :], mask=hm, other=0.0)
+        dos = _tile(do, rows, rm, i_h, H, V, offs_v)
+        vs = _tile(v, rows, rm, i_h, H, V, offs_v)
+        dq_s += _mm(dos, tl.trans(ht), tl.float32, DOT_PREC)
+        dk_s += _mm(vs, tl.trans(dht), tl.float32, DOT_PREC)
+    dq_s = dq_s * tl.where(rm[:, None], tl.exp(g), 0.0) * scale
+    dk_s = dk_s * tl.where(rm[:, None], tl.exp(g_last[None, :] - g), 0.0)
     _put(dq_inter, dq_s, rows, rm, i_h, H, K, offs_k)
     _put(dk_inter, dk_s, rows, rm, i_h, H, K, offs_k)
 
