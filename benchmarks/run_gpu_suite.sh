@@ -33,6 +33,10 @@ echo "gpu tests rc=$?" >> "$OUT/gpu.txt"
 timeout "${WY_S:-300}" $PY benchmarks/gdn_backward_determinism.py --out "$OUT" > "$OUT/wy_configs.log" 2>&1
 echo "wy backward configurations rc=$?" >> "$OUT/gpu.txt"
 
+# Which launch setting of the CCQ statistic's chunk-parallel kernels (2.7 ms, twice per CCQ fwd+bwd) is fastest?
+timeout "${CCQ_S:-300}" $PY benchmarks/ccq_stats_configs.py --out "$OUT" > "$OUT/ccq_configs.log" 2>&1
+echo "ccq statistic configurations rc=$?" >> "$OUT/gpu.txt"
+
 timeout "${PROFILE_S:-240}" $PY benchmarks/profile_gpu.py --out "$OUT" > "$OUT/profile.log" 2>&1
 echo "profile rc=$?" >> "$OUT/gpu.txt"
 

@@ -14,6 +14,9 @@ a reverse cumulative sum done in torch (float64 for varlen, where it runs across
 
 from __future__ import annotations
 
+import os
+from typing import NamedTuple
+
 import torch
 import triton
 
@@ -49,16 +52,45 @@ def _buffer(shape, like: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
     return torch.empty(shape, device=like.device, dtype=dtype)
 
 
-def _split_tiles(K: int) -> tuple[int, int, int, int]:
-    """Tiles: (KP, BV of the recurrences, BV of the chunk-parallel kernels, their pipeline stages); 8 warps each.
+class Tiles(NamedTuple):
+    """Launch settings of the statistic kernels at one head dim (8 warps for the recurrences)."""
 
-    Chosen from offline sm_90 builds: wider blocks or deeper pipelines need more shared memory than the
-    H100/H200 have at K = 128 (245 KB for BV = 64 with 3 stages), or spill more.
+    kp: int  # the key dim padded to a power of two
+    bv_state: int  # value-block width of the two recurrences
+    bv_chunk: int  # value-block width of the three chunk-parallel kernels
+    chunk_warps: int
+    chunk_stages: int  # software-pipelining depth of the chunk-parallel kernels
+
+
+def _split_tiles(K: int) -> Tiles:
+    """The fixed table, chosen from offline sm_90 builds: wider blocks or deeper pipelines need more shared memory
+    than the H100/H200 have at K = 128 (245 KB for BV = 64 with 3 stages), or spill more.
+
+    LINMEM_CCQ_CHUNK_BV, LINMEM_CCQ_CHUNK_WARPS and LINMEM_CCQ_CHUNK_STAGES override the chunk-parallel kernels'
+    settings at each call, so one GPU session can time the alternatives (benchmarks/ccq_stats_configs.py). The
+    forward chunk kernel took 2.7 ms, twice per fwd+bwd, at B8 T4K H16 K128 on the H200: far above its memory
+    and FLOP bounds, and an offline build at 8 warps uses 241 registers per thread, one program per SM.
     """
     kp = _padded_k(K)
-    if kp <= 64:
-        return kp, kp, kp, 3
-    return kp, 64, 32, 2
+    bv, stages = (kp, 3) if kp <= 64 else (32, 2)
+    tiles = Tiles(kp, bv_state=kp if kp <= 64 else 64, bv_chunk=_env_int("LINMEM_CCQ_CHUNK_BV", bv),
+                  chunk_warps=_env_int("LINMEM_CCQ_CHUNK_WARPS", 8),
+                  chunk_stages=_env_int("LINMEM_CCQ_CHUNK_STAGES", stages))
+    if tiles.bv_chunk not in (16, 32, 64, 128, 256) or tiles.bv_chunk > kp:
+        raise ValueError(f"LINMEM_CCQ_CHUNK_BV: expected a power of two from 16 to {kp}, got {tiles.bv_chunk}")
+    if tiles.chunk_warps not in (1, 2, 4, 8, 16) or tiles.chunk_stages < 1:
+        raise ValueError(f"LINMEM_CCQ_CHUNK_WARPS / _STAGES: got {tiles.chunk_warps} warps, {tiles.chunk_stages} stages")
+    return tiles
+
+
+def _env_int(variable: str, default: int) -> int:
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{variable}: expected an integer, got {value!r}") from None
 
 
 def _per_chunk_statistics(layout: ChunkLayout, H: int, K: int, like: torch.Tensor, center: bool):
@@ -73,7 +105,7 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     """-> out [B,T,H,K] (q̃ in q.dtype, or u fp32 when raw_u), saved (u, z, m) or None, finals or None."""
     B, T, H, K = q.shape
     N = layout.n_seqs
-    kp, bv_state, bv_chunk, stages = _split_tiles(K)
+    tiles = _split_tiles(K)
     out = _buffer((B, T, H, K), q, torch.float32 if raw_u else q.dtype)
     u_s = _buffer((B, T, H, K), q) if save else None
     z_s = _buffer((B, T, H), q) if save else None
@@ -81,16 +113,17 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     MT = _buffer((N, H, K, K), q) if store_final else None
     zT = _buffer((N, H), q) if store_final else None
     mT = _buffer((N, H, K), q) if store_final and center else None
-    flags = dict(H=H, K=K, BT=layout.chunk_size, KP=kp, CENTER=center, IS_VARLEN=layout.is_varlen,
+    flags = dict(H=H, K=K, BT=layout.chunk_size, KP=tiles.kp, CENTER=center, IS_VARLEN=layout.is_varlen,
                  PREC=_prec(q.dtype))
     starts = dict(HAS_M0=M0 is not None, HAS_Z0=z0 is not None, HAS_MM0=m0 is not None, STORE_FINAL=store_final)
     S_st, z_st, m_st = _per_chunk_statistics(layout, H, K, q, center)
-    ccq_stats_fwd_state_kernel[(triton.cdiv(K, bv_state), N * H)](
+    ccq_stats_fwd_state_kernel[(triton.cdiv(K, tiles.bv_state), N * H)](
         k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, layout.cu_seqlens, layout.chunk_offsets, T,
-        layout.n_chunks, **flags, BV=bv_state, **starts, FP32_DOTS=q.dtype == torch.float32, num_warps=8)
+        layout.n_chunks, **flags, BV=tiles.bv_state, **starts, FP32_DOTS=q.dtype == torch.float32, num_warps=8)
     ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H)](
         q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, layout.table, T, layout.n_chunks,
-        **flags, BV=bv_chunk, RAW_U=raw_u, SAVE=save, num_warps=8, num_stages=stages)
+        **flags, BV=tiles.bv_chunk, RAW_U=raw_u, SAVE=save, num_warps=tiles.chunk_warps,
+        num_stages=tiles.chunk_stages)
     return out, ((u_s, z_s, m_s) if save else None), ((MT, zT, mT) if store_final else None)
 
 
@@ -126,28 +159,28 @@ def _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, cent
     """
     B, T, H, K = q.shape
     N = layout.n_seqs
-    kp, bv_state, bv_chunk, stages = _split_tiles(K)
+    tiles = _split_tiles(K)
     dk_val = _buffer((B, T, H, K), q)
     zw = _buffer((B, T, H), q)
     dM0 = _buffer((N, H, K, K), q) if store_d0 else None
     dz0 = _buffer((N, H), q) if store_d0 else None
     dm0 = _buffer((N, H, K), q) if store_d0 and center else None
     finals = [d.float().contiguous() if d is not None else None for d in (dMT, dzT, dmT)]
-    flags = dict(H=H, K=K, BT=layout.chunk_size, KP=kp, CENTER=center, IS_VARLEN=layout.is_varlen,
+    flags = dict(H=H, K=K, BT=layout.chunk_size, KP=tiles.kp, CENTER=center, IS_VARLEN=layout.is_varlen,
                  PREC=_prec(q.dtype))
     has = dict(HAS_DMT=dMT is not None, HAS_DZT=dzT is not None, HAS_DMMT=dmT is not None, STORE_D0=store_d0)
     dS_st, dz_st, dm_st = _per_chunk_statistics(layout, H, K, q, center)
-    ccq_stats_bwd_state_kernel[(triton.cdiv(K, bv_state), N * H)](
+    ccq_stats_bwd_state_kernel[(triton.cdiv(K, tiles.bv_state), N * H)](
         q, g, du, dz, dm, *finals, dS_st, dz_st, dm_st, dM0, dz0, dm0, layout.cu_seqlens, layout.chunk_offsets,
-        T, layout.n_chunks, **dict(flags, BV=bv_state), **has, num_warps=8)
+        T, layout.n_chunks, **dict(flags, BV=tiles.bv_state), **has, num_warps=8)
     grid = (layout.slot_grid, B * H)
-    flags = dict(flags, BV=bv_chunk)
+    flags = dict(flags, BV=tiles.bv_chunk)
+    launch = dict(num_warps=tiles.chunk_warps, num_stages=tiles.chunk_stages)
     ccq_stats_bwd_value_kernel[grid](q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val, zw, layout.table, T,
-                                     layout.n_chunks, **flags, num_warps=8, num_stages=stages)
+                                     layout.n_chunks, **flags, **launch)
     dk_key = _buffer((B, T, H, K), q)
     flags.pop("CENTER")
-    ccq_stats_bwd_key_kernel[grid](q, k, g, du, dS_st, dk_key, layout.table, T, layout.n_chunks, **flags,
-                                   num_warps=8, num_stages=stages)
+    ccq_stats_bwd_key_kernel[grid](q, k, g, du, dS_st, dk_key, layout.table, T, layout.n_chunks, **flags, **launch)
     return dk_key + dk_val, dk_val, zw, dM0, dz0, dm0
 
 

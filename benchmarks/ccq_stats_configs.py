@@ -1,0 +1,119 @@
+"""Which launch settings of the CCQ statistic's chunk-parallel kernels are correct and fastest on this GPU?
+
+    python benchmarks/ccq_stats_configs.py [--configs 8:32:2,4:32:2,...] [--repeats 3] [--out DIR] [--smoke]
+
+A configuration is warps:BV:stages of the three chunk-parallel kernels (ccq_stats_fwd_chunk, ccq_stats_bwd_value,
+ccq_stats_bwd_key), set through the LINMEM_CCQ_CHUNK_* variables read by linmem.kernels.ccq.triton_stats. For each:
+the GPU accuracy checks of tests/test_kernels_triton_ccq_stats.py (K = 64 dense, K = 128 varlen with centring;
+every output and gradient against float64), whether `--repeats` fwd+bwd calls on the same inputs are bitwise
+equal, and the time of ccq_contract_query fwd and fwd+bwd at B8 T4K H16 K128 (bf16, median of
+triton.testing.do_bench). Writes ccq-stats-configs-<gpu>.json. Pick the fastest configuration that passes and is
+deterministic; make it the table in triton_stats._split_tiles. --smoke: tiny shapes on the CPU (interpreter),
+which checks only that the script works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.kernels import result_header  # noqa: E402
+from linmem.kernels.ccq.triton_stats import ccq_contract_query  # noqa: E402
+from tests.test_kernels_triton_ccq_stats import CPU_CASES, GPU_CASES, check  # noqa: E402
+
+DEFAULT_CONFIGS = "8:32:2,8:32:1,8:32:3,8:64:1,8:64:3,4:32:1,4:32:2,16:32:2,16:64:2,8:128:1"
+
+
+def apply(config: str) -> dict:
+    """Set the LINMEM_CCQ_CHUNK_* variables for 'warps:BV:stages'; -> the config as a dict."""
+    warps, bv, stages = config.split(":")
+    os.environ.update(LINMEM_CCQ_CHUNK_WARPS=warps, LINMEM_CCQ_CHUNK_BV=bv, LINMEM_CCQ_CHUNK_STAGES=stages)
+    return {"num_warps": int(warps), "BV": int(bv), "num_stages": int(stages)}
+
+
+def inputs(B: int, T: int, H: int, K: int, device: str, dtype: torch.dtype) -> list[torch.Tensor]:
+    gen = torch.Generator(device=device).manual_seed(0)
+    q = torch.randn(B, T, H, K, device=device, generator=gen).to(dtype)
+    k = torch.nn.functional.normalize(torch.randn(B, T, H, K, device=device, generator=gen), dim=-1).to(dtype)
+    g = -0.1 * torch.rand(B, T, H, device=device, generator=gen)
+    lam = torch.rand(B, T, H, device=device, generator=gen)
+    return [x.requires_grad_() for x in (q, k, g, lam)]
+
+
+def fwd_bwd(xs: list[torch.Tensor], grad: torch.Tensor) -> list[torch.Tensor]:
+    q_tilde, _ = ccq_contract_query(*xs, center=True)
+    return list(torch.autograd.grad(q_tilde, xs, grad))
+
+
+def accuracy(smoke: bool) -> list[dict]:
+    """The accuracy checks: 'ok' or the first assertion that failed."""
+    device = "cpu" if smoke else "cuda"
+    cases = [("cpu " + str(CPU_CASES[3][:6]), lambda: check(*CPU_CASES[3], torch.float32, device, 1e-4, 1e-3))] \
+        if smoke else [(f"bf16 K{c[3]}", lambda c=c: check(*c[:4], 64, c[4], True, True, c[5], torch.bfloat16,
+                                                          device, 5e-3, 1e-2, seed=c[3], decay=0.1))
+                       for c in GPU_CASES[:2]]
+    results = []
+    for name, run in cases:
+        try:
+            run()
+            results.append({"case": name, "result": "ok"})
+        except AssertionError as error:
+            results.append({"case": name, "result": f"failed: {str(error)[:200]}"})
+    return results
+
+
+def deterministic(repeats: int, smoke: bool) -> bool:
+    shape = (1, 40, 2, 20) if smoke else (2, 2048, 4, 128)
+    xs = inputs(*shape, "cpu" if smoke else "cuda", torch.float32 if smoke else torch.bfloat16)
+    grad = torch.randn_like(xs[0])
+    runs = [fwd_bwd(xs, grad) for _ in range(repeats)]
+    return all(torch.equal(a, b) for run in runs[1:] for a, b in zip(runs[0], run))
+
+
+def timings() -> dict:
+    from triton.testing import do_bench
+
+    xs = inputs(8, 4096, 16, 128, "cuda", torch.bfloat16)
+    grad = torch.randn_like(xs[0])
+    with torch.no_grad():
+        fwd = do_bench(lambda: ccq_contract_query(*xs, center=True), warmup=25, rep=100, return_mode="median")
+    both = do_bench(lambda: fwd_bwd(xs, grad), warmup=25, rep=100, return_mode="median")
+    return {"fwd_ms_B8_T4096_H16_K128": fwd, "fwdbwd_ms_B8_T4096_H16_K128": both}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--configs", default=DEFAULT_CONFIGS)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (interpreter), no timing")
+    args = parser.parse_args()
+    name = "cpu-smoke" if args.smoke else torch.cuda.get_device_name().lower().replace("nvidia", "").strip().split()[0]
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    path = Path(args.out) / f"ccq-stats-configs-{name}.json"
+    header = {"device": "cpu (interpreter)"} if args.smoke else result_header()
+    rows = []
+    for config in args.configs.split(","):
+        row = {"config": apply(config)}
+        try:
+            row["accuracy"] = accuracy(args.smoke)
+            row["deterministic"] = deterministic(args.repeats, args.smoke)
+            if not args.smoke:
+                row.update(timings())
+        except Exception as error:  # a configuration that does not build or launch is a result too
+            row["error"] = f"{type(error).__name__}: {str(error)[:300]}"
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        path.write_text(json.dumps({**header, "repeats": args.repeats, "rows": rows}, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

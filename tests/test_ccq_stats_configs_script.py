@@ -1,0 +1,48 @@
+"""benchmarks/ccq_stats_configs.py runs end to end (CPU, interpreter, tiny shapes), so the next GPU session can use
+it: each configuration builds, is checked against the float64 reference, runs twice, and lands in the JSON; and
+the LINMEM_CCQ_CHUNK_* variables it sets are read and checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_smoke_run_writes_every_configuration(tmp_path):
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ccq_stats_configs.py"), "--smoke",
+                          "--configs", "8:16:1,4:32:2", "--repeats", "2", "--out", str(tmp_path)],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = json.loads((tmp_path / "ccq-stats-configs-cpu-smoke.json").read_text())["rows"]
+    assert [r["config"] for r in rows] == [{"num_warps": 8, "BV": 16, "num_stages": 1},
+                                           {"num_warps": 4, "BV": 32, "num_stages": 2}]
+    for row in rows:
+        assert "error" not in row, row
+        assert row["deterministic"] and all(case["result"] == "ok" for case in row["accuracy"]), row
+
+
+def test_chunk_kernel_settings_come_from_the_table_or_the_environment(monkeypatch):
+    from linmem.kernels.ccq.triton_stats import _split_tiles
+
+    assert _split_tiles(128) == (128, 64, 32, 8, 2) and _split_tiles(20) == (32, 32, 32, 8, 3)
+    monkeypatch.setenv("LINMEM_CCQ_CHUNK_WARPS", "4")
+    monkeypatch.setenv("LINMEM_CCQ_CHUNK_BV", "64")
+    monkeypatch.setenv("LINMEM_CCQ_CHUNK_STAGES", "1")
+    assert _split_tiles(128) == (128, 64, 64, 4, 1)
+    with pytest.raises(ValueError, match="LINMEM_CCQ_CHUNK_BV"):
+        _split_tiles(20)  # BV 64 is wider than the padded key dim 32
+    monkeypatch.setenv("LINMEM_CCQ_CHUNK_BV", "wide")
+    with pytest.raises(ValueError, match="LINMEM_CCQ_CHUNK_BV: expected an integer"):
+        _split_tiles(128)
+    monkeypatch.setenv("LINMEM_CCQ_CHUNK_BV", "32")
+    monkeypatch.setenv("LINMEM_CCQ_CHUNK_WARPS", "3")
+    with pytest.raises(ValueError, match="LINMEM_CCQ_CHUNK_WARPS"):
+        _split_tiles(128)
