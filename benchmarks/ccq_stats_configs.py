@@ -14,8 +14,6 @@ which checks only that the script works.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -24,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.kernels import result_header  # noqa: E402
+from benchmarks.launch_settings import arguments, sweep  # noqa: E402
 from linmem.kernels.ccq.triton_stats import ccq_contract_query  # noqa: E402
 from tests.test_kernels_triton_ccq_stats import CPU_CASES, GPU_CASES, check  # noqa: E402
 
@@ -89,30 +87,13 @@ def timings() -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--configs", default=DEFAULT_CONFIGS)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (interpreter), no timing")
-    args = parser.parse_args()
-    name = "cpu-smoke" if args.smoke else torch.cuda.get_device_name().lower().replace("nvidia", "").strip().split()[0]
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    path = Path(args.out) / f"ccq-stats-configs-{name}.json"
-    header = {"device": "cpu (interpreter)"} if args.smoke else result_header()
-    rows = []
-    for config in args.configs.split(","):
-        row = {"config": apply(config)}
-        try:
-            row["accuracy"] = accuracy(args.smoke)
-            row["deterministic"] = deterministic(args.repeats, args.smoke)
-            if not args.smoke:
-                row.update(timings())
-        except Exception as error:  # a configuration that does not build or launch is a result too
-            row["error"] = f"{type(error).__name__}: {str(error)[:300]}"
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-        path.write_text(json.dumps({**header, "repeats": args.repeats, "rows": rows}, indent=2))
-    print(f"wrote {path}")
+    args = arguments(__doc__, DEFAULT_CONFIGS, repeats=3)
+
+    def measure() -> dict:
+        row = {"accuracy": accuracy(args.smoke), "deterministic": deterministic(args.repeats, args.smoke)}
+        return row if args.smoke else {**row, **timings()}
+
+    sweep(args, "ccq-stats-configs", apply, measure)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ Pick the fastest configuration that is deterministic with dg/dbeta near dk in ev
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -24,7 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.kernels import make_inputs as bench_inputs, result_header  # noqa: E402
+from benchmarks.kernels import make_inputs as bench_inputs  # noqa: E402
+from benchmarks.launch_settings import arguments, sweep  # noqa: E402
 from linmem.kernels.gated_delta_rule.triton_chunk import triton_gated_delta_rule  # noqa: E402
 from linmem.kernels.gated_delta_rule.naive import naive_gated_delta_rule  # noqa: E402
 from linmem.kernels.qdelta.naive import naive_qdelta_rule  # noqa: E402
@@ -87,32 +86,18 @@ def apply(config: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--configs", default=DEFAULT_CONFIGS)
-    parser.add_argument("--repeats", type=int, default=4)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (interpreter), no timing")
-    args = parser.parse_args()
+    args = arguments(__doc__, DEFAULT_CONFIGS, repeats=4)
     all_cases = cases("cpu" if args.smoke else "cuda", args.smoke)
     references = []
     for _, _, ref, names, x in all_cases:
         x64 = {n: t.detach().double().requires_grad_(True) for n, t in x.items()}
         references.append(run_fwd_bwd(ref, x64, names)[2])
-    name = "cpu-smoke" if args.smoke else torch.cuda.get_device_name().lower().replace("nvidia", "").strip().split()[0]
-    path = Path(args.out) / f"gdn-wy-bwd-configs-{name}.json"
-    rows = []
-    for config in args.configs.split(","):
-        row = {"config": apply(config)}
-        try:
-            row["cases"] = [check(c, r, args.repeats) for c, r in zip(all_cases, references)]
-            row["gdn_fwdbwd_ms_B8_T4096_H16_d128"] = None if args.smoke else gdn_fwd_bwd_ms()
-        except Exception as error:  # a configuration that does not build or run is a result too
-            row["error"] = f"{type(error).__name__}: {str(error)[:300]}"
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-        header = {"device": "cpu (interpreter)"} if args.smoke else result_header()
-        path.write_text(json.dumps({**header, "repeats": args.repeats, "rows": rows}, indent=2))
-    print(f"wrote {path}")
+
+    def measure() -> dict:
+        return {"cases": [check(c, r, args.repeats) for c, r in zip(all_cases, references)],
+                "gdn_fwdbwd_ms_B8_T4096_H16_d128": None if args.smoke else gdn_fwd_bwd_ms()}
+
+    sweep(args, "gdn-wy-bwd-configs", apply, measure)
 
 
 if __name__ == "__main__":
