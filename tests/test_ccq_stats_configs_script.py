@@ -4,24 +4,14 @@ the LINMEM_CCQ_CHUNK_* variables it sets are read and checked."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.benchmark_smoke import run_smoke
 
 
 def test_smoke_run_writes_every_configuration(tmp_path):
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ccq_stats_configs.py"), "--smoke",
-                          "--configs", "8:16:1,4:32:2", "--repeats", "2", "--out", str(tmp_path)],
-                         capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
-    assert run.returncode == 0, run.stderr[-2000:]
-    rows = json.loads((tmp_path / "ccq-stats-configs-cpu-smoke.json").read_text())["rows"]
+    rows = run_smoke("ccq_stats_configs.py", "ccq-stats-configs", tmp_path,
+                     "--configs", "8:16:1,4:32:2", "--repeats", "2")["rows"]
     assert [r["config"] for r in rows] == [{"num_warps": 8, "BV": 16, "num_stages": 1},
                                            {"num_warps": 4, "BV": 32, "num_stages": 2}]
     for row in rows:
