@@ -166,6 +166,12 @@ def other_gpu_processes() -> list[str]:
             if line.strip() and line.split(",")[0].strip() != str(os.getpid())]
 
 
+def gpu_file_name(smoke: bool = False) -> str:
+    """The <gpu> part of a result file's name: "h200" for "NVIDIA H200", "h100" for "NVIDIA H100 80GB HBM3";
+    "cpu-smoke" for a CPU smoke run."""
+    return "cpu-smoke" if smoke else torch.cuda.get_device_name().lower().replace("nvidia", "").strip().split()[0]
+
+
 def result_header() -> dict:
     import triton
     import transformers
@@ -231,7 +237,7 @@ def main() -> None:
     ops = args.ops.split(",") if args.ops else PEERS + OURS  # peers first: their numbers anchor the ratios
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = torch.cuda.get_device_name().lower().replace("nvidia", "").strip().split()[0]
+    name = gpu_file_name()
     path = out / f"kernels-{name}.json"
     result = {**result_header(), "other_gpu_processes": busy, "rows": []}
     if args.resume and path.is_file():

@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 
 def arguments(doc: str, default_configs: str, repeats: int) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -24,9 +22,9 @@ def sweep(args: argparse.Namespace, stem: str, apply: Callable[[str], dict], mea
     """For each comma-separated configuration: apply(config) -> its description, then measure() -> the row's
     results. A configuration that does not build or launch is a result too (the row's "error"). Writes
     <out>/<stem>-<gpu>.json (or -cpu-smoke) after every row and returns its path."""
-    from benchmarks.kernels import result_header
+    from benchmarks.kernels import gpu_file_name, result_header
 
-    name = "cpu-smoke" if args.smoke else torch.cuda.get_device_name().lower().replace("nvidia", "").strip().split()[0]
+    name = gpu_file_name(args.smoke)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / f"{stem}-{name}.json"
     header = {"device": "cpu (interpreter)"} if args.smoke else result_header()

@@ -25,7 +25,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.kernels import make_inputs as bench_inputs  # noqa: E402
+from benchmarks.kernels import gpu_file_name, make_inputs as bench_inputs  # noqa: E402
 from benchmarks.train_throughput import config_340m  # noqa: E402
 
 OPS = ["gla", "ccq_gla", "gated_delta_rule", "qdelta_rule", "ccq_gated_delta_rule"]
@@ -114,7 +114,7 @@ def main() -> None:
     if not args.no_decode:
         result["decode"] = profile_decode(args.smoke)
         print("decode", json.dumps(result["decode"]), flush=True)
-    name = "cpu-smoke" if args.smoke else torch.cuda.get_device_name().lower().replace("nvidia", "").strip().split()[0]
+    name = gpu_file_name(args.smoke)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"profile-{name}.json").write_text(json.dumps(result, indent=2))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,10 @@ import transformers
 
 import linmem
 from linmem import CCQConfig, CCQForCausalLM, cache_of
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.kernels import gpu_file_name  # noqa: E402
 
 
 def config_340m(**overrides) -> CCQConfig:
@@ -91,8 +96,7 @@ def main() -> None:
         torch.cuda.empty_cache()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = torch.cuda.get_device_name().split()[-1].lower().replace(" ", "-")
-    (out / f"train_throughput-{name}.json").write_text(json.dumps(results, indent=2))
+    (out / f"train_throughput-{gpu_file_name()}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
