@@ -35,6 +35,18 @@ def _check_name(name: str, source: str) -> str:
     return name
 
 
+def env_int(variable: str, default: int | None) -> int | None:
+    """An integer kernel setting from the environment (read at each call, so one process can compare
+    settings); `default` when the variable is unset or blank."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{variable}: expected an integer, got {value!r}") from None
+
+
 def requested_backend() -> str:
     """The backend name in force (before resolving "auto")."""
     stack = getattr(_local, "stack", None)

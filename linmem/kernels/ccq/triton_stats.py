@@ -7,19 +7,20 @@ Scalar-decay kernels (triton_stats_kernels.py): a light recurrence stores the st
 a chunk-parallel kernel computes q̃ (and the final M, z, m come from the recurrence).
 Backward (CCQStatsFunction): the elementwise part (u, z, m -> q̃) in one prep kernel; M_tᵀ du_t (the q
 gradient through M) is the forward pass again with query du and initial state M0ᵀ; a reverse recurrence and
-two chunk-parallel kernels give k̂'s gradient, the decay "writer" terms and the initial-state gradients. The log-decay gradient is, per sequence,
+two chunk-parallel kernels give k̂'s gradient, the decay "writer" terms and the initial-state gradients.
+The log-decay gradient is, per sequence,
     dg_j = sum_{t >= j} (du_t·u_t + dz_t z_t + dm_t·m_t − k̂_t·dk̂_t^{value} − zw_t)   (+ final-state terms),
 a reverse cumulative sum done in torch (float64 for varlen, where it runs across sequences).
 """
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import torch
 import triton
 
+from ..backend import env_int
 from ..triton_layout import ChunkLayout
 from .triton_stats_kernels import (
     ccq_stats_bwd_key_kernel,
@@ -73,24 +74,15 @@ def _split_tiles(K: int) -> Tiles:
     """
     kp = _padded_k(K)
     bv, stages = (kp, 3) if kp <= 64 else (32, 2)
-    tiles = Tiles(kp, bv_state=kp if kp <= 64 else 64, bv_chunk=_env_int("LINMEM_CCQ_CHUNK_BV", bv),
-                  chunk_warps=_env_int("LINMEM_CCQ_CHUNK_WARPS", 8),
-                  chunk_stages=_env_int("LINMEM_CCQ_CHUNK_STAGES", stages))
+    tiles = Tiles(kp, bv_state=kp if kp <= 64 else 64, bv_chunk=env_int("LINMEM_CCQ_CHUNK_BV", bv),
+                  chunk_warps=env_int("LINMEM_CCQ_CHUNK_WARPS", 8),
+                  chunk_stages=env_int("LINMEM_CCQ_CHUNK_STAGES", stages))
     if tiles.bv_chunk not in (16, 32, 64, 128, 256) or tiles.bv_chunk > kp:
         raise ValueError(f"LINMEM_CCQ_CHUNK_BV: expected a power of two from 16 to {kp}, got {tiles.bv_chunk}")
     if tiles.chunk_warps not in (1, 2, 4, 8, 16) or tiles.chunk_stages < 1:
-        raise ValueError(f"LINMEM_CCQ_CHUNK_WARPS / _STAGES: got {tiles.chunk_warps} warps, {tiles.chunk_stages} stages")
+        raise ValueError(f"LINMEM_CCQ_CHUNK_WARPS / _STAGES: got {tiles.chunk_warps} warps, "
+                         f"{tiles.chunk_stages} stages")
     return tiles
-
-
-def _env_int(variable: str, default: int) -> int:
-    value = os.environ.get(variable, "").strip()
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{variable}: expected an integer, got {value!r}") from None
 
 
 def _per_chunk_statistics(layout: ChunkLayout, H: int, K: int, like: torch.Tensor, center: bool):

@@ -29,4 +29,3 @@ def store_rows(ptr, val, tok, row_mask, i_h, H: tl.constexpr, D: tl.constexpr, o
 def load_gate(ptr, tok, row_mask, i_h, H: tl.constexpr):
     """Per-token, per-head scalar [R] as fp32 (zeros outside)."""
     return tl.load(ptr + tok * H + i_h, mask=row_mask, other=0.0).to(tl.float32)
-

@@ -6,10 +6,10 @@ variables, read at every call, override it for diagnosis on a new GPU or Triton.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
+
+from ..backend import env_int
 
 
 def _pow2(n: int) -> int:
@@ -27,7 +27,7 @@ NUM_WARPS = 8
 
 
 def _num_warps() -> int:
-    return int(os.environ.get("LINMEM_GDN_NUM_WARPS", NUM_WARPS))
+    return env_int("LINMEM_GDN_NUM_WARPS", NUM_WARPS)
 
 
 # The WY backward (two kernels, see triton_wy.py) runs at 2 warps whatever the table above says. On the H200
@@ -46,9 +46,8 @@ WY_BWD_MAXNREG = None
 def _wy_bwd_config() -> tuple[int, int | None]:
     """(num_warps, maxnreg) of the WY backward. LINMEM_GDN_WY_BWD_WARPS and LINMEM_GDN_WY_BWD_MAXNREG override them
     at each call, for diagnosis on a new GPU or Triton (benchmarks/gdn_backward_determinism.py --configs)."""
-    maxnreg = os.environ.get("LINMEM_GDN_WY_BWD_MAXNREG", WY_BWD_MAXNREG)
-    return (int(os.environ.get("LINMEM_GDN_WY_BWD_WARPS", WY_BWD_NUM_WARPS)),
-            int(maxnreg) if maxnreg not in (None, "") else None)
+    return (env_int("LINMEM_GDN_WY_BWD_WARPS", WY_BWD_NUM_WARPS),
+            env_int("LINMEM_GDN_WY_BWD_MAXNREG", WY_BWD_MAXNREG))
 
 
 def _stages(dtype: torch.dtype) -> int:
