@@ -131,6 +131,10 @@ def time_op(op: str, batch: int, seq_len: int, heads: int, dk: int, dv: int) -> 
 
 OURS = ["gla", "ccq_gla", "gated_delta_rule", "qdelta_rule", "ccq_gated_delta_rule"]
 PEERS = ["fla_chunk_gla", "fla_chunk_gated_delta_rule", "sdpa"]
+# (op, heads, d_k, d_v) at the fla-1.3B layer shapes
+FLA_SHAPES = (("gated_delta_rule", 6, 256, 512), ("fla_chunk_gated_delta_rule", 6, 256, 512),
+              ("ccq_gated_delta_rule", 6, 256, 512), ("qdelta_rule", 6, 256, 512),
+              ("gla", 4, 256, 512), ("fla_chunk_gla", 4, 256, 512), ("ccq_gla", 4, 256, 512))
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -262,9 +266,7 @@ def main() -> None:
         for op in ops:
             record(op, 32768 // seq_len, seq_len, 16, 128, 128)
     if not args.no_fla_shapes:  # fla-1.3B layer shapes at T = 4K (B = 8)
-        for op, heads, dk, dv in (("gated_delta_rule", 6, 256, 512), ("fla_chunk_gated_delta_rule", 6, 256, 512),
-                                  ("ccq_gated_delta_rule", 6, 256, 512), ("qdelta_rule", 6, 256, 512),
-                                  ("gla", 4, 256, 512), ("fla_chunk_gla", 4, 256, 512), ("ccq_gla", 4, 256, 512)):
+        for op, heads, dk, dv in FLA_SHAPES:
             if op in ops:
                 record(op, 8, 4096, heads, dk, dv)
     print(format_table(rows))

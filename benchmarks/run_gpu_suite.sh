@@ -20,6 +20,12 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
 $PY -c "import torch, triton, transformers; print(torch.__version__, triton.__version__, transformers.__version__)" >> "$OUT/gpu.txt"
 
+# Compile every kernel the sweep times (fla's autotuning compiles dozens of launch settings per kernel, one after
+# another: more than 240 s on the H200) in parallel processes while the tests run; the sweep loads them from the
+# Triton cache. Not timing: the tests do not mind sharing the GPU.
+timeout "${WARM_S:-420}" $PY benchmarks/warm_compile.py --jobs "${WARM_JOBS:-8}" > "$OUT/warm.log" 2>&1 &
+WARM_PID=$!
+
 # Test files in parallel (pytest-xdist, one file per worker): Triton compilation is CPU-bound, and 6 workers
 # ran the whole GPU suite in 200 s on a 16-core H200 host. Failures print as they happen (tests/conftest.py).
 PARALLEL=$($PY -c "import xdist" 2>/dev/null && echo "-n ${TEST_WORKERS:-6} --dist loadfile")
@@ -29,6 +35,9 @@ timeout "${TEST_S:-360}" $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --time
   tests/test_hub_gpu.py \
   > "$OUT/gpu_tests.log" 2>&1
 echo "gpu tests rc=$?" >> "$OUT/gpu.txt"
+
+wait "$WARM_PID"
+echo "warm compile rc=$?" >> "$OUT/gpu.txt"
 
 # Most important first: one device session is about 30 minutes, and the stages below add up to about that.
 # The first rows compile fla's autotuned kernels: on the H200 that alone took more than 240 s.
