@@ -179,9 +179,17 @@ def _wy_key_gradients(q, k, lam, dw, dq_part, dk_part, dq_out, dk_out, dlam_out,
     """The last step of the WY backward, per key block: dX = T^T dW diag(s) + E K, dk = dk_part + dX + E^T X,
     dq = dq_part (+ lam dX), dlam = sum(dX q). ec = E, ec_t = E^T in the input dtype, [BT, BT]."""
     dlam = tl.zeros([BT], tl.float32)
+    if HAS_LAM:
+        lr = load_gate(lam, tok, m, i_h, H)
     for i_k in range(0, tl.cdiv(K, BK)):
         offs_k = i_k * BK + tl.arange(0, BK)
-        kr, xr = _probe_rows(q, k, lam, tok, m, i_h, offs_k, H, K, HAS_LAM)
+        # the probe rows inline: q is needed again below (for dlam), and a second load of it cost Q-Delta a read
+        kr = load_rows(k, tok, m, i_h, H, K, offs_k).to(tl.float32)
+        if HAS_LAM:
+            qr = load_rows(q, tok, m, i_h, H, K, offs_k).to(tl.float32)
+            xr = kr + lr[:, None] * qr
+        else:
+            xr = kr
         dwr = load_rows(dw, tok, m, i_h, H, K, offs_k)
         dx = tl.dot(tmc_t, dwr, input_precision=DOT_PREC) * s[:, None]
         dx += tl.dot(ec, kr.to(ec.dtype), input_precision=DOT_PREC)
@@ -190,8 +198,7 @@ def _wy_key_gradients(q, k, lam, dw, dq_part, dk_part, dq_out, dk_out, dlam_out,
         store_rows(dk_out, dk, tok, m, i_h, H, K, offs_k)
         dq = load_rows(dq_part, tok, m, i_h, H, K, offs_k)
         if HAS_LAM:
-            qr = load_rows(q, tok, m, i_h, H, K, offs_k).to(tl.float32)
-            dq += load_gate(lam, tok, m, i_h, H)[:, None] * dx
+            dq += lr[:, None] * dx
             dlam += tl.sum(dx * qr, 1)
         store_rows(dq_out, dq, tok, m, i_h, H, K, offs_k)
     if HAS_LAM:
