@@ -7,7 +7,8 @@ ops: torch.profiler over 5 fwd+bwd calls of each op at B8 T4K H16 d128 (bf16, ba
 kernel name: calls and microseconds per fwd+bwd, largest first.
 decode: the 340M CCQ-GDN of train_throughput.py (random weights), 32 greedy tokens after a 512-token prompt,
 at batch 1: wall time per token, CPU time per token spent in Python/launches, GPU kernel time per token and
-kernel launches per token. When GPU time is far below wall time, decode is bound by launch overhead.
+kernel launches per token. When GPU time is far below wall time, decode is bound by launch overhead; the wall
+time per token with `cuda_graph_decode` (one replayed graph per token) says how much of it a graph removes.
 Writes profile-<gpu>.json.
 """
 
@@ -79,6 +80,14 @@ def profile_decode(smoke: bool, new_tokens: int = 32) -> dict:
     model.generate(prompt, **generate)
     sync()
     wall = time.perf_counter() - start
+    model.config.cuda_graph_decode = True  # the same decode replayed as one CUDA graph per token (eager on CPU)
+    model.generate(prompt, **generate)  # captures
+    sync()
+    start = time.perf_counter()
+    model.generate(prompt, **generate)
+    sync()
+    graph_wall = time.perf_counter() - start
+    model.config.cuda_graph_decode = False
     activities = [ProfilerActivity.CPU] + ([] if smoke else [ProfilerActivity.CUDA])
     with profile(activities=activities) as prof:
         model.generate(prompt, **generate)
@@ -90,6 +99,7 @@ def profile_decode(smoke: bool, new_tokens: int = 32) -> dict:
     return {
         "layers": config.num_hidden_layers, "prompt": prompt.shape[1], "new_tokens": new_tokens,
         "wall_ms_per_token": wall / new_tokens * 1e3,
+        "wall_ms_per_token_cuda_graph": graph_wall / new_tokens * 1e3,
         "gpu_kernel_ms_per_token": sum(e.device_time_total for e in kernels) / new_tokens / 1e3,
         "kernel_launches_per_token": sum(e.count for e in kernels) / new_tokens,
         "top_kernels_us_per_token": dict(sorted(by_name.items(), key=lambda kv: -kv[1])[:15]),

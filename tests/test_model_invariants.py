@@ -112,6 +112,32 @@ def test_cache_rules():
     assert type(model)._supports_default_dynamic_cache() is False and model._is_stateful
 
 
+def test_beam_reorder_keeps_state_storage():
+    """Same-size reorders write into the cache's tensors (a decode CUDA graph bound to them stays valid)."""
+    from linmem.modeling.decode_graph import state_tensors
+
+    model = make_model("ccq-gdn")
+    cache = cache_of(model(ids(3, 6), use_cache=True))
+    before = [t.data_ptr() for t in state_tensors(cache)]
+    expected = [t[[2, 0, 0]].clone() for t in state_tensors(cache)]
+    cache.reorder_cache(torch.tensor([2, 0, 0]))
+    assert [t.data_ptr() for t in state_tensors(cache)] == before
+    assert all(torch.equal(t, e) for t, e in zip(state_tensors(cache), expected))
+    cache.batch_select_indices(torch.tensor([1]))
+    assert cache.recurrent_states[0][0].shape[0] == 1
+
+
+def test_cuda_graph_decode_is_eager_off_cuda():
+    """The flag only acts on CUDA (tests/test_model_gpu.py); on the CPU decode is the eager step, unchanged."""
+    from linmem.modeling.decode_graph import DECODE_GRAPHS
+
+    model = make_model("qdelta")
+    plain = model.generate(ids(1, 8), max_new_tokens=5, do_sample=False, pad_token_id=0, eos_token_id=None)
+    model.config.cuda_graph_decode = True
+    flagged = model.generate(ids(1, 8), max_new_tokens=5, do_sample=False, pad_token_id=0, eos_token_id=None)
+    assert torch.equal(plain, flagged) and model not in DECODE_GRAPHS
+
+
 def test_recurrent_state_size_is_independent_of_context_length():
     model = make_model("ccq-gdn")
     short = cache_of(model(ids(1, 5), use_cache=True)).recurrent_state_bytes()
@@ -149,9 +175,9 @@ def test_ccq_init_scale_zero_is_exactly_the_backbone(backbone):
     name = "ccq-gla" if backbone == "gla" else "ccq-gdn"
     ccq = make_model(name, ccq_init_scale=0.0)
     plain = make_model(name, ccq=False)
-    missing, unexpected = plain.load_state_dict(ccq.state_dict(), strict=False), None
-    assert sorted(missing.unexpected_keys) == sorted(k for k in ccq.state_dict() if ".ccq_" in k)
-    assert not missing.missing_keys
+    loaded = plain.load_state_dict(ccq.state_dict(), strict=False)
+    assert sorted(loaded.unexpected_keys) == sorted(k for k in ccq.state_dict() if ".ccq_" in k)
+    assert not loaded.missing_keys
     x = ids(2, 30)
     torch.testing.assert_close(ccq(x).logits, plain(x).logits, atol=1e-12, rtol=0)
     # ... while CCQ at scale 1 changes the output, and the scale receives a gradient at 0

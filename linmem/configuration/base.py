@@ -65,6 +65,9 @@ class LinmemConfig(PretrainedConfig):
         attn_rope: RoPE in the softmax layers (False for GPT-2, whose positions are learned).
         rope_theta: RoPE base of those layers.
         max_position_embeddings: informative; recurrent layers have no length limit.
+        cuda_graph_decode: on CUDA, replay each one-token decode step of a purely recurrent model as a CUDA
+            graph captured once per cache (linmem/modeling/decode_graph.py): one launch per token instead of
+            hundreds. Models with softmax layers or learned positions decode eagerly whatever this says.
     """
 
     model_type = "linmem"
@@ -106,6 +109,7 @@ class LinmemConfig(PretrainedConfig):
         rope_theta: float = 10000.0,
         max_position_embeddings: int = 2048,
         use_cache: bool = True,
+        cuda_graph_decode: bool = False,
         pad_token_id: int | None = None,
         bos_token_id: int | None = 1,
         eos_token_id: int | None = 2,
@@ -144,6 +148,7 @@ class LinmemConfig(PretrainedConfig):
         self.rope_theta = rope_theta
         self.max_position_embeddings = max_position_embeddings
         self.use_cache = use_cache
+        self.cuda_graph_decode = cuda_graph_decode
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
@@ -186,6 +191,7 @@ class LinmemConfig(PretrainedConfig):
         if self.intermediate_size is not None:
             _require(_positive_int(self.intermediate_size), "intermediate_size", "a positive integer or None", self.intermediate_size)
         _require(isinstance(self.norm_eps, float) and self.norm_eps > 0, "norm_eps", "a positive float", self.norm_eps)
+        _require(isinstance(self.cuda_graph_decode, bool), "cuda_graph_decode", "True or False", self.cuda_graph_decode)
         _require(self.initializer_range >= 0, "initializer_range", "a non-negative number", self.initializer_range)
         for index in self.attn_layers:
             _require(0 <= index < self.num_hidden_layers, "attn_layers",

@@ -20,6 +20,7 @@ from .attention import SoftmaxAttention
 from .block import LinmemBlock
 from .cache import LinmemCache
 from .compat import cache_argument, cache_of, with_cache
+from .decode_graph import DECODE_GRAPHS, DecodeGraph, graph_eligible
 from .layers import RMSNorm, ShortConvolution, make_norm
 from .padding import TokenLayout, token_positions
 
@@ -222,6 +223,18 @@ class LinmemForCausalLM(LinmemPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.lm_head = new_embeddings
 
+    def one_token_logits(self, input_ids: torch.Tensor, cache: LinmemCache) -> torch.Tensor:
+        """Logits [B, 1, vocab] of one decode step (the eager step a decode graph captures)."""
+        hidden = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, return_dict=True)
+        return self.lm_head(hidden.last_hidden_state)
+
+    def _graph_step(self, input_ids: torch.Tensor, cache: LinmemCache) -> torch.Tensor:
+        graph = DECODE_GRAPHS.get(self)
+        if graph is None or not graph.matches(self, cache, input_ids):
+            DECODE_GRAPHS.pop(self, None)  # frees the old graph's memory pool before capturing the new one
+            DECODE_GRAPHS[self] = graph = DecodeGraph(self, cache, input_ids)
+        return graph.step(input_ids, cache)
+
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None,
                                       inputs_embeds=None, **kwargs):
         # Feed only the positions the recurrent state has not consumed yet (robust across versions
@@ -254,6 +267,12 @@ class LinmemForCausalLM(LinmemPreTrainedModel, GenerationMixin):
         """Logits [B, T', vocab] (T' = T, or logits_to_keep); loss when labels [B, T] are given (-100 ignored)."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         past_key_values = cache_argument(past_key_values, kwargs)
+        if use_cache is not False and graph_eligible(self, input_ids, attention_mask, past_key_values, dict(
+                inputs_embeds=inputs_embeds, labels=labels, output_hidden_states=output_hidden_states)):
+            logits = self._graph_step(input_ids, past_key_values)
+            if not return_dict:
+                return (logits, past_key_values)
+            return CausalLMOutputWithPast(logits=logits, **with_cache(past_key_values))
         outputs = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,

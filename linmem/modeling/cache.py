@@ -94,10 +94,16 @@ class LinmemCache(Cache):
         return (self.recurrent_states, self.conv_states, self.key_cache, self.value_cache)
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Select/reorder batch rows in place (beam search)."""
+        """Select/reorder batch rows (beam search). Same-size reorders write into the existing tensors, so their
+        storage stays put (a decode CUDA graph bound to it stays valid); other selections reallocate."""
+
+        def select(t: torch.Tensor) -> torch.Tensor:
+            chosen = t.index_select(0, beam_idx.to(t.device))
+            return t.copy_(chosen) if chosen.shape == t.shape else chosen
+
         for store in self._all_entries():
             for i, entry in enumerate(store):
-                store[i] = _map_tensors(entry, lambda t: t.index_select(0, beam_idx.to(t.device)))
+                store[i] = _map_tensors(entry, select)
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self.reorder_cache(indices)
