@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -18,10 +21,23 @@ def arguments(doc: str, default_configs: str, repeats: int) -> argparse.Namespac
     return parser.parse_args()
 
 
+def _in_child_process(args: argparse.Namespace, stem: str, config: str, apply: Callable[[str], dict]) -> dict:
+    """One configuration's row, measured by this script in a fresh process: an illegal memory access leaves the
+    CUDA context unusable, so in one process every later configuration would fail with it too."""
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, sys.argv[0], "--configs", config, "--repeats", str(args.repeats), "--out", tmp]
+        run = subprocess.run(command, capture_output=True, text=True)
+        written = list(Path(tmp).glob(f"{stem}-*.json"))
+        if written:
+            return json.loads(written[0].read_text())["rows"][0]
+    return {"config": apply(config), "error": f"the process exited with {run.returncode}: {run.stderr[-300:]}"}
+
+
 def sweep(args: argparse.Namespace, stem: str, apply: Callable[[str], dict], measure: Callable[[], dict]) -> Path:
     """For each comma-separated configuration: apply(config) -> its description, then measure() -> the row's
-    results. A configuration that does not build or launch is a result too (the row's "error"). Writes
-    <out>/<stem>-<gpu>.json (or -cpu-smoke) after every row and returns its path."""
+    results, each configuration in its own process on the GPU. A configuration that does not build or launch is
+    a result too (the row's "error"). Writes <out>/<stem>-<gpu>.json (or -cpu-smoke) after every row and returns
+    its path."""
     from benchmarks.kernels import gpu_file_name, result_header
 
     name = gpu_file_name(args.smoke)
@@ -29,12 +45,16 @@ def sweep(args: argparse.Namespace, stem: str, apply: Callable[[str], dict], mea
     path = Path(args.out) / f"{stem}-{name}.json"
     header = {"device": "cpu (interpreter)"} if args.smoke else result_header()
     rows = []
-    for config in args.configs.split(","):
-        row = {"config": apply(config)}
-        try:
-            row.update(measure())
-        except Exception as error:
-            row["error"] = f"{type(error).__name__}: {str(error)[:300]}"
+    configs = args.configs.split(",")
+    for config in configs:
+        if len(configs) > 1 and not args.smoke:
+            row = _in_child_process(args, stem, config, apply)
+        else:
+            row = {"config": apply(config)}
+            try:
+                row.update(measure())
+            except Exception as error:
+                row["error"] = f"{type(error).__name__}: {str(error)[:300]}"
         print(json.dumps(row), flush=True)
         rows.append(row)
         path.write_text(json.dumps({**header, "repeats": args.repeats, "rows": rows}, indent=2))
