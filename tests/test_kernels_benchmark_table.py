@@ -22,3 +22,16 @@ def test_table_of_the_committed_sweep():
     line = next(x for x in lines if x.startswith("gated_delta_rule ") and " 4096  16 " in x)
     assert f"{gdn_4k['fwdbwd_ms']:.2f}" in line and f"{gdn_4k['fwdbwd_vs_fla']:.2f}" in line
     assert len({len(x) for x in lines[2:] if "Error" not in x}) == 1  # fixed-width columns
+
+
+def test_warm_compile_covers_every_shape_family_of_the_sweep():
+    """benchmarks/warm_compile.py compiles ahead what the sweep times: every op at H16 d128 and at the fla-1.3B
+    shapes (the committed sweep's rows are the reference)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from kernels import OURS, PEERS
+    from warm_compile import warm_tasks
+
+    tasks = set(warm_tasks(PEERS + OURS))
+    swept = {(r["op"], r["H"], r["dk"], r["dv"]) for r in json.loads(RESULT.read_text())["rows"]}
+    assert swept <= tasks and len(tasks) == len(swept)
+    assert set(warm_tasks(["gla"])) == {("gla", 16, 128, 128), ("gla", 4, 256, 512)}
