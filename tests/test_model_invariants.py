@@ -138,6 +138,41 @@ def test_cuda_graph_decode_is_eager_off_cuda():
     assert torch.equal(plain, flagged) and model not in DECODE_GRAPHS
 
 
+class _CudaIds:
+    """Stands in for CUDA input ids on a CPU machine: graph_eligible reads only these."""
+
+    is_cuda = True
+
+    def __init__(self, *shape: int) -> None:
+        self.shape = shape
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+
+@pytest.mark.parametrize("name,decode,expected", [
+    ("qdelta", dict(), True), ("ccq-gla", dict(), True),
+    ("qdelta", dict(flag=False), False), ("qdelta", dict(ids=(1, 2)), False), ("qdelta", dict(grad=True), False),
+    ("qdelta", dict(extra=dict(labels=1)), False), ("qdelta", dict(extra=dict(output_hidden_states=True)), False),
+    ("qdelta", dict(mask=[[1, 0]]), False), ("qdelta", dict(mask=[[0, 1]]), True), ("qdelta", dict(empty=True), False),
+    ("qdelta-hybrid", dict(), False), ("ccq-gdn-hybrid", dict(), False), ("ccq-gla-hybrid-window", dict(), False),
+])
+def test_cuda_graph_decode_eligibility(name, decode, expected, monkeypatch):
+    """Which calls the decode graph takes (the capture itself runs in tests/test_model_gpu.py): only one-token,
+    no-grad steps of purely recurrent models on a filled cache, with the flag on and the new token unpadded."""
+    from linmem.modeling.decode_graph import graph_eligible
+
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    model = make_model(name)
+    model.config.cuda_graph_decode = decode.get("flag", True)
+    cache = LinmemCache(model.config.num_hidden_layers) if decode.get("empty") else cache_of(
+        model(ids(1, 4), use_cache=True))
+    mask = torch.tensor(decode["mask"]) if "mask" in decode else None
+    with torch.set_grad_enabled(decode.get("grad", False)):
+        eligible = graph_eligible(model, _CudaIds(*decode.get("ids", (1, 1))), mask, cache, decode.get("extra", {}))
+    assert eligible is expected
+
+
 def test_recurrent_state_size_is_independent_of_context_length():
     model = make_model("ccq-gdn")
     short = cache_of(model(ids(1, 5), use_cache=True)).recurrent_state_bytes()
