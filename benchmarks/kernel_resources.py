@@ -50,8 +50,7 @@ def ccq_statistic_kernels(K: int):
     from linmem.kernels.ccq import triton_stats_kernels as kernels
 
     f32, bf16 = "*fp32", "*bf16"
-    tiles = host._split_tiles(K)  # the LINMEM_CCQ_CHUNK_* variables apply here too
-    kp, bv_state, bv_chunk, warps, stages = tiles
+    kp, bv_state, bv_chunk, warps, stages = host._split_tiles(K)  # the LINMEM_CCQ_CHUNK_* variables apply here too
     common = dict(H=16, K=K, BT=64, KP=kp, CENTER=True, IS_VARLEN=False, PREC="tf32")
     starts = dict(M0=None, z0=None, m0=None, MT=None, zT=None, mT=None, cu_seqlens=None, chunk_offsets=None,
                   table=None)
@@ -109,7 +108,8 @@ def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
 
 def gdn_kernels(K: int):
     """The Gated DeltaNet WY kernels (also with Q-Delta's probe rows) and the dq/dk read at K = V, bf16, as
-    triton_chunk.py launches them; the WY backward also at 8 warps, which was not reproducible on the H200 (see WY_BWD_NUM_WARPS)."""
+    triton_chunk.py launches them; the WY backward also at 8 warps, which was not reproducible on the H200
+    (see WY_BWD_NUM_WARPS)."""
     import torch
 
     from linmem.kernels.gated_delta_rule import triton_config as host
@@ -120,23 +120,19 @@ def gdn_kernels(K: int):
     base = dict(H=16, K=K, V=K, BT=64, BK=bk, BV=bk, IS_VARLEN=False, DOT_PREC="tf32", chunk_table=None)
     nw, stages = host._num_warps(), host._stages(torch.bfloat16)
     wy_fwd = dict(q=bf16, k=bf16, v=bf16, g=f32, beta=f32, lam=f32, gc_out=f32, t_out=f32, w_out=bf16, u_out=bf16)
-    yield ("gdn wy forward", triton_wy.wy_fwd_kernel, wy_fwd, dict(base, HAS_LAM=False), nw, stages)
-    yield ("qdelta wy forward", triton_wy.wy_fwd_kernel, wy_fwd, dict(base, HAS_LAM=True), nw, stages)
+    for op, has_lam in (("gdn", False), ("qdelta", True)):
+        yield (f"{op} wy forward", triton_wy.wy_fwd_kernel, wy_fwd, dict(base, HAS_LAM=has_lam), nw, stages)
     gates = dict(q=bf16, k=bf16, v=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, du=bf16, dgc_part=f32,
                  dv_out=bf16, dg_out=f32, dbeta_out=f32, e_out=bf16)
     keys = dict(q=bf16, k=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, e_in=bf16, dq_part=f32, dk_part=f32,
                 dq_out=bf16, dk_out=bf16, dlam_out=f32)
     key_flags = {n: v for n, v in base.items() if n not in ("V", "BV")}
-    for warps in (host.WY_BWD_NUM_WARPS, 8):
-        yield (f"gdn wy bwd 1/2 ({warps} warps)", triton_wy.wy_bwd_gates_kernel, gates,
-               dict(base, NKP=triton.cdiv(K, bk), HAS_LAM=False), warps, stages)
-        yield (f"gdn wy bwd 2/2 ({warps} warps)", triton_wy.wy_bwd_keys_kernel, keys,
-               dict(key_flags, HAS_LAM=False), warps, stages)
-    warps = host.WY_BWD_NUM_WARPS
-    yield (f"qdelta wy bwd 1/2 ({warps} warps)", triton_wy.wy_bwd_gates_kernel, gates,
-           dict(base, NKP=triton.cdiv(K, bk), HAS_LAM=True), warps, stages)
-    yield (f"qdelta wy bwd 2/2 ({warps} warps)", triton_wy.wy_bwd_keys_kernel, keys,
-           dict(key_flags, HAS_LAM=True), warps, stages)
+    for op, has_lam, warps in (("gdn", False, host.WY_BWD_NUM_WARPS), ("gdn", False, 8),
+                               ("qdelta", True, host.WY_BWD_NUM_WARPS)):
+        yield (f"{op} wy bwd 1/2 ({warps} warps)", triton_wy.wy_bwd_gates_kernel, gates,
+               dict(base, NKP=triton.cdiv(K, bk), HAS_LAM=has_lam), warps, stages)
+        yield (f"{op} wy bwd 2/2 ({warps} warps)", triton_wy.wy_bwd_keys_kernel, keys,
+               dict(key_flags, HAS_LAM=has_lam), warps, stages)
     yield ("gdn dq, dk, dw, dg", triton_output.output_dqk_kernel,
            dict(q=bf16, k=bf16, vnew=bf16, h=bf16, dh=bf16, gc=f32, do=bf16, dvnew=bf16, dq_part=f32, dk_part=f32,
                 dw_out=bf16, dgc_part=f32), base, nw, stages)

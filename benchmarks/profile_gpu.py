@@ -75,19 +75,19 @@ def profile_decode(smoke: bool, new_tokens: int = 32) -> dict:
     generate = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
     model.generate(prompt, **dict(generate, max_new_tokens=4, min_new_tokens=4))  # warm-up (compiles kernels)
     sync = torch.cuda.synchronize if not smoke else (lambda: None)
-    sync()
-    start = time.perf_counter()
-    model.generate(prompt, **generate)
-    sync()
-    wall = time.perf_counter() - start
-    model.config.cuda_graph_decode = True  # the same decode replayed as one CUDA graph per token (eager on CPU)
-    try:
-        model.generate(prompt, **generate)  # captures
+
+    def seconds_to_generate() -> float:
         sync()
         start = time.perf_counter()
         model.generate(prompt, **generate)
         sync()
-        graph_ms = (time.perf_counter() - start) / new_tokens * 1e3
+        return time.perf_counter() - start
+
+    wall = seconds_to_generate()
+    model.config.cuda_graph_decode = True  # the same decode replayed as one CUDA graph per token (eager on CPU)
+    try:
+        seconds_to_generate()  # captures
+        graph_ms = seconds_to_generate() / new_tokens * 1e3
     except Exception as error:  # recorded, not hidden
         graph_ms = f"{type(error).__name__}: {str(error)[:300]}"
     model.config.cuda_graph_decode = False

@@ -50,22 +50,26 @@ def measure_training(model, batch_size: int, seq_len: int, steps: int, warmup: i
 
 
 @torch.no_grad()
-def measure_decode(model, prompt_len: int, new_tokens: int, cuda_graph: bool = False) -> tuple[float, int, int]:
-    """Greedy tokens/s at batch 1 after a prompt (prefill included), eager or with `cuda_graph_decode`; and the
-    recurrent state bytes after 16 and after prompt_len tokens."""
+def measure_decode(model, prompt: torch.Tensor, new_tokens: int, cuda_graph: bool = False) -> float:
+    """Greedy tokens/s at batch 1 after `prompt` [1, T] (prefill included), eager or with `cuda_graph_decode`."""
     model.eval()
     model.config.cuda_graph_decode = cuda_graph
-    prompt = torch.randint(3, model.config.vocab_size, (1, prompt_len), device="cuda")
-    model.generate(prompt, max_new_tokens=8, do_sample=False, min_new_tokens=8)  # warm-up (compiles kernels)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
-    torch.cuda.synchronize()
-    tps = (out.shape[1] - prompt_len) / (time.perf_counter() - start)
+    try:
+        model.generate(prompt, max_new_tokens=8, do_sample=False, min_new_tokens=8)  # warm-up (compiles kernels)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+        torch.cuda.synchronize()
+        return (out.shape[1] - prompt.shape[1]) / (time.perf_counter() - start)
+    finally:
+        model.config.cuda_graph_decode = False
+
+
+@torch.no_grad()
+def measure_state_bytes(model, prompt: torch.Tensor) -> tuple[int, int]:
+    """Recurrent state bytes of the cache after 16 tokens and after the whole prompt."""
     short = cache_of(model(prompt[:, :16], use_cache=True)).recurrent_state_bytes()
-    long = cache_of(model(prompt, use_cache=True)).recurrent_state_bytes()
-    model.config.cuda_graph_decode = False
-    return tps, short, long
+    return short, cache_of(model(prompt, use_cache=True)).recurrent_state_bytes()
 
 
 def main() -> None:
@@ -90,14 +94,16 @@ def main() -> None:
         model = CCQForCausalLM(config_340m(ccq=ccq)).to("cuda", torch.bfloat16)
         n_params = sum(p.numel() for p in model.parameters())
         tps = measure_training(model, args.batch_size, args.seq_len, args.steps, args.warmup)
-        decode_tps, state_short, state_long = measure_decode(model, prompt_len=2048, new_tokens=args.new_tokens)
+        prompt = torch.randint(3, model.config.vocab_size, (1, 2048), device="cuda")
+        decode_tps = measure_decode(model, prompt, args.new_tokens)
+        state_short, state_long = measure_state_bytes(model, prompt)
         try:  # recorded, not hidden: a failing capture shows in the JSON and the eager figures still land
-            graph_tps = measure_decode(model, prompt_len=2048, new_tokens=args.new_tokens, cuda_graph=True)[0]
+            graph_tps = measure_decode(model, prompt, args.new_tokens, cuda_graph=True)
         except Exception as error:
             graph_tps = f"{type(error).__name__}: {str(error)[:300]}"
         results[variant] = {"parameters": n_params, "train_tokens_per_s": tps, "batch_size": args.batch_size,
                             "seq_len": args.seq_len, "decode_tokens_per_s_batch1": decode_tps,
-                            "decode_tokens_per_s_batch1_cuda_graph": graph_tps, "decode_prompt_tokens": 2048,
+                            "decode_tokens_per_s_batch1_cuda_graph": graph_tps, "decode_prompt_tokens": prompt.shape[1],
                             "decode_new_tokens": args.new_tokens,
                             "recurrent_state_bytes_16_tokens": state_short,
                             "recurrent_state_bytes_2048_tokens": state_long}

@@ -21,9 +21,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kernels import FLA_SHAPES, OURS, PEERS  # noqa: E402
+from benchmarks.kernels import FLA_SHAPES, OURS, PEERS  # noqa: E402
 
 WARM_SEQ_LEN = 1024
 
@@ -36,7 +36,7 @@ def warm_tasks(ops: list[str]) -> list[tuple[str, int, int, int]]:
 
 
 def warm_one(op: str, heads: int, dk: int, dv: int) -> tuple[str, float, str | None]:
-    from kernels import time_op
+    from benchmarks.kernels import time_op
 
     started = time.perf_counter()
     row = time_op(op, 1, WARM_SEQ_LEN, heads, dk, dv)

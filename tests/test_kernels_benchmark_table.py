@@ -27,9 +27,8 @@ def test_table_of_the_committed_sweep():
 def test_warm_compile_covers_every_shape_family_of_the_sweep():
     """benchmarks/warm_compile.py compiles ahead what the sweep times: every op at H16 d128 and at the fla-1.3B
     shapes (the committed sweep's rows are the reference)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from kernels import OURS, PEERS
-    from warm_compile import warm_tasks
+    from benchmarks.kernels import OURS, PEERS
+    from benchmarks.warm_compile import warm_tasks
 
     tasks = set(warm_tasks(PEERS + OURS))
     swept = {(r["op"], r["H"], r["dk"], r["dv"]) for r in json.loads(RESULT.read_text())["rows"]}
