@@ -142,12 +142,17 @@ def ccq_stats_fwd_state_kernel(k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, c
 def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, table, T, NT,
                                H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
                                BV: tl.constexpr, CENTER: tl.constexpr, RAW_U: tl.constexpr, SAVE: tl.constexpr,
-                               IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+                               IS_VARLEN: tl.constexpr, PREC: tl.constexpr, FP32_DOTS: tl.constexpr):
     """Grid (slots, B*H), one chunk per program, from the chunk-start statistics of ccq_stats_fwd_state_kernel:
-    u, z, m per token and out = q̃ (or u when RAW_U) for the chunk's tokens (module docstring).
+    u, z, m per token and out = q̃ for the chunk's tokens (module docstring); RAW_U: out += u instead (the
+    backward adds M_tᵀ du_t to q's gradient this way).
+    FP32_DOTS: fp32 products, else in k's dtype (also when q is an fp32 gradient).
     """
     i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
-    DT = q.dtype.element_ty
+    if FP32_DOTS:
+        DT = tl.float32
+    else:
+        DT = k.dtype.element_ty
     ck = tl.arange(0, KP)
     one = tl.arange(0, 1)
     qt = _tile(q, rows, rm, i_h, H, K, ck)
@@ -170,7 +175,7 @@ def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_
             m_blk = tl.load(m_st + at * K + cv, mask=tl.where(live, cv < K, False), other=0.0)
             mv = eb[:, None] * m_blk[None, :] + _mm(D, kv, DT, PREC)
         if RAW_U:
-            _put(out, u, rows, rm, i_h, H, K, cv)
+            _put(out, _tile(out, rows, rm, i_h, H, K, cv) + u, rows, rm, i_h, H, K, cv)
         else:
             sig = u / z[:, None]
             if CENTER:
@@ -228,23 +233,23 @@ def ccq_stats_bwd_state_kernel(q, g, du, dz, dm, dMT, dzT, dmT, dS_st, dz_st, dm
 
 
 @triton.jit
-def ccq_stats_bwd_value_kernel(q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val, zw, table, T, NT,
+def ccq_stats_bwd_value_kernel(q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val, writer, table, T, NT,
                                H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
                                BV: tl.constexpr, CENTER: tl.constexpr, IS_VARLEN: tl.constexpr,
                                PREC: tl.constexpr):
     """Grid (slots, B*H), one chunk per program, from the chunk-end gradients of ccq_stats_bwd_state_kernel:
         dk_val[blk] = (D ∘ Q K̂ᵀ)ᵀ du_blk + w ∘ (K̂ dS_blk) [+ Dᵀ dm_blk + w dm_end[blk]]   (k̂ as the value of u)
-        zw = Dᵀ dz + w dz_end                                                  (the writer part of dlog γ)
+        writer = Dᵀ dz + w dz_end + k̂ · dk_val                        (the writer part of the log-decay gradient)
     """
     i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
     ck = tl.arange(0, KP)
     one = tl.arange(0, 1)
     kt = _tile(k, rows, rm, i_h, H, K, ck)
     D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
-    A = _mm(_tile(q, rows, rm, i_h, H, K, ck), tl.trans(kt), tl.float32, PREC) * D
+    A = _mm(_tile(q, rows, rm, i_h, H, K, ck), tl.trans(kt), k.dtype.element_ty, PREC) * D  # exact in k's dtype
     dzt = tl.load(dz + rows * H + i_h, mask=rm, other=0.0)
     dz_end = tl.sum(tl.load(dz_st + at + one, mask=tl.where(live, one == 0, False), other=0.0), 0)
-    tl.store(zw + rows * H + i_h, tl.sum(D * dzt[:, None], 0) + w * dz_end, mask=rm)
+    wr = tl.sum(D * dzt[:, None], 0) + w * dz_end
     for vb in range(0, tl.cdiv(K, BV)):
         cv = vb * BV + tl.arange(0, BV)
         duv = _tile(du, rows, rm, i_h, H, K, cv)
@@ -253,14 +258,16 @@ def ccq_stats_bwd_value_kernel(q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val,
         if CENTER:
             dm_end = tl.load(dm_st + at * K + cv, mask=tl.where(live, cv < K, False), other=0.0)
             dkv += _mm(tl.trans(D), _tile(dm, rows, rm, i_h, H, K, cv), tl.float32, PREC) + w[:, None] * dm_end[None, :]
+        wr += tl.sum(_tile(k, rows, rm, i_h, H, K, cv) * dkv, 1)
         _put(dk_val, dkv, rows, rm, i_h, H, K, cv)
+    tl.store(writer + rows * H + i_h, wr, mask=rm)
 
 
 @triton.jit
-def ccq_stats_bwd_key_kernel(q, k, g, du, dS_st, dk_key, table, T, NT,
+def ccq_stats_bwd_key_kernel(q, k, g, du, dS_st, dk_val, dk, table, T, NT,
                              H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
                              BV: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
-    """Grid (slots, B*H), one chunk per program:
+    """Grid (slots, B*H), one chunk per program: k̂'s whole gradient dk (in dk's dtype) = dk_val plus
         dk_key = sum_blk [(D ∘ du_blk k_blkᵀ)ᵀ Q + w ∘ (k_blk dS_blkᵀ)]      (k̂ as the key of u)
     """
     i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
@@ -274,7 +281,7 @@ def ccq_stats_bwd_key_kernel(q, k, g, du, dS_st, dk_key, table, T, NT,
         dSb = _stat_block(dS_st, at, ck, cv, live, K)
         P = _mm(_tile(du, rows, rm, i_h, H, K, cv), tl.trans(kv), tl.float32, PREC) * D
         dkk += _mm(tl.trans(P), qt, tl.float32, PREC) + w[:, None] * _mm(kv, tl.trans(dSb), tl.float32, PREC)
-    _put(dk_key, dkk, rows, rm, i_h, H, K, ck)
+    _put(dk, dkk + _tile(dk_val, rows, rm, i_h, H, K, ck), rows, rm, i_h, H, K, ck)
 
 
 @triton.jit
