@@ -1,9 +1,11 @@
 """Which launch settings of the CCQ statistic's chunk-parallel kernels are correct and fastest on this GPU?
 
-    python benchmarks/ccq_stats_configs.py [--configs 8:32:2,4:32:2,...] [--repeats 3] [--out DIR] [--smoke]
+    python benchmarks/ccq_stats_configs.py [--configs 8:32:2,8:32:2+4:32:2:1,...] [--repeats 3] [--out DIR] [--smoke]
 
 A configuration is warps:BV:stages of the three chunk-parallel kernels (ccq_stats_fwd_chunk, ccq_stats_bwd_value,
-ccq_stats_bwd_key), set through the LINMEM_CCQ_CHUNK_* variables read by linmem.kernels.ccq.triton_stats. For each:
+ccq_stats_bwd_key), set through the LINMEM_CCQ_CHUNK_* variables read by linmem.kernels.ccq.triton_stats,
+optionally followed by +warps:BV:stages:split for the forward chunk kernel alone (LINMEM_CCQ_FWD_*; split 1 gives
+each program one value block instead of a loop over all of them). For each:
 the GPU accuracy checks of tests/test_kernels_triton_ccq_stats.py (K = 64 dense, K = 128 varlen with centring;
 every output and gradient against float64), whether `--repeats` fwd+bwd calls on the same inputs are bitwise
 equal, and the time of ccq_contract_query fwd and fwd+bwd at B8 T4K H16 K128 (bf16, median of
@@ -26,14 +28,26 @@ from benchmarks.launch_settings import arguments, sweep  # noqa: E402
 from linmem.kernels.ccq.triton_stats import ccq_contract_query  # noqa: E402
 from tests.test_kernels_triton_ccq_stats import CPU_CASES, GPU_CASES, check  # noqa: E402
 
-DEFAULT_CONFIGS = "8:32:2,8:32:1,8:32:3,8:64:1,8:64:3,4:32:1,4:32:2,16:32:2,16:64:2,8:128:1"
+DEFAULT_CONFIGS = ("8:32:2,8:32:2+4:32:2:0,8:32:2+4:32:2:1,8:32:2+8:32:2:1,8:32:2+4:64:2:1,8:32:2+8:64:2:1,"
+                   "8:32:2+4:16:2:1,8:32:2+4:128:1:1")
+FORWARD_VARIABLES = ("LINMEM_CCQ_FWD_WARPS", "LINMEM_CCQ_FWD_BV", "LINMEM_CCQ_FWD_STAGES", "LINMEM_CCQ_FWD_SPLIT")
 
 
 def apply(config: str) -> dict:
-    """Set the LINMEM_CCQ_CHUNK_* variables for 'warps:BV:stages'; -> the config as a dict."""
-    warps, bv, stages = config.split(":")
+    """Set the LINMEM_CCQ_CHUNK_* (and LINMEM_CCQ_FWD_*) variables for 'warps:BV:stages[+warps:BV:stages:split]';
+    -> the config as a dict."""
+    every, _, forward = config.partition("+")
+    warps, bv, stages = every.split(":")
     os.environ.update(LINMEM_CCQ_CHUNK_WARPS=warps, LINMEM_CCQ_CHUNK_BV=bv, LINMEM_CCQ_CHUNK_STAGES=stages)
-    return {"num_warps": int(warps), "BV": int(bv), "num_stages": int(stages)}
+    described = {"num_warps": int(warps), "BV": int(bv), "num_stages": int(stages)}
+    for name in FORWARD_VARIABLES:
+        os.environ.pop(name, None)
+    if forward:
+        values = forward.split(":")
+        os.environ.update(zip(FORWARD_VARIABLES, values))
+        described["forward"] = {"num_warps": int(values[0]), "BV": int(values[1]), "num_stages": int(values[2]),
+                                "split": bool(int(values[3]))}
+    return described
 
 
 def inputs(B: int, T: int, H: int, K: int, device: str, dtype: torch.dtype) -> list[torch.Tensor]:

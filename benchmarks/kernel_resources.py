@@ -50,7 +50,7 @@ def ccq_statistic_kernels(K: int):
     from linmem.kernels.ccq import triton_stats_kernels as kernels
 
     f32, bf16 = "*fp32", "*bf16"
-    kp, bv_state, bv_chunk, warps, stages = host._split_tiles(K)  # the LINMEM_CCQ_CHUNK_* variables apply here too
+    kp, bv_state, fwd, bwd = host._split_tiles(K)  # the LINMEM_CCQ_CHUNK_* and _FWD_* variables apply here too
     common = dict(H=16, K=K, BT=64, KP=kp, CENTER=True, IS_VARLEN=False, PREC="tf32")
     starts = dict(M0=None, z0=None, m0=None, MT=None, zT=None, mT=None, cu_seqlens=None, chunk_offsets=None,
                   table=None)
@@ -60,17 +60,19 @@ def ccq_statistic_kernels(K: int):
                 FP32_DOTS=False), 8, 3)
     yield ("forward outputs", kernels.ccq_stats_fwd_chunk_kernel,
            dict(starts, q=bf16, k=bf16, g=f32, lam=f32, S_st=f32, z_st=f32, m_st=f32, out=bf16, u_s=f32, z_s=f32,
-                m_s=f32), dict(common, BV=bv_chunk, RAW_U=False, SAVE=True, FP32_DOTS=False), warps, stages)
+                m_s=f32), dict(common, BV=fwd.bv, SPLIT=fwd.split, RAW_U=False, SAVE=True, FP32_DOTS=False), fwd.warps,
+           fwd.stages)
     grads = dict(q=bf16, k=bf16, g=f32, du=f32, dz=f32, dm=f32, dMT=None, dzT=None, dmT=None, dM0=None, dz0=None,
                  dm0=None, cu_seqlens=None, chunk_offsets=None, table=None)
     flags = dict(HAS_DMT=False, HAS_DZT=False, HAS_DMMT=False, STORE_D0=False)
     yield ("backward recurrence", kernels.ccq_stats_bwd_state_kernel,
            dict(grads, dS_st=f32, dz_st=f32, dm_st=f32), dict(common, BV=bv_state, **flags), 8, 3)
     yield ("backward value gradients", kernels.ccq_stats_bwd_value_kernel,
-           dict(grads, dS_st=f32, dz_st=f32, dm_st=f32, dk_val=f32, writer=f32), dict(common, BV=bv_chunk), warps, stages)
+           dict(grads, dS_st=f32, dz_st=f32, dm_st=f32, dk_val=f32, writer=f32), dict(common, BV=bwd.bv), bwd.warps,
+           bwd.stages)
     key = {n: v for n, v in common.items() if n != "CENTER"}
     yield ("backward key gradients", kernels.ccq_stats_bwd_key_kernel, dict(grads, dS_st=f32, dk_val=f32, dk=bf16),
-           dict(key, BV=bv_chunk), warps, stages)
+           dict(key, BV=bwd.bv), bwd.warps, bwd.stages)
 
 
 def gla_kernels(K: int, warps: int | None = None, stages: int = 3):

@@ -53,36 +53,50 @@ def _buffer(shape, like: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
     return torch.empty(shape, device=like.device, dtype=dtype)
 
 
+class ChunkSetting(NamedTuple):
+    """Launch setting of chunk-parallel statistic kernels."""
+
+    bv: int  # value-block width
+    warps: int
+    stages: int  # software-pipelining depth
+    split: bool = False  # one value block per program (a third grid axis) instead of a loop over them
+
+
 class Tiles(NamedTuple):
     """Launch settings of the statistic kernels at one head dim (8 warps for the recurrences)."""
 
     kp: int  # the key dim padded to a power of two
     bv_state: int  # value-block width of the two recurrences
-    bv_chunk: int  # value-block width of the three chunk-parallel kernels
-    chunk_warps: int
-    chunk_stages: int  # software-pipelining depth of the chunk-parallel kernels
+    forward: ChunkSetting  # the forward's chunk-parallel kernel (it also runs the backward's Mᵀdu pass)
+    backward: ChunkSetting  # the backward's two chunk-parallel kernels (they sum over value blocks: no split)
+
+
+def _chunk_setting(prefix: str, kp: int, default: ChunkSetting) -> ChunkSetting:
+    setting = ChunkSetting(env_int(f"{prefix}_BV", default.bv), env_int(f"{prefix}_WARPS", default.warps),
+                           env_int(f"{prefix}_STAGES", default.stages),
+                           bool(env_int(f"{prefix}_SPLIT", int(default.split))))
+    if setting.bv not in (16, 32, 64, 128, 256) or setting.bv > kp:
+        raise ValueError(f"{prefix}_BV: expected a power of two from 16 to {kp}, got {setting.bv}")
+    if setting.warps not in (1, 2, 4, 8, 16) or setting.stages < 1:
+        raise ValueError(f"{prefix}_WARPS / _STAGES: got {setting.warps} warps, {setting.stages} stages")
+    return setting
 
 
 def _split_tiles(K: int) -> Tiles:
     """The fixed table, chosen from offline sm_90 builds: wider blocks or deeper pipelines need more shared memory
     than the H100/H200 have at K = 128 (245 KB for BV = 64 with 3 stages), or spill more.
 
-    LINMEM_CCQ_CHUNK_BV, LINMEM_CCQ_CHUNK_WARPS and LINMEM_CCQ_CHUNK_STAGES override the chunk-parallel kernels'
-    settings at each call, so one GPU session can time the alternatives (benchmarks/ccq_stats_configs.py). The
-    forward chunk kernel took 2.7 ms, twice per fwd+bwd, at B8 T4K H16 K128 on the H200: far above its memory
-    and FLOP bounds, and an offline build at 8 warps uses 241 registers per thread, one program per SM.
+    The environment overrides it at each call, so one GPU session can time the alternatives
+    (benchmarks/ccq_stats_configs.py): LINMEM_CCQ_CHUNK_BV, _WARPS and _STAGES set every chunk-parallel kernel;
+    LINMEM_CCQ_FWD_BV, _WARPS, _STAGES and _SPLIT then override the forward's. The forward chunk kernel took
+    1.0 ms per pass at B8 T4K H16 K128 on the H200, far above its memory and FLOP bounds: at 8 warps an offline
+    build uses 241 registers per thread, one program per SM.
     """
     kp = _padded_k(K)
     bv, stages = (kp, 3) if kp <= 64 else (32, 2)
-    tiles = Tiles(kp, bv_state=kp if kp <= 64 else 64, bv_chunk=env_int("LINMEM_CCQ_CHUNK_BV", bv),
-                  chunk_warps=env_int("LINMEM_CCQ_CHUNK_WARPS", 8),
-                  chunk_stages=env_int("LINMEM_CCQ_CHUNK_STAGES", stages))
-    if tiles.bv_chunk not in (16, 32, 64, 128, 256) or tiles.bv_chunk > kp:
-        raise ValueError(f"LINMEM_CCQ_CHUNK_BV: expected a power of two from 16 to {kp}, got {tiles.bv_chunk}")
-    if tiles.chunk_warps not in (1, 2, 4, 8, 16) or tiles.chunk_stages < 1:
-        raise ValueError(f"LINMEM_CCQ_CHUNK_WARPS / _STAGES: got {tiles.chunk_warps} warps, "
-                         f"{tiles.chunk_stages} stages")
-    return tiles
+    backward = _chunk_setting("LINMEM_CCQ_CHUNK", kp, ChunkSetting(bv, 8, stages))
+    forward = _chunk_setting("LINMEM_CCQ_FWD", kp, backward)
+    return Tiles(kp, bv_state=kp if kp <= 64 else 64, forward=forward, backward=backward)
 
 
 def _per_chunk_statistics(layout: ChunkLayout, H: int, K: int, like: torch.Tensor, center: bool):
@@ -119,10 +133,10 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     ccq_stats_fwd_state_kernel[(triton.cdiv(K, tiles.bv_state), N * H)](
         k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, layout.cu_seqlens, layout.chunk_offsets, T,
         layout.n_chunks, **flags, BV=tiles.bv_state, **starts, num_warps=8)
-    ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H)](
+    fwd = tiles.forward
+    ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H, triton.cdiv(K, fwd.bv) if fwd.split else 1)](
         q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, layout.table, T, layout.n_chunks,
-        **flags, BV=tiles.bv_chunk, RAW_U=raw_u, SAVE=save, num_warps=tiles.chunk_warps,
-        num_stages=tiles.chunk_stages)
+        **flags, BV=fwd.bv, SPLIT=fwd.split, RAW_U=raw_u, SAVE=save, num_warps=fwd.warps, num_stages=fwd.stages)
     return out, ((u_s, z_s, m_s) if save else None), ((MT, zT, mT) if store_final else None)
 
 
@@ -179,8 +193,8 @@ def _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, cent
         q, g, du, dz, dm, *finals, dS_st, dz_st, dm_st, dM0, dz0, dm0, layout.cu_seqlens, layout.chunk_offsets,
         T, layout.n_chunks, **dict(flags, BV=tiles.bv_state), **has, num_warps=8)
     grid = (layout.slot_grid, B * H)
-    flags = dict(flags, BV=tiles.bv_chunk)
-    launch = dict(num_warps=tiles.chunk_warps, num_stages=tiles.chunk_stages)
+    flags = dict(flags, BV=tiles.backward.bv)
+    launch = dict(num_warps=tiles.backward.warps, num_stages=tiles.backward.stages)
     ccq_stats_bwd_value_kernel[grid](q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val, writer, layout.table, T,
                                      layout.n_chunks, **flags, **launch)
     dk = _buffer((B, T, H, K), q, k.dtype)

@@ -141,11 +141,12 @@ def ccq_stats_fwd_state_kernel(k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, c
 @triton.jit
 def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, table, T, NT,
                                H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
-                               BV: tl.constexpr, CENTER: tl.constexpr, RAW_U: tl.constexpr, SAVE: tl.constexpr,
-                               IS_VARLEN: tl.constexpr, PREC: tl.constexpr, FP32_DOTS: tl.constexpr):
-    """Grid (slots, B*H), one chunk per program, from the chunk-start statistics of ccq_stats_fwd_state_kernel:
-    u, z, m per token and out = q̃ for the chunk's tokens (module docstring); RAW_U: out += u instead (the
-    backward adds M_tᵀ du_t to q's gradient this way).
+                               BV: tl.constexpr, SPLIT: tl.constexpr, CENTER: tl.constexpr, RAW_U: tl.constexpr,
+                               SAVE: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
+                               FP32_DOTS: tl.constexpr):
+    """Grid (slots, B*H, cdiv(K, BV) if SPLIT else 1), one chunk per program (and one value block with SPLIT),
+    from the chunk-start statistics of ccq_stats_fwd_state_kernel: u, z, m per token and out = q̃ for the chunk's
+    tokens (module docstring); RAW_U: out += u instead (the backward adds M_tᵀ du_t to q's gradient this way).
     FP32_DOTS: fp32 products, else in k's dtype (also when q is an fp32 gradient).
     """
     i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
@@ -160,13 +161,19 @@ def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_
     A = _mm(qt, tl.trans(_tile(k, rows, rm, i_h, H, K, ck)), DT, PREC) * D
     z_start = tl.sum(tl.load(z_st + at + one, mask=tl.where(live, one == 0, False), other=0.0), 0)
     z = eb * z_start + tl.sum(D, 1)
+    if SPLIT:
+        first_block = tl.program_id(2)
+        end_block = first_block + 1
+    else:
+        first_block = 0
+        end_block = tl.cdiv(K, BV)
     if SAVE:
-        tl.store(z_s + rows * H + i_h, z, mask=rm)
+        tl.store(z_s + rows * H + i_h, z, mask=rm & ((rows * 0 + first_block) == 0))  # value block 0 alone
     if CENTER:
         m_start = tl.load(m_st + at * K + ck, mask=tl.where(live, ck < K, False), other=0.0)
         mq = eb * tl.sum(qt * m_start[None, :], 1) + tl.sum(A, 1)  # m_t · q_t
     lt = tl.load(lam + rows * H + i_h, mask=rm, other=0.0).to(tl.float32)
-    for vb in range(0, tl.cdiv(K, BV)):
+    for vb in range(first_block, end_block):
         cv = vb * BV + tl.arange(0, BV)
         Sb = _stat_block(S_st, at, ck, cv, live, K)
         kv = _tile(k, rows, rm, i_h, H, K, cv)
