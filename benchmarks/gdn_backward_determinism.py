@@ -1,13 +1,14 @@
 """Is the Gated DeltaNet / Q-Delta backward deterministic and accurate in each WY-backward configuration?
 
-    python benchmarks/gdn_backward_determinism.py [--configs 2,2:255,4,...] [--repeats 4] [--out DIR]
+    python benchmarks/gdn_backward_determinism.py [--configs 2,2:255,4,2+4,...] [--repeats 4] [--out DIR]
 
-On the GPU only. A configuration is warps[:maxnreg] of the two WY-backward kernels (wy_bwd_gates_kernel,
-wy_bwd_keys_kernel), set through the LINMEM_GDN_WY_BWD_* variables read by
-linmem.kernels.gated_delta_rule.triton_config. For each, runs the backward of three real-size cases
-`--repeats` times on the same inputs and records: whether every gradient is bitwise equal across repeats,
-the rrms of dg, dbeta and dk against the float64 per-token reference, and GDN fwd+bwd time at
-B8 T4K H16 d128 (bf16, median of triton.testing.do_bench). Writes gdn-wy-bwd-configs-<gpu>.json.
+On the GPU only. A configuration is warps[:maxnreg][+keys_warps] of the two WY-backward kernels
+(wy_bwd_gates_kernel, and wy_bwd_keys_kernel at keys_warps when given), set through the LINMEM_GDN_WY_BWD_* and
+LINMEM_GDN_WY_KEYS_WARPS variables read by linmem.kernels.gated_delta_rule.triton_config. For each, runs the
+backward of three real-size cases `--repeats` times on the same inputs and records: whether every gradient is
+bitwise equal across repeats, the rrms of dg, dbeta, dk, dq (and dlam) against the float64 per-token reference,
+and GDN and Q-Delta fwd+bwd time at B8 T4K H16 d128 (bf16, median of triton.testing.do_bench). Writes
+gdn-wy-bwd-configs-<gpu>.json.
 A miscompiled kernel shows up as "deterministic": false with dg/dbeta errors far above dk's.
 Pick the fastest configuration that is deterministic with dg/dbeta near dk in every case.
 """
@@ -56,33 +57,38 @@ def check(case: tuple, reference_grads: dict, repeats: int) -> dict:
     return {
         "case": name,
         "deterministic": all(torch.equal(runs[0][n], run[n]) for run in runs[1:] for n in names),
-        **{f"d{n}_rrms": [relative_rms(run[n], reference_grads[n]) for run in runs] for n in ("g", "beta", "k")},
+        **{f"d{n}_rrms": [relative_rms(run[n], reference_grads[n]) for run in runs]
+           for n in ("g", "beta", "k", "q", "lam") if n in names},
     }
 
 
-def gdn_fwd_bwd_ms() -> float:
+def fwd_bwd_ms(op: str) -> float:
+    """fwd+bwd of linmem's `op` (gated_delta_rule or qdelta_rule) at B8 T4K H16 d128, bf16."""
     from triton.testing import do_bench
 
     import linmem.kernels as K
 
-    inputs = bench_inputs("gated_delta_rule", 8, 4096, 16, 128, 128)
+    inputs = bench_inputs(op, 8, 4096, 16, 128, 128)
     for t in inputs.values():
         t.requires_grad_(True)
+    fn = getattr(K, op)
     with K.use_backend("triton"):
-        grad_out = torch.randn_like(K.gated_delta_rule(**inputs)[0])
-        return do_bench(lambda: K.gated_delta_rule(**inputs)[0].backward(grad_out), warmup=25, rep=100,
-                        return_mode="median")
+        grad_out = torch.randn_like(fn(**inputs)[0])
+        return do_bench(lambda: fn(**inputs)[0].backward(grad_out), warmup=25, rep=100, return_mode="median")
 
 
-DEFAULT_CONFIGS = "2,2:255,4,4:255,8"
+DEFAULT_CONFIGS = "2,2+4,2+8"
 
 
 def apply(config: str) -> dict:
-    """Set the LINMEM_GDN_WY_BWD_* variables for 'warps[:maxnreg]'; -> the config as a dict."""
-    warps, *rest = config.split(":")
+    """Set the LINMEM_GDN_WY_* variables for 'warps[:maxnreg][+keys_warps]'; -> the config as a dict."""
+    both, _, keys = config.partition("+")
+    warps, *rest = both.split(":")
     os.environ["LINMEM_GDN_WY_BWD_WARPS"] = warps
     os.environ["LINMEM_GDN_WY_BWD_MAXNREG"] = rest[0] if rest else ""
-    return {"num_warps": int(warps), "maxnreg": int(rest[0]) if rest else None}
+    os.environ["LINMEM_GDN_WY_KEYS_WARPS"] = keys
+    described = {"num_warps": int(warps), "maxnreg": int(rest[0]) if rest else None}
+    return {**described, "keys_num_warps": int(keys)} if keys else described
 
 
 def main() -> None:
@@ -95,7 +101,8 @@ def main() -> None:
 
     def measure() -> dict:
         return {"cases": [check(c, r, args.repeats) for c, r in zip(all_cases, references)],
-                "gdn_fwdbwd_ms_B8_T4096_H16_d128": None if args.smoke else gdn_fwd_bwd_ms()}
+                **({} if args.smoke else {"gdn_fwdbwd_ms_B8_T4096_H16_d128": fwd_bwd_ms("gated_delta_rule"),
+                                          "qdelta_fwdbwd_ms_B8_T4096_H16_d128": fwd_bwd_ms("qdelta_rule")})}
 
     sweep(args, "gdn-wy-bwd-configs", apply, measure)
 

@@ -8,8 +8,9 @@ from tests.benchmark_smoke import run_smoke
 
 def test_smoke_run_writes_every_configuration(tmp_path):
     rows = run_smoke("gdn_backward_determinism.py", "gdn-wy-bwd-configs", tmp_path,
-                     "--configs", "2,4:255", "--repeats", "2")["rows"]
-    assert [r["config"] for r in rows] == [{"num_warps": 2, "maxnreg": None}, {"num_warps": 4, "maxnreg": 255}]
+                     "--configs", "2,4:255+8", "--repeats", "2")["rows"]
+    assert [r["config"] for r in rows] == [{"num_warps": 2, "maxnreg": None},
+                                           {"num_warps": 4, "maxnreg": 255, "keys_num_warps": 8}]
     for row in rows:
         assert "error" not in row, row
         for case in row["cases"]:

@@ -117,13 +117,17 @@ def test_wy_backward_on_varlen_matches_naive(monkeypatch, with_lam, dtype, tol_o
     fn, ref, names = triton_gated_delta_rule, naive_gated_delta_rule, NAMES
     if with_lam:
         fn, ref, names = triton_qdelta_rule, naive_qdelta_rule, GATES + ("lam", "initial_state")
-    assert triton_config._wy_bwd_config() == (triton_config.WY_BWD_NUM_WARPS, None)
+    warps = triton_config.WY_BWD_NUM_WARPS
+    assert triton_config._wy_bwd_config() == (warps, None, triton_config.WY_BWD_KEYS_NUM_WARPS or warps)
     cu = torch.tensor([0, 5, 5, 21, 40, 43], dtype=torch.int32)
     x = make_inputs(1, 43, 2, 20, 24, n_states=5, seed=13, dtype=dtype, with_lam=with_lam)
     compare(fn, ref, x, names, cu_seqlens=cu, chunk_size=16, tol_o=tol_o, tol_g=tol_g)
     monkeypatch.setenv("LINMEM_GDN_WY_BWD_WARPS", "4")
     monkeypatch.setenv("LINMEM_GDN_WY_BWD_MAXNREG", "255")
-    assert triton_config._wy_bwd_config() == (4, 255)
+    monkeypatch.setattr(triton_config, "WY_BWD_KEYS_NUM_WARPS", None)
+    assert triton_config._wy_bwd_config() == (4, 255, 4)
+    monkeypatch.setenv("LINMEM_GDN_WY_KEYS_WARPS", "8")
+    assert triton_config._wy_bwd_config() == (4, 255, 8)
 
 
 @triton.jit

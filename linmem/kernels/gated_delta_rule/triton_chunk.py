@@ -100,16 +100,16 @@ def _backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layou
     dg, dbeta = torch.empty_like(g), torch.empty_like(beta)
     dlam = torch.empty_like(lam) if lam is not None else None
     lam_arg = lam if lam is not None else beta
-    wy_warps, wy_maxnreg = _wy_bwd_config()
+    wy_warps, wy_maxnreg, keys_warps = _wy_bwd_config()
     common = dict(H=H, K=K, BT=BT, BK=bk_o, HAS_LAM=lam is not None, IS_VARLEN=layout.is_varlen, DOT_PREC=prec,
-                  num_warps=wy_warps, num_stages=_stages(dt), **({"maxnreg": wy_maxnreg} if wy_maxnreg else {}))
+                  num_stages=_stages(dt), **({"maxnreg": wy_maxnreg} if wy_maxnreg else {}))
     e = torch.empty(B, T, H, BT, device=dev, dtype=dt)
     wy_bwd_gates_kernel[(layout.slot_grid, B * H)](
         q, k, v, beta, lam_arg, gc, tm, dw, dvnew, dgc_part, dv, dg, dbeta, e, table, T_arg, NT, B * T,
-        V=V, BV=bv_o, NKP=nkp, **common)
+        V=V, BV=bv_o, NKP=nkp, num_warps=wy_warps, **common)
     wy_bwd_keys_kernel[(layout.slot_grid, B * H)](
         q, k, beta, lam_arg, gc, tm, dw, e, dq_part, dk_part, dq, dk, dlam if dlam is not None else dbeta,
-        table, T_arg, NT, **common)
+        table, T_arg, NT, num_warps=keys_warps, **common)
     return dq, dk, dv, dg, dbeta, dlam, dh0
 
 

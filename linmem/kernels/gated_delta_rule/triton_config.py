@@ -43,11 +43,18 @@ WY_BWD_NUM_WARPS = 2
 WY_BWD_MAXNREG = None
 
 
-def _wy_bwd_config() -> tuple[int, int | None]:
-    """(num_warps, maxnreg) of the WY backward. LINMEM_GDN_WY_BWD_WARPS and LINMEM_GDN_WY_BWD_MAXNREG override them
-    at each call, for diagnosis on a new GPU or Triton (benchmarks/gdn_backward_determinism.py --configs)."""
-    return (env_int("LINMEM_GDN_WY_BWD_WARPS", WY_BWD_NUM_WARPS),
-            env_int("LINMEM_GDN_WY_BWD_MAXNREG", WY_BWD_MAXNREG))
+#: Warps of the WY backward's second kernel (dq, dk, dlam) alone; None: as the first. The drift at 4 and 8 warps
+#: showed in dg and dbeta, which the first kernel computes; dk stayed bitwise equal from call to call.
+WY_BWD_KEYS_NUM_WARPS = None
+
+
+def _wy_bwd_config() -> tuple[int, int | None, int]:
+    """(num_warps, maxnreg, keys kernel num_warps) of the WY backward. LINMEM_GDN_WY_BWD_WARPS,
+    LINMEM_GDN_WY_BWD_MAXNREG and LINMEM_GDN_WY_KEYS_WARPS override them at each call, for diagnosis on a new GPU
+    or Triton (benchmarks/gdn_backward_determinism.py --configs)."""
+    warps = env_int("LINMEM_GDN_WY_BWD_WARPS", WY_BWD_NUM_WARPS)
+    return (warps, env_int("LINMEM_GDN_WY_BWD_MAXNREG", WY_BWD_MAXNREG),
+            env_int("LINMEM_GDN_WY_KEYS_WARPS", WY_BWD_KEYS_NUM_WARPS or warps))
 
 
 def _stages(dtype: torch.dtype) -> int:

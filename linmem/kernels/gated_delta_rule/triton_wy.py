@@ -41,15 +41,27 @@ def _inv_unit_lower(a, BC: tl.constexpr):
 
 
 @triton.jit
-def _probe_rows(q, k, lam, tok, m, i_h, offs_k, H: tl.constexpr, K: tl.constexpr, HAS_LAM: tl.constexpr):
-    """(k rows, probe rows x = k + lam q) as fp32 [R, BK]."""
+def _lam_rows(lam, tok, m, i_h, H: tl.constexpr, HAS_LAM: tl.constexpr):
+    """lam of the chunk's rows, fp32 [R] (zeros without HAS_LAM: Gated DeltaNet reads nothing)."""
+    if HAS_LAM:
+        lr = load_gate(lam, tok, m, i_h, H)
+    else:
+        lr = tl.zeros_like(tok).to(tl.float32)
+    return lr
+
+
+@triton.jit
+def _probe_rows(q, k, lr, tok, m, i_h, offs_k, H: tl.constexpr, K: tl.constexpr, HAS_LAM: tl.constexpr):
+    """(k rows, q rows, probe rows x = k + lr q) as fp32 [R, BK], lr the rows' lam (_lam_rows). Without HAS_LAM
+    q is not read: its rows are returned as the k rows, and x = k."""
     kr = load_rows(k, tok, m, i_h, H, K, offs_k).to(tl.float32)
     if HAS_LAM:
         qr = load_rows(q, tok, m, i_h, H, K, offs_k).to(tl.float32)
-        xr = kr + load_gate(lam, tok, m, i_h, H)[:, None] * qr
+        xr = kr + lr[:, None] * qr
     else:
+        qr = kr
         xr = kr
-    return kr, xr
+    return kr, qr, xr
 
 
 @triton.jit
@@ -88,12 +100,13 @@ def wy_fwd_kernel(
     gk = tl.cumsum(load_gate(g, tok, m, i_h, H), 0)
     tl.store(gc_out + tok * H + i_h, gk, mask=m)
     b = load_gate(beta, tok, m, i_h, H)
+    lr = _lam_rows(lam, tok, m, i_h, H, HAS_LAM)
 
     # A = strict_lower(diag(beta) (Gamma o X K^T))
     a = tl.zeros([BT, BT], tl.float32)
     for i_k in range(0, tl.cdiv(K, BK)):
         offs_k = i_k * BK + tl.arange(0, BK)
-        kr, xr = _probe_rows(q, k, lam, tok, m, i_h, offs_k, H, K, HAS_LAM)
+        kr, qr, xr = _probe_rows(q, k, lr, tok, m, i_h, offs_k, H, K, HAS_LAM)
         a += tl.dot(xr.to(dt), tl.trans(kr.to(dt)), input_precision=DOT_PREC)
     strict = (r[:, None] > r[None, :]) & m[:, None] & m[None, :]
     a = tl.where(strict, a * b[:, None] * tl.exp(tl.where(strict, gk[:, None] - gk[None, :], 0.0)), 0.0)
@@ -138,7 +151,7 @@ def wy_fwd_kernel(
     s = b * tl.where(m, tl.exp(gk), 0.0)
     for i_k in range(0, tl.cdiv(K, BK)):
         offs_k = i_k * BK + tl.arange(0, BK)
-        kr, xr = _probe_rows(q, k, lam, tok, m, i_h, offs_k, H, K, HAS_LAM)
+        kr, qr, xr = _probe_rows(q, k, lr, tok, m, i_h, offs_k, H, K, HAS_LAM)
         w = tl.dot(tm, (xr * s[:, None]).to(dt), input_precision=DOT_PREC)
         store_rows(w_out, w, tok, m, i_h, H, K, offs_k)
     for i_v in range(0, tl.cdiv(V, BV)):
@@ -179,17 +192,10 @@ def _wy_key_gradients(q, k, lam, dw, dq_part, dk_part, dq_out, dk_out, dlam_out,
     """The last step of the WY backward, per key block: dX = T^T dW diag(s) + E K, dk = dk_part + dX + E^T X,
     dq = dq_part (+ lam dX), dlam = sum(dX q). ec = E, ec_t = E^T in the input dtype, [BT, BT]."""
     dlam = tl.zeros([BT], tl.float32)
-    if HAS_LAM:
-        lr = load_gate(lam, tok, m, i_h, H)
+    lr = _lam_rows(lam, tok, m, i_h, H, HAS_LAM)
     for i_k in range(0, tl.cdiv(K, BK)):
         offs_k = i_k * BK + tl.arange(0, BK)
-        # the probe rows inline: q is needed again below (for dlam), and a second load of it cost Q-Delta a read
-        kr = load_rows(k, tok, m, i_h, H, K, offs_k).to(tl.float32)
-        if HAS_LAM:
-            qr = load_rows(q, tok, m, i_h, H, K, offs_k).to(tl.float32)
-            xr = kr + lr[:, None] * qr
-        else:
-            xr = kr
+        kr, qr, xr = _probe_rows(q, k, lr, tok, m, i_h, offs_k, H, K, HAS_LAM)
         dwr = load_rows(dw, tok, m, i_h, H, K, offs_k)
         dx = tl.dot(tmc_t, dwr, input_precision=DOT_PREC) * s[:, None]
         dx += tl.dot(ec, kr.to(ec.dtype), input_precision=DOT_PREC)
@@ -232,6 +238,7 @@ def wy_bwd_gates_kernel(
     s = b * eg
     tm_t = _load_transposed(t_in, tok, m, r, i_h, H, BT)
     tmc_t = tm_t.to(dt)
+    lr = _lam_rows(lam, tok, m, i_h, H, HAS_LAM)
 
     d_t = tl.zeros([BT, BT], tl.float32)
     xk = tl.zeros([BT, BT], tl.float32)
@@ -239,7 +246,7 @@ def wy_bwd_gates_kernel(
     dgv = tl.zeros([BT], tl.float32)
     for i_k in range(0, tl.cdiv(K, BK)):
         offs_k = i_k * BK + tl.arange(0, BK)
-        kr, xr = _probe_rows(q, k, lam, tok, m, i_h, offs_k, H, K, HAS_LAM)
+        kr, qr, xr = _probe_rows(q, k, lr, tok, m, i_h, offs_k, H, K, HAS_LAM)
         dwr = load_rows(dw, tok, m, i_h, H, K, offs_k)
         d_t += tl.dot(dwr, tl.trans((xr * s[:, None]).to(dt)), input_precision=DOT_PREC)
         red = tl.sum(xr * tl.dot(tmc_t, dwr, input_precision=DOT_PREC), 1)
