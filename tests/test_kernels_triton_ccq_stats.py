@@ -124,6 +124,17 @@ def test_stats_match_token_reference(case):
 
 
 @cpu_only
+@pytest.mark.parametrize("split", [False, True], ids=["loop", "split"])
+def test_stats_half_precision(monkeypatch, split):
+    """fp16 inputs: q̃ comes back in fp16, and the backward's Mᵀdu pass multiplies in fp16 (its query du is fp32);
+    the forward chunk kernel with one value block per program (LINMEM_CCQ_FWD_SPLIT) gives the same results.
+    (The interpreter's bf16 products are wrong, so bf16 is checked on the GPU: test_stats_gpu_bf16.)"""
+    monkeypatch.setenv("LINMEM_CCQ_FWD_SPLIT", str(int(split)))
+    monkeypatch.setenv("LINMEM_CCQ_FWD_BV", "16")
+    check(1, 70, 2, 20, 16, [0, 0, 5, 22, 70], True, True, True, torch.float16, "cpu", 5e-3, 1e-2, decay=0.1)
+
+
+@cpu_only
 def test_stats_strong_decay_stays_finite_and_exact():
     """log γ down to -12 per token: every exponent in the kernels is a difference <= 0, nothing overflows."""
     check(1, 40, 1, 16, 16, [0, 13, 40], True, True, True, torch.float32, "cpu", 1e-4, 1e-3, seed=3, decay=12.0)

@@ -119,7 +119,7 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     N = layout.n_seqs
     tiles = _split_tiles(K)
     raw_u = add_u_to is not None
-    out = add_u_to if raw_u else _buffer((B, T, H, K), q)
+    out = add_u_to if raw_u else _buffer((B, T, H, K), q, q.dtype)
     u_s = _buffer((B, T, H, K), q) if save else None
     z_s = _buffer((B, T, H), q) if save else None
     m_s = _buffer((B, T, H, K), q) if save and center else None
