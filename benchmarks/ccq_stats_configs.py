@@ -28,8 +28,7 @@ from benchmarks.launch_settings import arguments, sweep  # noqa: E402
 from linmem.kernels.ccq.triton_stats import ccq_contract_query  # noqa: E402
 from tests.test_kernels_triton_ccq_stats import CPU_CASES, GPU_CASES, check  # noqa: E402
 
-DEFAULT_CONFIGS = ("8:32:2,8:32:2+4:32:2:0,8:32:2+4:32:2:1,8:32:2+8:32:2:1,8:32:2+4:64:2:1,8:32:2+8:64:2:1,"
-                   "8:32:2+4:16:2:1,8:32:2+4:128:1:1")
+DEFAULT_CONFIGS = "8:32:2,8:32:2+4:32:2:0,8:32:2+4:32:2:1,8:32:2+8:32:2:1,8:32:2+4:64:2:1,8:32:2+8:64:2:1"
 FORWARD_VARIABLES = ("LINMEM_CCQ_FWD_WARPS", "LINMEM_CCQ_FWD_BV", "LINMEM_CCQ_FWD_STAGES", "LINMEM_CCQ_FWD_SPLIT")
 
 
