@@ -24,7 +24,7 @@ def test_smoke_run_writes_every_configuration(tmp_path):
 def test_chunk_kernel_settings_come_from_the_table_or_the_environment(monkeypatch):
     from linmem.kernels.ccq.triton_stats import ChunkSetting, _split_tiles
 
-    assert _split_tiles(128) == (128, 64, ChunkSetting(32, 8, 2), ChunkSetting(32, 8, 2))
+    assert _split_tiles(128) == (128, 64, ChunkSetting(32, 4, 2), ChunkSetting(32, 8, 2))
     assert _split_tiles(20) == (32, 32, ChunkSetting(32, 8, 3), ChunkSetting(32, 8, 3))
     monkeypatch.setenv("LINMEM_CCQ_CHUNK_WARPS", "4")
     monkeypatch.setenv("LINMEM_CCQ_CHUNK_BV", "64")

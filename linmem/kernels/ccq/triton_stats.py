@@ -15,6 +15,7 @@ a reverse cumulative sum done in torch (float64 for varlen, where it runs across
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import torch
@@ -88,14 +89,16 @@ def _split_tiles(K: int) -> Tiles:
 
     The environment overrides it at each call, so one GPU session can time the alternatives
     (benchmarks/ccq_stats_configs.py): LINMEM_CCQ_CHUNK_BV, _WARPS and _STAGES set every chunk-parallel kernel;
-    LINMEM_CCQ_FWD_BV, _WARPS, _STAGES and _SPLIT then override the forward's. The forward chunk kernel took
-    1.0 ms per pass at B8 T4K H16 K128 on the H200, far above its memory and FLOP bounds: at 8 warps an offline
-    build uses 241 registers per thread, one program per SM.
+    LINMEM_CCQ_FWD_BV, _WARPS, _STAGES and _SPLIT then override the forward's.
     """
     kp = _padded_k(K)
     bv, stages = (kp, 3) if kp <= 64 else (32, 2)
     backward = _chunk_setting("LINMEM_CCQ_CHUNK", kp, ChunkSetting(bv, 8, stages))
-    forward = _chunk_setting("LINMEM_CCQ_FWD", kp, backward)
+    # Wider heads: the forward chunk kernel at 4 warps (the statistic's fwd 1.56 -> 1.18 ms, fwd+bwd 6.76 -> 5.91 ms
+    # at B8 T4K H16 K128 on the H200; a value block per program was slower: ccq-stats-configs-h200.json).
+    forward_default = backward if kp <= 64 else backward._replace(warps=4)
+    forward = _chunk_setting("LINMEM_CCQ_FWD", kp, forward_default if not any(
+        os.environ.get(f"LINMEM_CCQ_CHUNK_{n}", "").strip() for n in ("BV", "WARPS", "STAGES")) else backward)
     return Tiles(kp, bv_state=kp if kp <= 64 else 64, forward=forward, backward=backward)
 
 

@@ -44,8 +44,10 @@ WY_BWD_MAXNREG = None
 
 
 #: Warps of the WY backward's second kernel (dq, dk, dlam) alone; None: as the first. The drift at 4 and 8 warps
-#: showed in dg and dbeta, which the first kernel computes; dk stayed bitwise equal from call to call.
-WY_BWD_KEYS_NUM_WARPS = None
+#: showed in dg and dbeta, which the first kernel computes; dk stayed bitwise equal from call to call. At 4 warps
+#: every gradient of GDN and Q-Delta repeats bitwise on the H200, and Q-Delta fwd+bwd at B8 T4K H16 d128 takes
+#: 5.20 ms instead of 5.45 (GDN 4.89 instead of 4.92; gdn-wy-keys-warps-h200.json, 2+4 against 2).
+WY_BWD_KEYS_NUM_WARPS = 4
 
 
 def _wy_bwd_config() -> tuple[int, int | None, int]:
