@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.kernels import gpu_file_name, make_inputs, result_header  # noqa: E402
 
-#: (CCQ op, backbone op, key of the backbone's decay in the inputs)
+#: (CCQ op, its backbone op)
 PAIRS = [("ccq_gated_delta_rule", "gated_delta_rule"), ("ccq_gla", "gla")]
 SAVED_COPIES = {"prefill": 3, "train": 6}
 

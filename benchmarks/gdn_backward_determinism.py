@@ -86,7 +86,8 @@ def apply(config: str) -> dict:
     warps, *rest = both.split(":")
     os.environ["LINMEM_GDN_WY_BWD_WARPS"] = warps
     os.environ["LINMEM_GDN_WY_BWD_MAXNREG"] = rest[0] if rest else ""
-    os.environ["LINMEM_GDN_WY_KEYS_WARPS"] = keys
+    # without +keys_warps the keys kernel runs at the gates kernel's warps, not at linmem's default
+    os.environ["LINMEM_GDN_WY_KEYS_WARPS"] = keys or warps
     described = {"num_warps": int(warps), "maxnreg": int(rest[0]) if rest else None}
     return {**described, "keys_num_warps": int(keys)} if keys else described
 

@@ -46,11 +46,10 @@ def wy_exports(rows: list[dict], max_gate_rrms: float = 1e-2) -> dict[str, str]:
         return {}
     best = min(good, key=lambda r: r["gdn_fwdbwd_ms_B8_T4096_H16_d128"] + r["qdelta_fwdbwd_ms_B8_T4096_H16_d128"])
     config = best["config"]
-    out = {"LINMEM_GDN_WY_BWD_WARPS": str(config["num_warps"]),
-           "LINMEM_GDN_WY_BWD_MAXNREG": "" if config["maxnreg"] is None else str(config["maxnreg"])}
-    if "keys_num_warps" in config:
-        out["LINMEM_GDN_WY_KEYS_WARPS"] = str(config["keys_num_warps"])
-    return out
+    # a row without keys_num_warps ran its keys kernel at num_warps (gdn_backward_determinism.apply)
+    return {"LINMEM_GDN_WY_BWD_WARPS": str(config["num_warps"]),
+            "LINMEM_GDN_WY_BWD_MAXNREG": "" if config["maxnreg"] is None else str(config["maxnreg"]),
+            "LINMEM_GDN_WY_KEYS_WARPS": str(config.get("keys_num_warps", config["num_warps"]))}
 
 
 def main() -> None:

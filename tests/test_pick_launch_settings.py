@@ -44,7 +44,8 @@ def test_wy_picks_the_fastest_deterministic_accurate_row():
             wy_row({"num_warps": 4, "maxnreg": 255}, 4.0, 4.0, dg=3e-2)]
     assert wy_exports(rows) == {"LINMEM_GDN_WY_BWD_WARPS": "2", "LINMEM_GDN_WY_BWD_MAXNREG": "",
                                 "LINMEM_GDN_WY_KEYS_WARPS": "4"}
-    assert wy_exports(rows[:1]) == {"LINMEM_GDN_WY_BWD_WARPS": "2", "LINMEM_GDN_WY_BWD_MAXNREG": ""}
+    assert wy_exports(rows[:1]) == {"LINMEM_GDN_WY_BWD_WARPS": "2", "LINMEM_GDN_WY_BWD_MAXNREG": "",
+                                    "LINMEM_GDN_WY_KEYS_WARPS": "2"}
     assert wy_exports(rows[2:]) == {}
 
 

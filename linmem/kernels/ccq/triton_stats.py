@@ -15,7 +15,6 @@ a reverse cumulative sum done in torch (float64 for varlen, where it runs across
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import torch
@@ -96,9 +95,8 @@ def _split_tiles(K: int) -> Tiles:
     backward = _chunk_setting("LINMEM_CCQ_CHUNK", kp, ChunkSetting(bv, 8, stages))
     # Wider heads: the forward chunk kernel at 4 warps (the statistic's fwd 1.56 -> 1.18 ms, fwd+bwd 6.76 -> 5.91 ms
     # at B8 T4K H16 K128 on the H200; a value block per program was slower: ccq-stats-configs-h200.json).
-    forward_default = backward if kp <= 64 else backward._replace(warps=4)
-    forward = _chunk_setting("LINMEM_CCQ_FWD", kp, forward_default if not any(
-        os.environ.get(f"LINMEM_CCQ_CHUNK_{n}", "").strip() for n in ("BV", "WARPS", "STAGES")) else backward)
+    forward_warps = env_int("LINMEM_CCQ_CHUNK_WARPS", 8 if kp <= 64 else 4)
+    forward = _chunk_setting("LINMEM_CCQ_FWD", kp, backward._replace(warps=forward_warps))
     return Tiles(kp, bv_state=kp if kp <= 64 else 64, forward=forward, backward=backward)
 
 
@@ -239,7 +237,8 @@ class CCQStatsFunction(torch.autograd.Function):
             H=H, K=K, BT=prep_rows, KP=kp, CENTER=center, num_warps=4)
         # q's gradient through M: M_tᵀ du_t, i.e. the forward statistics with query du and state M0ᵀ
         M0t = M0.transpose(-1, -2).contiguous() if M0 is not None else None
-        _stats_forward(du, k, g, lam, M0t, None, None, layout, False, False, False, add_u_to=dq, dot_dtype=q.dtype)
+        _stats_forward(du, k, g, lam, M0t, None, None, layout, center=False, save=False, store_final=False,
+                       add_u_to=dq, dot_dtype=q.dtype)
         store_d0 = any(x is not None for x in (M0, z0, m0))
         dk, writer, dM0, dz0, dm0 = _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout, center, store_d0)
         dG = reader - writer
