@@ -1,10 +1,11 @@
 """Is the Gated DeltaNet / Q-Delta backward deterministic and accurate in each WY-backward configuration?
 
-    python benchmarks/gdn_backward_determinism.py [--configs 2,2:255,4,2+4,...] [--repeats 4] [--out DIR]
+    python benchmarks/gdn_backward_determinism.py [--configs 2+4,2/16+4/32@32,...] [--repeats 4] [--out DIR]
 
-On the GPU only. A configuration is warps[:maxnreg][+keys_warps] of the two WY-backward kernels
-(wy_bwd_gates_kernel, and wy_bwd_keys_kernel at keys_warps when given), set through the LINMEM_GDN_WY_BWD_* and
-LINMEM_GDN_WY_KEYS_WARPS variables read by linmem.kernels.gated_delta_rule.triton_config. For each, runs the
+On the GPU only. A configuration is warps[:maxnreg][/block][+keys_warps[/keys_block]][@dqk_bv]: the warps, register
+cap and key/value block of wy_bwd_gates_kernel, the warps and key block of wy_bwd_keys_kernel, and the value block
+of output_dqk_kernel, set through the LINMEM_GDN_* variables read by
+linmem.kernels.gated_delta_rule.triton_config (apply() says what is left out). For each, runs the
 backward of three real-size cases `--repeats` times on the same inputs and records: whether every gradient is
 bitwise equal across repeats, the rrms of dg, dbeta, dk, dq (and dlam) against the float64 per-token reference,
 and GDN and Q-Delta fwd+bwd time at B8 T4K H16 d128 (bf16, median of triton.testing.do_bench). Writes
@@ -74,22 +75,38 @@ def fwd_bwd_ms(op: str) -> float:
     fn = getattr(K, op)
     with K.use_backend("triton"):
         grad_out = torch.randn_like(fn(**inputs)[0])
-        return do_bench(lambda: fn(**inputs)[0].backward(grad_out), warmup=25, rep=100, return_mode="median")
+
+        def fwd_bwd():
+            for t in inputs.values():
+                t.grad = None  # as benchmarks/kernels.py: no gradient-accumulation adds in the time
+            fn(**inputs)[0].backward(grad_out)
+
+        return do_bench(fwd_bwd, warmup=25, rep=100, return_mode="median")
 
 
-DEFAULT_CONFIGS = "2,2+4,2+8"
+DEFAULT_CONFIGS = "2/16+4/32,2/16+4/16,2/16+8/32,4/16+4/32"
 
 
 def apply(config: str) -> dict:
-    """Set the LINMEM_GDN_WY_* variables for 'warps[:maxnreg][+keys_warps]'; -> the config as a dict."""
-    both, _, keys = config.partition("+")
-    warps, *rest = both.split(":")
-    os.environ["LINMEM_GDN_WY_BWD_WARPS"] = warps
-    os.environ["LINMEM_GDN_WY_BWD_MAXNREG"] = rest[0] if rest else ""
+    """Set the LINMEM_GDN_* variables of 'warps[:maxnreg][/block][+keys_warps[/keys_block]][@dqk_bv]'; -> the
+    setting the kernels will run with, as a dict. Left out: maxnreg unset, the keys kernel at the gates kernel's
+    warps, and linmem's default blocks (recorded as resolved, so a row says what it timed)."""
+    from linmem.kernels.gated_delta_rule.triton_config import _wy_bwd_config
+
+    config, _, dqk_bv = config.partition("@")
+    gates, _, keys = config.partition("+")
+    gates, _, gates_block = gates.partition("/")
+    warps, _, maxnreg = gates.partition(":")
+    keys_warps, _, keys_block = keys.partition("/")
     # without +keys_warps the keys kernel runs at the gates kernel's warps, not at linmem's default
-    os.environ["LINMEM_GDN_WY_KEYS_WARPS"] = keys or warps
-    described = {"num_warps": int(warps), "maxnreg": int(rest[0]) if rest else None}
-    return {**described, "keys_num_warps": int(keys)} if keys else described
+    values = {"LINMEM_GDN_WY_BWD_WARPS": warps, "LINMEM_GDN_WY_BWD_MAXNREG": maxnreg,
+              "LINMEM_GDN_WY_KEYS_WARPS": keys_warps or warps, "LINMEM_GDN_WY_GATES_BLOCK": gates_block,
+              "LINMEM_GDN_WY_KEYS_BLOCK": keys_block, "LINMEM_GDN_DQK_BV": dqk_bv}
+    os.environ.update(values)
+    setting = _wy_bwd_config()
+    return {"num_warps": setting.warps, "maxnreg": setting.maxnreg, "keys_num_warps": setting.keys_warps,
+            "gates_block": setting.gates_block, "keys_block": setting.keys_block,
+            "dqk_value_block": setting.dqk_value_block}
 
 
 def main() -> None:

@@ -46,10 +46,14 @@ def wy_exports(rows: list[dict], max_gate_rrms: float = 1e-2) -> dict[str, str]:
         return {}
     best = min(good, key=lambda r: r["gdn_fwdbwd_ms_B8_T4096_H16_d128"] + r["qdelta_fwdbwd_ms_B8_T4096_H16_d128"])
     config = best["config"]
-    # a row without keys_num_warps ran its keys kernel at num_warps (gdn_backward_determinism.apply)
+    # a row without keys_num_warps ran its keys kernel at num_warps (gdn_backward_determinism.apply); rows from
+    # before the blocks were recorded ran at 64 (then the only width)
     return {"LINMEM_GDN_WY_BWD_WARPS": str(config["num_warps"]),
             "LINMEM_GDN_WY_BWD_MAXNREG": "" if config["maxnreg"] is None else str(config["maxnreg"]),
-            "LINMEM_GDN_WY_KEYS_WARPS": str(config.get("keys_num_warps", config["num_warps"]))}
+            "LINMEM_GDN_WY_KEYS_WARPS": str(config.get("keys_num_warps", config["num_warps"])),
+            "LINMEM_GDN_WY_GATES_BLOCK": str(config.get("gates_block", 64)),
+            "LINMEM_GDN_WY_KEYS_BLOCK": str(config.get("keys_block", 64)),
+            "LINMEM_GDN_DQK_BV": str(config.get("dqk_value_block", 64))}
 
 
 def main() -> None:

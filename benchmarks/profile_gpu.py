@@ -47,14 +47,20 @@ def profile_op(op: str, smoke: bool, repeats: int = 5) -> list[dict]:
         t.requires_grad_(True)
     fn = getattr(K, op)
     backend = "torch" if smoke else "triton"
+
+    def fwd_bwd():
+        for t in inputs.values():
+            t.grad = None  # as benchmarks/kernels.py: autograd's accumulation adds are not the op's
+        fn(**inputs)[0].backward(grad_out)
+
     with K.use_backend(backend):
         grad_out = torch.randn_like(fn(**inputs)[0])
         for _ in range(2):  # compile and warm up outside the profile
-            fn(**inputs)[0].backward(grad_out)
+            fwd_bwd()
         activities = [ProfilerActivity.CPU] if smoke else [ProfilerActivity.CUDA]
         with profile(activities=activities) as prof:
             for _ in range(repeats):
-                fn(**inputs)[0].backward(grad_out)
+                fwd_bwd()
             if not smoke:
                 torch.cuda.synchronize()
     events = device_events(prof) if not smoke else [e for e in prof.key_averages() if e.self_cpu_time_total > 0]

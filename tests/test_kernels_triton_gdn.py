@@ -117,17 +117,45 @@ def test_wy_backward_on_varlen_matches_naive(monkeypatch, with_lam, dtype, tol_o
     fn, ref, names = triton_gated_delta_rule, naive_gated_delta_rule, NAMES
     if with_lam:
         fn, ref, names = triton_qdelta_rule, naive_qdelta_rule, GATES + ("lam", "initial_state")
+    default = triton_config._wy_bwd_config()
     warps = triton_config.WY_BWD_NUM_WARPS
-    assert triton_config._wy_bwd_config() == (warps, None, triton_config.WY_BWD_KEYS_NUM_WARPS or warps)
+    assert default == (warps, None, triton_config.WY_BWD_KEYS_NUM_WARPS or warps, triton_config.WY_BWD_GATES_BLOCK,
+                       triton_config.WY_BWD_KEYS_BLOCK, triton_config.DQK_VALUE_BLOCK)
     cu = torch.tensor([0, 5, 5, 21, 40, 43], dtype=torch.int32)
     x = make_inputs(1, 43, 2, 20, 24, n_states=5, seed=13, dtype=dtype, with_lam=with_lam)
     compare(fn, ref, x, names, cu_seqlens=cu, chunk_size=16, tol_o=tol_o, tol_g=tol_g)
     monkeypatch.setenv("LINMEM_GDN_WY_BWD_WARPS", "4")
     monkeypatch.setenv("LINMEM_GDN_WY_BWD_MAXNREG", "255")
     monkeypatch.setattr(triton_config, "WY_BWD_KEYS_NUM_WARPS", None)
-    assert triton_config._wy_bwd_config() == (4, 255, 4)
+    assert triton_config._wy_bwd_config()[:3] == (4, 255, 4)
     monkeypatch.setenv("LINMEM_GDN_WY_KEYS_WARPS", "8")
-    assert triton_config._wy_bwd_config() == (4, 255, 8)
+    assert triton_config._wy_bwd_config()[:3] == (4, 255, 8)
+
+
+@cpu_only
+@pytest.mark.parametrize("with_lam", [False, True])
+@pytest.mark.parametrize("blocks,forward_block", [((16, 16, 16), 16), ((32, 16, 32), 32)])
+def test_block_widths_match_naive(monkeypatch, with_lam, blocks, forward_block):
+    """Blocks narrower than the head dims (K 40, V 24: partial last blocks) in the WY forward, the gates and keys
+    kernels and output_dqk's value loop give the same outputs and gradients; a block that is not a power of two
+    >= 16 is refused by name."""
+    from linmem.kernels.gated_delta_rule import triton_config
+    from linmem.kernels.qdelta.naive import naive_qdelta_rule
+    from linmem.kernels.qdelta.triton_chunk import triton_qdelta_rule
+
+    fn, ref, names = triton_gated_delta_rule, naive_gated_delta_rule, NAMES
+    if with_lam:
+        fn, ref, names = triton_qdelta_rule, naive_qdelta_rule, GATES + ("lam", "initial_state")
+    for variable, block in zip(("LINMEM_GDN_WY_GATES_BLOCK", "LINMEM_GDN_WY_KEYS_BLOCK", "LINMEM_GDN_DQK_BV"), blocks):
+        monkeypatch.setenv(variable, str(block))
+    monkeypatch.setenv("LINMEM_GDN_WY_FWD_BLOCK", str(forward_block))
+    assert triton_config._wy_bwd_config()[3:] == blocks and triton_config._wy_fwd_block() == forward_block
+    cu = torch.tensor([0, 9, 30, 37], dtype=torch.int32)
+    x = make_inputs(1, 37, 2, 40, 24, n_states=3, seed=21, with_lam=with_lam)
+    compare(fn, ref, x, names, cu_seqlens=cu, chunk_size=16)
+    monkeypatch.setenv("LINMEM_GDN_WY_KEYS_BLOCK", "24")
+    with pytest.raises(ValueError, match="LINMEM_GDN_WY_KEYS_BLOCK: a block must be a power of two >= 16, got 24"):
+        triton_config._wy_bwd_config()
 
 
 @triton.jit

@@ -42,10 +42,16 @@ def test_wy_picks_the_fastest_deterministic_accurate_row():
             wy_row({"num_warps": 2, "maxnreg": None, "keys_num_warps": 4}, 4.9, 5.3),
             wy_row({"num_warps": 2, "maxnreg": None, "keys_num_warps": 8}, 4.0, 4.0, deterministic=False),
             wy_row({"num_warps": 4, "maxnreg": 255}, 4.0, 4.0, dg=3e-2)]
+    blocks_64 = {"LINMEM_GDN_WY_GATES_BLOCK": "64", "LINMEM_GDN_WY_KEYS_BLOCK": "64", "LINMEM_GDN_DQK_BV": "64"}
     assert wy_exports(rows) == {"LINMEM_GDN_WY_BWD_WARPS": "2", "LINMEM_GDN_WY_BWD_MAXNREG": "",
-                                "LINMEM_GDN_WY_KEYS_WARPS": "4"}
+                                "LINMEM_GDN_WY_KEYS_WARPS": "4", **blocks_64}
     assert wy_exports(rows[:1]) == {"LINMEM_GDN_WY_BWD_WARPS": "2", "LINMEM_GDN_WY_BWD_MAXNREG": "",
-                                    "LINMEM_GDN_WY_KEYS_WARPS": "2"}
+                                    "LINMEM_GDN_WY_KEYS_WARPS": "2", **blocks_64}
+    narrow = {"num_warps": 2, "maxnreg": 255, "keys_num_warps": 4, "gates_block": 16, "keys_block": 32,
+              "dqk_value_block": 32}
+    assert wy_exports(rows + [wy_row(narrow, 4.5, 4.6)]) == {
+        "LINMEM_GDN_WY_BWD_WARPS": "2", "LINMEM_GDN_WY_BWD_MAXNREG": "255", "LINMEM_GDN_WY_KEYS_WARPS": "4",
+        "LINMEM_GDN_WY_GATES_BLOCK": "16", "LINMEM_GDN_WY_KEYS_BLOCK": "32", "LINMEM_GDN_DQK_BV": "32"}
     assert wy_exports(rows[2:]) == {}
 
 

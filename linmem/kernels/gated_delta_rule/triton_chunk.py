@@ -14,7 +14,8 @@ import torch
 import triton
 
 from ..triton_layout import ChunkLayout
-from .triton_config import _dot_precision, _num_warps, _pow2, _stages, _state_tiles, _wy_bwd_config
+from .triton_config import (_dot_precision, _num_warps, _pow2, _stages, _state_tiles, _wy_bwd_config,
+                            _wy_fwd_block)
 from .triton_output import output_dqk_kernel, output_dv_kernel, output_fwd_kernel
 from .triton_state import state_bwd_kernel, state_fwd_kernel
 from .triton_wy import wy_bwd_gates_kernel, wy_bwd_keys_kernel, wy_fwd_kernel
@@ -39,7 +40,7 @@ def _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, la
     lam_arg = lam if lam is not None else beta
     wy_fwd_kernel[(layout.slot_grid, B * H)](
         q, k, v, g, beta, lam_arg, gc, tm, w, u, table, T_arg, NT,
-        H=H, K=K, V=V, BT=BT, BK=min(64, _pow2(K)), BV=min(64, _pow2(V)),
+        H=H, K=K, V=V, BT=BT, BK=min(_wy_fwd_block(), _pow2(K)), BV=min(64, _pow2(V)),
         HAS_LAM=lam is not None, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_num_warps(), num_stages=_stages(dt),
     )
     h = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=dt)
@@ -87,6 +88,7 @@ def _backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layou
         H=H, K=K, V=V, BT=BT, BK=bk, BV=bv, HAS_DHT=dht is not None, STORE_DH0=dh0 is not None,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=nw, num_stages=ns,
     )
+    setting = _wy_bwd_config()
     nkp = triton.cdiv(K, bk_o)
     dq_part = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     dk_part = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
@@ -94,22 +96,23 @@ def _backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layou
     dgc_part = torch.empty(nkp, B, T, H, device=dev, dtype=torch.float32)
     output_dqk_kernel[(nkp, layout.slot_grid, B * H)](
         q, k, vnew, h, dh, gc, do, dvnew, dq_part, dk_part, dw, dgc_part, table, T_arg, NT, B * T, scale,
-        H=H, K=K, V=V, BT=BT, BK=bk_o, BV=bv_o, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_num_warps(), num_stages=_stages(dt),
+        H=H, K=K, V=V, BT=BT, BK=bk_o, BV=min(setting.dqk_value_block, _pow2(V)), IS_VARLEN=layout.is_varlen,
+        DOT_PREC=prec, num_warps=_num_warps(), num_stages=_stages(dt),
     )
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dg, dbeta = torch.empty_like(g), torch.empty_like(beta)
     dlam = torch.empty_like(lam) if lam is not None else None
     lam_arg = lam if lam is not None else beta
-    wy_warps, wy_maxnreg, keys_warps = _wy_bwd_config()
-    common = dict(H=H, K=K, BT=BT, BK=bk_o, HAS_LAM=lam is not None, IS_VARLEN=layout.is_varlen, DOT_PREC=prec,
-                  num_stages=_stages(dt), **({"maxnreg": wy_maxnreg} if wy_maxnreg else {}))
+    common = dict(H=H, K=K, BT=BT, HAS_LAM=lam is not None, IS_VARLEN=layout.is_varlen, DOT_PREC=prec,
+                  num_stages=_stages(dt), **({"maxnreg": setting.maxnreg} if setting.maxnreg else {}))
     e = torch.empty(B, T, H, BT, device=dev, dtype=dt)
     wy_bwd_gates_kernel[(layout.slot_grid, B * H)](
         q, k, v, beta, lam_arg, gc, tm, dw, dvnew, dgc_part, dv, dg, dbeta, e, table, T_arg, NT, B * T,
-        V=V, BV=bv_o, NKP=nkp, num_warps=wy_warps, **common)
+        V=V, BK=min(setting.gates_block, _pow2(K)), BV=min(setting.gates_block, _pow2(V)), NKP=nkp,
+        num_warps=setting.warps, **common)
     wy_bwd_keys_kernel[(layout.slot_grid, B * H)](
         q, k, beta, lam_arg, gc, tm, dw, e, dq_part, dk_part, dq, dk, dlam if dlam is not None else dbeta,
-        table, T_arg, NT, num_warps=keys_warps, **common)
+        table, T_arg, NT, BK=min(setting.keys_block, _pow2(K)), num_warps=setting.keys_warps, **common)
     return dq, dk, dv, dg, dbeta, dlam, dh0
 
 

@@ -6,6 +6,8 @@ variables, read at every call, override it for diagnosis on a new GPU or Triton.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import triton
 
@@ -50,13 +52,59 @@ WY_BWD_MAXNREG = None
 WY_BWD_KEYS_NUM_WARPS = 4
 
 
-def _wy_bwd_config() -> tuple[int, int | None, int]:
-    """(num_warps, maxnreg, keys kernel num_warps) of the WY backward. LINMEM_GDN_WY_BWD_WARPS,
-    LINMEM_GDN_WY_BWD_MAXNREG and LINMEM_GDN_WY_KEYS_WARPS override them at each call, for diagnosis on a new GPU
-    or Triton (benchmarks/gdn_backward_determinism.py --configs)."""
+#: Key/value block of the gates kernel and key block of the keys kernel. At 2 warps every [64, 64] fp32 tile costs 64
+#: registers a thread, and with 64-wide blocks ptxas gave up and spilled nearly everything (32 registers, an 8 KB
+#: stack for GDN, 12 KB for Q-Delta; offline sm_90 build, Triton 3.6). With 16-wide blocks the gates kernel keeps a
+#: 1.4-1.6 KB stack and with 32-wide the keys kernel 0.2-0.4 KB: GDN fwd+bwd (B8 T4K H16 d128, H200) 0.30 ms faster,
+#: Q-Delta 0.37 ms, bitwise repeatable (benchmarks/results/gdn-wy-bwd-blocks-h200.json).
+WY_BWD_GATES_BLOCK = 16
+WY_BWD_KEYS_BLOCK = 32
+
+#: Key block of the WY forward (LINMEM_GDN_WY_FWD_BLOCK overrides it). At 64 Q-Delta's build keeps a 160 B stack at
+#: 8 warps, at 32 neither GDN's nor Q-Delta's has one (offline sm_90, Triton 3.6); on the H200 the forward takes
+#: 1.28 ms instead of 1.38 (GDN, T 2K; benchmarks/results/h200-2026-12-03-blocks).
+WY_FWD_BLOCK = 32
+
+
+def _wy_fwd_block() -> int:
+    return _block("LINMEM_GDN_WY_FWD_BLOCK", WY_FWD_BLOCK)
+
+
+#: Value block of output_dqk_kernel (its key block is the output kernels' 64). At 32 its sm_90 build needs no stack
+#: (584 B at 64), but GDN fwd+bwd on the H200 was 0.09 ms slower (gdn-wy-bwd-blocks-h200.json).
+DQK_VALUE_BLOCK = 64
+
+
+class WyBackwardSetting(NamedTuple):
+    """Launch settings of the two WY-backward kernels (triton_wy.py) and of output_dqk_kernel's value block."""
+
+    warps: int  # gates kernel (dv, dg, dbeta, E)
+    maxnreg: int | None  # gates and keys kernels; None: ptxas decides
+    keys_warps: int  # keys kernel (dq, dk, dlam)
+    gates_block: int
+    keys_block: int
+    dqk_value_block: int
+
+
+def _wy_bwd_config() -> WyBackwardSetting:
+    """The WY backward's launch settings. LINMEM_GDN_WY_BWD_WARPS, LINMEM_GDN_WY_BWD_MAXNREG, LINMEM_GDN_WY_KEYS_WARPS,
+    LINMEM_GDN_WY_GATES_BLOCK, LINMEM_GDN_WY_KEYS_BLOCK and LINMEM_GDN_DQK_BV override them at each call, for
+    diagnosis on a new GPU or Triton (benchmarks/gdn_backward_determinism.py --configs)."""
     warps = env_int("LINMEM_GDN_WY_BWD_WARPS", WY_BWD_NUM_WARPS)
-    return (warps, env_int("LINMEM_GDN_WY_BWD_MAXNREG", WY_BWD_MAXNREG),
-            env_int("LINMEM_GDN_WY_KEYS_WARPS", WY_BWD_KEYS_NUM_WARPS or warps))
+    return WyBackwardSetting(
+        warps=warps, maxnreg=env_int("LINMEM_GDN_WY_BWD_MAXNREG", WY_BWD_MAXNREG),
+        keys_warps=env_int("LINMEM_GDN_WY_KEYS_WARPS", WY_BWD_KEYS_NUM_WARPS or warps),
+        gates_block=_block("LINMEM_GDN_WY_GATES_BLOCK", WY_BWD_GATES_BLOCK),
+        keys_block=_block("LINMEM_GDN_WY_KEYS_BLOCK", WY_BWD_KEYS_BLOCK),
+        dqk_value_block=_block("LINMEM_GDN_DQK_BV", DQK_VALUE_BLOCK))
+
+
+def _block(variable: str, default: int) -> int:
+    """A tile width from the environment: a power of two >= 16 (the smallest tl.dot operand)."""
+    block = env_int(variable, default)
+    if block < 16 or block & (block - 1):
+        raise ValueError(f"{variable}: a block must be a power of two >= 16, got {block}")
+    return block
 
 
 def _stages(dtype: torch.dtype) -> int:
