@@ -178,6 +178,9 @@ GLA_CASES = [
     (1, 70, 1, 16, 16, 64, None, False, True),
     (1, 70, 1, 20, 24, 16, [0, 5, 5, 40, 70], True, True),
     (1, 70, 2, 16, 16, 32, [0, 33, 40, 70], False, False),
+    # four sub-chunks per chunk with ragged sequences; two key blocks (K 80 > 64) in the per-sub-chunk grids
+    (1, 100, 2, 20, 24, 64, [0, 5, 70, 100], True, True),
+    (1, 90, 1, 80, 16, 64, [0, 30, 90], True, True),
 ]
 
 

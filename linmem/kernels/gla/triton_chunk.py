@@ -24,6 +24,7 @@ from .triton_chunk_kernels import (
     gla_state_bwd_kernel,
     gla_state_fwd_kernel,
 )
+from ..backend import env_int
 from ..triton_layout import ChunkLayout
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -33,6 +34,14 @@ SUB_CHUNK = 16  # secondary chunk (rows of the exact-exponent diagonal blocks); 
 # --gla-warps) spill at 4 warps (dq/dk/dgk kernel 1.5 KB per thread, dA/dv 768 B) and at most 248 B at 8.
 # The GPU tests and benchmark before that date ran at 4: if the GPU disagrees, 4 is the proven setting.
 NUM_WARPS = 8
+
+#: Warps of the two per-sub-chunk kernels (gla_intra_A_kernel, gla_bwd_dqk_kernel: [BC, BK] tiles, a column loop).
+#: LINMEM_GLA_INTRA_WARPS overrides it at each call.
+INTRA_WARPS = 4
+
+
+def _intra_warps() -> int:
+    return env_int("LINMEM_GLA_INTRA_WARPS", INTRA_WARPS)
 
 
 def _pow2(n: int) -> int:
@@ -106,9 +115,10 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
     gla_cumsum_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
         gk, gcs, *targs, H=H, K=K, BT=BT, BK=bk, IS_VARLEN=layout.is_varlen)
     A = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
-    gla_intra_A_kernel[(layout.slot_grid, B * H)](
-        q, k, gcs, A, *targs, scale, H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
+    bc = min(SUB_CHUNK, BT)
+    gla_intra_A_kernel[(BT // bc, layout.slot_grid, B * H)](
+        q, k, gcs, A, *targs, scale, H=H, K=K, BT=BT, BC=bc, BK=bk,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_intra_warps())
     h, ht = _states_forward(k, v, gcs, h0, layout, output_final_state, q.dtype)
     o = torch.empty((B, T, H, V), device=dev, dtype=q.dtype)
     gla_output_kernel[(triton.cdiv(V, bv), layout.slot_grid, B * H)](
@@ -174,23 +184,24 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Chunk
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
     dg = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
-    dg_tot = torch.zeros(layout.n_slots, H, K, device=dev, dtype=torch.float32)
+    bc = min(SUB_CHUNK, BT)
+    dg_sub = torch.zeros(layout.n_slots, BT // bc, H, K, device=dev, dtype=torch.float32)
     grid = (triton.cdiv(K, bk), layout.slot_grid, B * H)
     dq_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     dk_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     gla_bwd_inter_kernel[grid](
         v, gcs, h, do, dh, dq_inter, dk_inter, *targs, scale, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
-    gla_bwd_dqk_kernel[grid](
-        q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_tot, *targs, scale,
-        H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk, IS_VARLEN=layout.is_varlen,
-        DOT_PREC=prec, MM_FP32=True, num_warps=NUM_WARPS)
-    add = layout.suffix_of_later_chunks(dg_tot)
+    gla_bwd_dqk_kernel[(triton.cdiv(K, bk) * (BT // bc), layout.slot_grid, B * H)](
+        q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_sub, *targs, scale,
+        H=H, K=K, BT=BT, BC=bc, BK=bk, IS_VARLEN=layout.is_varlen,
+        DOT_PREC=prec, MM_FP32=True, num_warps=_intra_warps())
+    add = layout.suffix_of_later_chunks(dg_sub.sum(1))
     if dht is not None:
         add = add + layout.per_slot((ht * dht).sum(-1))
     dgk = torch.empty((B, T, H, K), device=dev, dtype=gk_dtype)
-    gla_dg_finish_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
-        dg, add.contiguous(), dgk, *targs, H=H, K=K, BT=BT, BK=bk, IS_VARLEN=layout.is_varlen)
+    gla_dg_finish_kernel[grid](
+        dg, dg_sub, add.contiguous(), dgk, *targs, H=H, K=K, BT=BT, BC=bc, BK=bk, IS_VARLEN=layout.is_varlen)
     return dq, dk, dv, dgk, dh0
 
 

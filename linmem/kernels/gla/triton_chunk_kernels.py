@@ -64,50 +64,63 @@ def gla_cumsum_kernel(gk, gcs, table, T, NT, H: tl.constexpr, K: tl.constexpr, B
 
 
 @triton.jit
+def _diagonal_block(q_rows, g_rows, k, gcs, first, t1, sm, i_h, H: tl.constexpr, K: tl.constexpr, offs_k,
+                    BC: tl.constexpr):
+    """[BC, BC] block of sum_c q_tc k_ic e^{b_tc - b_ic} over this key block (t, i rows first .. first + BC,
+    i <= t) with the exact exponent, one key column at a time; q_rows, g_rows [BC, BK] fp32."""
+    r_c = tl.arange(0, BC)
+    block = tl.zeros([BC, BC], tl.float32)
+    for j in range(BC):
+        jv = first + j < t1
+        kj = _row(k, first + j, jv, i_h, H, K, offs_k)
+        gj = _row(gcs, first + j, jv, i_h, H, K, offs_k)
+        keep = tl.where(jv, ((r_c >= j) & sm)[:, None], False)
+        e = tl.exp(tl.where(keep, g_rows - gj[None, :], 0.0))
+        column = tl.sum(tl.where(keep, q_rows * kj[None, :] * e, 0.0), 1)
+        block += tl.where(r_c[None, :] == j, column[:, None], 0.0)
+    return block
+
+
+@triton.jit
 def gla_intra_A_kernel(q, k, gcs, A, table, T, NT, scale,
                        H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
                        BK: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
-    """Grid (slots, B*H). A [B*T, H, BT] fp32: row t, column = chunk-local key index (scale included)."""
-    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    """Grid (BT // BC, slots, B*H): row block r (BC rows) of A [B*T, H, BT] fp32, row t, column = chunk-local
+    key index, scale included, zeros right of the diagonal block.
+
+    Keys of earlier sub-chunks: one [BC, BK] x [BK, BT] product per key block with the exponent split at the row
+    just before this block (both factors <= 1); the diagonal block: exact exponents (_diagonal_block). One program
+    per sub-chunk (not per chunk): small tiles at few warps, 4x the programs to hide the column loop's latency.
+    """
+    i_r, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     t0, t1, _ = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
     DT = q.dtype.element_ty
     r_t = tl.arange(0, BT)
-    rows = t0 + r_t
-    rm = rows < t1
     r_c = tl.arange(0, BC)
-    for s in range(BT // BC):
-        cols = t0 + s * BC + r_c  # tokens of sub-chunk s (keys, and rows of the diagonal block)
-        cm = cols < t1
-        ref = tl.minimum(t0 + s * BC + BC - 1, t1 - 1)  # last row of sub-chunk s (clamped to the span)
-        after = rm & (r_t >= (s + 1) * BC)
-        acc = tl.zeros([BT, BC], tl.float32)
-        diag = tl.zeros([BC, BC], tl.float32)
-        for kb in range(0, tl.cdiv(K, BK)):
-            offs_k = kb * BK + tl.arange(0, BK)
+    first = t0 + i_r * BC
+    srows = first + r_c
+    sm = srows < t1
+    keys = t0 + r_t
+    before = (keys < t1) & (r_t < i_r * BC)
+    ref = tl.minimum(first - 1, t1 - 1)  # the row just before this block (used when i_r > 0)
+    acc = tl.zeros([BC, BT], tl.float32)
+    diag = tl.zeros([BC, BC], tl.float32)
+    for kb in range(0, tl.cdiv(K, BK)):
+        offs_k = kb * BK + tl.arange(0, BK)
+        qs = _tile(q, srows, sm, i_h, H, K, offs_k)
+        gs = _tile(gcs, srows, sm, i_h, H, K, offs_k)
+        if i_r > 0:
             g_ref = _row(gcs, ref, t1 > t0, i_h, H, K, offs_k)
-            if s + 1 < BT // BC:
-                qf = _tile(q, rows, rm, i_h, H, K, offs_k)
-                gf = _tile(gcs, rows, rm, i_h, H, K, offs_k)
-                qd = tl.where(after[:, None], qf * tl.exp(tl.where(after[:, None], gf - g_ref[None, :], 0.0)), 0.0)
-                ks = _tile(k, cols, cm, i_h, H, K, offs_k)
-                gs = _tile(gcs, cols, cm, i_h, H, K, offs_k)
-                kd = tl.where(cm[:, None], ks * tl.exp(g_ref[None, :] - gs), 0.0)
-                acc += _mm(qd, tl.trans(kd), DT, DOT_PREC)
-            qs = _tile(q, cols, cm, i_h, H, K, offs_k)
-            gs2 = _tile(gcs, cols, cm, i_h, H, K, offs_k)
-            for j in range(BC):
-                jv = t0 + s * BC + j < t1
-                kj = _row(k, t0 + s * BC + j, jv, i_h, H, K, offs_k)
-                gj = _row(gcs, t0 + s * BC + j, jv, i_h, H, K, offs_k)
-                keep = tl.where(jv, ((r_c >= j) & cm)[:, None], False)
-                e = tl.exp(tl.where(keep, gs2 - gj[None, :], 0.0))
-                colv = tl.sum(tl.where(keep, qs * kj[None, :] * e, 0.0), 1)
-                diag += tl.where(r_c[None, :] == j, colv[:, None], 0.0)
-        a_cols = s * BC + r_c
-        not_diag = rm & ((r_t < s * BC) | (r_t >= (s + 1) * BC))
-        tl.store(A + (rows[:, None] * H + i_h) * BT + a_cols[None, :], acc * scale, mask=not_diag[:, None])
-        tl.store(A + (cols[:, None] * H + i_h) * BT + a_cols[None, :], diag * scale, mask=cm[:, None])
+            qd = tl.where(sm[:, None], qs * tl.exp(tl.where(sm[:, None], gs - g_ref[None, :], 0.0)), 0.0)
+            kt = _tile(k, keys, before, i_h, H, K, offs_k)
+            gt = _tile(gcs, keys, before, i_h, H, K, offs_k)
+            kd = tl.where(before[:, None], kt * tl.exp(tl.where(before[:, None], g_ref[None, :] - gt, 0.0)), 0.0)
+            acc += _mm(qd, tl.trans(kd), DT, DOT_PREC)
+        diag += _diagonal_block(qs, gs, k, gcs, first, t1, sm, i_h, H, K, offs_k, BC)
+    in_block = (r_t >= i_r * BC) & (r_t < i_r * BC + BC)
+    tl.store(A + (srows[:, None] * H + i_h) * BT + r_t[None, :], acc * scale, mask=sm[:, None] & ~in_block[None, :])
+    tl.store(A + (srows[:, None] * H + i_h) * BT + i_r * BC + r_c[None, :], diag * scale, mask=sm[:, None])
 
 
 @triton.jit
@@ -279,103 +292,109 @@ def gla_bwd_inter_kernel(v, gcs, h, do, dh, dq_inter, dk_inter, table, T, NT, sc
 
 
 @triton.jit
-def gla_bwd_dqk_kernel(q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_tot, table, T, NT, scale,
+def gla_bwd_dqk_kernel(q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_sub, table, T, NT, scale,
                        H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
                        BK: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr, MM_FP32: tl.constexpr):
-    """Grid (cdiv(K, BK), slots, B*H), one sub-chunk of BC rows at a time (last first).
+    """Grid (cdiv(K, BK) * (BT // BC), slots, B*H): dq, dk of one sub-chunk r (BC rows) and one key block.
 
     MM_FP32: products on fp32 operands (tf32 for 16-bit inputs): dgk is a long reverse sum of
     q dq - k dk with cancellation, so dq and dk need more than 16-bit operand rounding.
     The inter-chunk parts of dq and dk come from gla_bwd_inter_kernel (dq_inter, dk_inter, fp32).
 
-    Writes dq, dk, dg = chunk-local reverse cumsum of (q dq - k dk) (fp32) and dg_tot[slot] = its
-    chunk total (fp32), from which the caller adds the later chunks' sums.
+    Writes dq, dk, dg = the reverse cumsum of (q dq - k dk) inside the sub-chunk (fp32) and dg_sub[slot, r] = its
+    total (fp32): gla_dg_finish_kernel adds the later sub-chunks' and the caller the later chunks' totals.
+    One program per sub-chunk, as gla_intra_A_kernel: one per chunk walking its four sub-chunks took 4.5 ms of
+    GLA's 10.5 ms fwd+bwd at B8 T4K H16 d128 on the H200 (benchmarks/results/profile-h200.json).
     """
-    i_k, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    NC: tl.constexpr = BT // BC
+    i_kr, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_k, i_r = i_kr // NC, i_kr % NC
     i_b, i_h = i_bh // H, i_bh % H
     t0, t1, slot = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
     if MM_FP32:
         DT = tl.float32
     else:
         DT = q.dtype.element_ty
-    NC: tl.constexpr = BT // BC
     r_t = tl.arange(0, BT)
+    r_c = tl.arange(0, BC)
     rows = t0 + r_t
     rm = rows < t1
-    r_c = tl.arange(0, BC)
+    first = t0 + i_r * BC
+    srows = first + r_c
+    sm = srows < t1
     offs_k = i_k * BK + tl.arange(0, BK)
-    kmask = offs_k < K
-    qf = _tile(q, rows, rm, i_h, H, K, offs_k)
-    kf = _tile(k, rows, rm, i_h, H, K, offs_k)
-    gf = _tile(gcs, rows, rm, i_h, H, K, offs_k)
-    carry = tl.zeros([BK], tl.float32)  # sum of q dq - k dk over the later sub-chunks of this chunk
-    for rr in range(0, NC):
-        r = NC - 1 - rr
-        srows = t0 + r * BC + r_c
-        sm = srows < t1
-        qs = _tile(q, srows, sm, i_h, H, K, offs_k)
-        ks = _tile(k, srows, sm, i_h, H, K, offs_k)
-        gs = _tile(gcs, srows, sm, i_h, H, K, offs_k)
-        dq_s = _tile(dq_inter, srows, sm, i_h, H, K, offs_k)
-        dk_s = _tile(dk_inter, srows, sm, i_h, H, K, offs_k)
-        # intra-chunk, earlier sub-chunks (keys i < r*BC) -> dq of these rows; reference = row r*BC - 1
-        if r > 0:
-            ref = tl.minimum(t0 + r * BC - 1, t1 - 1)
-            g_ref = _row(gcs, ref, t1 > t0, i_h, H, K, offs_k)
-            before = rm & (r_t < r * BC)
-            kd = tl.where(before[:, None], kf * tl.exp(tl.where(before[:, None], g_ref[None, :] - gf, 0.0)), 0.0)
-            dA_r = tl.load(dA + (srows[:, None] * H + i_h) * BT + r_t[None, :],
-                           mask=sm[:, None] & (r_t < r * BC)[None, :], other=0.0)
-            e = tl.exp(tl.where(sm[:, None], gs - g_ref[None, :], 0.0))
-            dq_s += tl.where(sm[:, None], e, 0.0) * _mm(dA_r, kd, DT, DOT_PREC) * scale
-        # intra-chunk, later sub-chunks (queries t >= (r+1)*BC) -> dk of these rows; reference = last row of r
-        if r + 1 < NC:
-            ref2 = tl.minimum(t0 + r * BC + BC - 1, t1 - 1)
-            g_ref2 = _row(gcs, ref2, t1 > t0, i_h, H, K, offs_k)
-            after = rm & (r_t >= (r + 1) * BC)
-            qd = tl.where(after[:, None], qf * tl.exp(tl.where(after[:, None], gf - g_ref2[None, :], 0.0)), 0.0)
-            dA_c = tl.load(dA + (rows[:, None] * H + i_h) * BT + (r * BC + r_c)[None, :],
-                           mask=after[:, None], other=0.0)
-            e2 = tl.exp(tl.where(sm[:, None], g_ref2[None, :] - gs, 0.0))
-            dk_s += tl.where(sm[:, None], e2, 0.0) * _mm(tl.trans(dA_c), qd, DT, DOT_PREC) * scale
-        # diagonal sub-block, exact exponents
-        dq_d = tl.zeros([BC, BK], tl.float32)
-        dk_d = tl.zeros([BC, BK], tl.float32)
-        for j in range(BC):
-            rj = t0 + r * BC + j
-            jv = rj < t1
-            kj = _row(k, rj, jv, i_h, H, K, offs_k)
-            qj = _row(q, rj, jv, i_h, H, K, offs_k)
-            gj = _row(gcs, rj, jv, i_h, H, K, offs_k)
-            # column j of the block: dA[i, j] for rows i >= j; row j: dA[j, i] for columns i <= j
-            dA_col = tl.load(dA + (srows * H + i_h) * BT + r * BC + j, mask=tl.where(jv, sm & (r_c >= j), False), other=0.0)
-            dA_row = tl.load(dA + (rj * H + i_h) * BT + r * BC + r_c, mask=tl.where(jv, r_c <= j, False), other=0.0)
-            low = tl.where(jv, ((r_c >= j) & sm)[:, None], False)
-            up = tl.where(jv, ((r_c <= j) & sm)[:, None], False)
-            dq_d += tl.where(low, dA_col[:, None] * kj[None, :] * tl.exp(tl.where(low, gs - gj[None, :], 0.0)), 0.0)
-            dk_d += tl.where(up, dA_row[:, None] * qj[None, :] * tl.exp(tl.where(up, gj[None, :] - gs, 0.0)), 0.0)
-        dq_s += dq_d * scale
-        dk_s += dk_d * scale
-        _put(dq, dq_s, srows, sm, i_h, H, K, offs_k)
-        _put(dk, dk_s, srows, sm, i_h, H, K, offs_k)
-        dgl = tl.where(sm[:, None], qs * dq_s - ks * dk_s, 0.0)
-        tot = tl.sum(dgl, 0)
-        rc = tot[None, :] - tl.cumsum(dgl, 0) + dgl + carry[None, :]
-        _put(dg, rc, srows, sm, i_h, H, K, offs_k)
-        carry += tot
-    tl.store(dg_tot + (slot * H + i_h) * K + offs_k, carry, mask=tl.where(t1 > t0, kmask, False))
+    qs = _tile(q, srows, sm, i_h, H, K, offs_k)
+    ks = _tile(k, srows, sm, i_h, H, K, offs_k)
+    gs = _tile(gcs, srows, sm, i_h, H, K, offs_k)
+    dq_s = _tile(dq_inter, srows, sm, i_h, H, K, offs_k)
+    dk_s = _tile(dk_inter, srows, sm, i_h, H, K, offs_k)
+    # keys of earlier sub-chunks -> dq of these rows; the exponent split at the row just before this block
+    if i_r > 0:
+        g_ref = _row(gcs, tl.minimum(first - 1, t1 - 1), t1 > t0, i_h, H, K, offs_k)
+        before = rm & (r_t < i_r * BC)
+        kt = _tile(k, rows, before, i_h, H, K, offs_k)
+        gt = _tile(gcs, rows, before, i_h, H, K, offs_k)
+        kd = tl.where(before[:, None], kt * tl.exp(tl.where(before[:, None], g_ref[None, :] - gt, 0.0)), 0.0)
+        dA_r = tl.load(dA + (srows[:, None] * H + i_h) * BT + r_t[None, :],
+                       mask=sm[:, None] & (r_t < i_r * BC)[None, :], other=0.0)
+        e = tl.exp(tl.where(sm[:, None], gs - g_ref[None, :], 0.0))
+        dq_s += tl.where(sm[:, None], e, 0.0) * _mm(dA_r, kd, DT, DOT_PREC) * scale
+    # queries of later sub-chunks -> dk of these rows; the exponent split at this block's last row
+    if i_r + 1 < NC:
+        g_ref2 = _row(gcs, tl.minimum(first + BC - 1, t1 - 1), t1 > t0, i_h, H, K, offs_k)
+        after = rm & (r_t >= (i_r + 1) * BC)
+        qt = _tile(q, rows, after, i_h, H, K, offs_k)
+        gt2 = _tile(gcs, rows, after, i_h, H, K, offs_k)
+        qd = tl.where(after[:, None], qt * tl.exp(tl.where(after[:, None], gt2 - g_ref2[None, :], 0.0)), 0.0)
+        dA_c = tl.load(dA + (rows[None, :] * H + i_h) * BT + i_r * BC + r_c[:, None],  # dA^T, by address
+                       mask=after[None, :], other=0.0)
+        e2 = tl.exp(tl.where(sm[:, None], g_ref2[None, :] - gs, 0.0))
+        dk_s += tl.where(sm[:, None], e2, 0.0) * _mm(dA_c, qd, DT, DOT_PREC) * scale
+    # diagonal sub-block, exact exponents
+    dq_d = tl.zeros([BC, BK], tl.float32)
+    dk_d = tl.zeros([BC, BK], tl.float32)
+    for j in range(BC):
+        rj = first + j
+        jv = rj < t1
+        kj = _row(k, rj, jv, i_h, H, K, offs_k)
+        qj = _row(q, rj, jv, i_h, H, K, offs_k)
+        gj = _row(gcs, rj, jv, i_h, H, K, offs_k)
+        # column j of the block: dA[i, j] for rows i >= j; row j: dA[j, i] for columns i <= j
+        dA_col = tl.load(dA + (srows * H + i_h) * BT + i_r * BC + j, mask=tl.where(jv, sm & (r_c >= j), False),
+                         other=0.0)
+        dA_row = tl.load(dA + (rj * H + i_h) * BT + i_r * BC + r_c, mask=tl.where(jv, r_c <= j, False), other=0.0)
+        low = tl.where(jv, ((r_c >= j) & sm)[:, None], False)
+        up = tl.where(jv, ((r_c <= j) & sm)[:, None], False)
+        dq_d += tl.where(low, dA_col[:, None] * kj[None, :] * tl.exp(tl.where(low, gs - gj[None, :], 0.0)), 0.0)
+        dk_d += tl.where(up, dA_row[:, None] * qj[None, :] * tl.exp(tl.where(up, gj[None, :] - gs, 0.0)), 0.0)
+    dq_s += dq_d * scale
+    dk_s += dk_d * scale
+    _put(dq, dq_s, srows, sm, i_h, H, K, offs_k)
+    _put(dk, dk_s, srows, sm, i_h, H, K, offs_k)
+    dgl = tl.where(sm[:, None], qs * dq_s - ks * dk_s, 0.0)
+    tot = tl.sum(dgl, 0)
+    _put(dg, tot[None, :] - tl.cumsum(dgl, 0) + dgl, srows, sm, i_h, H, K, offs_k)
+    tl.store(dg_sub + ((slot * NC + i_r) * H + i_h) * K + offs_k, tot,
+             mask=tl.where(t1 > t0, offs_k < K, False))
 
 
 @triton.jit
-def gla_dg_finish_kernel(dg, add, dgk, table, T, NT,
-                         H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+def gla_dg_finish_kernel(dg, dg_sub, add, dgk, table, T, NT,
+                         H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
                          IS_VARLEN: tl.constexpr):
-    """Grid (cdiv(K, BK), slots, B*H). dgk = dg (chunk-local) + add[slot] (later chunks + final-state term)."""
+    """Grid (cdiv(K, BK), slots, B*H). dgk = dg (reverse cumsum inside each sub-chunk) + the totals of the chunk's
+    later sub-chunks (dg_sub [slots, BT // BC, H, K]) + add[slot] (later chunks + final-state term)."""
     i_k, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     t0, t1, slot = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
-    rows = t0 + tl.arange(0, BT)
+    r_t = tl.arange(0, BT)
+    rows = t0 + r_t
     rm = rows < t1
     offs_k = i_k * BK + tl.arange(0, BK)
-    a = tl.load(add + (slot * H + i_h) * K + offs_k, mask=tl.where(t1 > t0, offs_k < K, False), other=0.0)
-    _put(dgk, _tile(dg, rows, rm, i_h, H, K, offs_k) + a[None, :], rows, rm, i_h, H, K, offs_k)
+    kmask = tl.where(t1 > t0, offs_k < K, False)
+    total = _tile(dg, rows, rm, i_h, H, K, offs_k)
+    total += tl.load(add + (slot * H + i_h) * K + offs_k, mask=kmask, other=0.0)[None, :]
+    for i_r in tl.static_range(1, BT // BC):
+        later = tl.load(dg_sub + ((slot * (BT // BC) + i_r) * H + i_h) * K + offs_k, mask=kmask, other=0.0)
+        total += tl.where((r_t < i_r * BC)[:, None], later[None, :], 0.0)
+    _put(dgk, total, rows, rm, i_h, H, K, offs_k)
