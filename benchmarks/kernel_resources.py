@@ -76,7 +76,7 @@ def ccq_statistic_kernels(K: int):
 
 
 def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
-    """The chunked GLA kernels at K = V, bf16, as triton_chunk.py launches them (its NUM_WARPS unless `warps`)."""
+    """The chunked GLA kernels at K = V, bf16, as triton_chunk.py launches them (its warps unless `warps`)."""
     from linmem.kernels.gla import triton_chunk as host
     from linmem.kernels.gla import triton_chunk_kernels as kernels
 
@@ -87,7 +87,8 @@ def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
     base = dict(H=16, K=K, V=K, BT=64, IS_VARLEN=False)
     seq = dict(cu_seqlens=None, chunk_offsets=None)
     yield ("gla intra-chunk A", kernels.gla_intra_A_kernel, dict(q=bf16, k=bf16, gcs=f32, A=f32, table=None),
-           dict(H=16, K=K, BT=64, BC=host.SUB_CHUNK, BK=bk, IS_VARLEN=False, DOT_PREC="tf32"), nw, stages)
+           dict(H=16, K=K, BT=64, BC=host.SUB_CHUNK, BK=bk, BKD=host.DIAGONAL_CHANNELS, IS_VARLEN=False,
+                DOT_PREC="tf32"), warps or host.A_WARPS, stages)
     yield ("gla states (forward)", kernels.gla_state_fwd_kernel,
            dict(seq, k=bf16, v=bf16, gcs=f32, h0=None, h=bf16, ht=None),
            dict(base, BK=sbk, BV=sbv, HAS_H0=False, STORE_HT=False, DOT_PREC="tf32", MM_FP32=False), nw, stages)
@@ -100,12 +101,12 @@ def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
            dict(k=bf16, v=bf16, gcs=f32, A=f32, do=bf16, dh=f32, dA=f32, dv=bf16, table=None),
            dict(base, BK=bk, BV=bv, DOT_PREC="tf32"), nw, stages)
     dqk = dict(q=bf16, k=bf16, gcs=f32, dA=f32, dq_inter=f32, dk_inter=f32,
-               dq=bf16, dk=bf16, dg=f32, dg_tot=f32, table=None)
+               dq=bf16, dk=bf16, dg=f32, dg_sub=f32, table=None)
     yield ("gla inter-chunk dq, dk", kernels.gla_bwd_inter_kernel,
            dict(v=bf16, gcs=f32, h=f32, do=bf16, dh=f32, dq_inter=f32, dk_inter=f32, table=None),
            dict(base, BK=bk, BV=bv, DOT_PREC="tf32"), nw, stages)
     yield ("gla dq, dk, dgk", kernels.gla_bwd_dqk_kernel, dqk,
-           dict(base, BC=host.SUB_CHUNK, BK=bk, DOT_PREC="tf32", MM_FP32=True), nw, stages)
+           dict(base, BC=host.SUB_CHUNK, BK=bk, DOT_PREC="tf32", MM_FP32=True), warps or host.DQK_WARPS, stages)
 
 
 def gdn_kernels(K: int):
@@ -122,8 +123,10 @@ def gdn_kernels(K: int):
     base = dict(H=16, K=K, V=K, BT=64, BK=bk, BV=bk, IS_VARLEN=False, DOT_PREC="tf32", chunk_table=None)
     nw, stages = host._num_warps(), host._stages(torch.bfloat16)
     wy_fwd = dict(q=bf16, k=bf16, v=bf16, g=f32, beta=f32, lam=f32, gc_out=f32, t_out=f32, w_out=bf16, u_out=bf16)
+    setting = host._wy_bwd_config()
+    fwd_bk = min(host._wy_fwd_block(), triton.next_power_of_2(K))
     for op, has_lam in (("gdn", False), ("qdelta", True)):
-        yield (f"{op} wy forward", triton_wy.wy_fwd_kernel, wy_fwd, dict(base, HAS_LAM=has_lam), nw, stages)
+        yield (f"{op} wy forward", triton_wy.wy_fwd_kernel, wy_fwd, dict(base, BK=fwd_bk, HAS_LAM=has_lam), nw, stages)
     gates = dict(q=bf16, k=bf16, v=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, du=bf16, dgc_part=f32,
                  dv_out=bf16, dg_out=f32, dbeta_out=f32, e_out=bf16)
     keys = dict(q=bf16, k=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, e_in=bf16, dq_part=f32, dk_part=f32,
@@ -131,13 +134,17 @@ def gdn_kernels(K: int):
     key_flags = {n: v for n, v in base.items() if n not in ("V", "BV")}
     for op, has_lam, warps in (("gdn", False, host.WY_BWD_NUM_WARPS), ("gdn", False, 8),
                                ("qdelta", True, host.WY_BWD_NUM_WARPS)):
+        gates_bk = min(setting.gates_block, triton.next_power_of_2(K))
+        keys_warps = warps if warps == 8 else setting.keys_warps  # the 8-warp rows: both kernels at 8
         yield (f"{op} wy bwd 1/2 ({warps} warps)", triton_wy.wy_bwd_gates_kernel, gates,
-               dict(base, NKP=triton.cdiv(K, bk), HAS_LAM=has_lam), warps, stages)
-        yield (f"{op} wy bwd 2/2 ({warps} warps)", triton_wy.wy_bwd_keys_kernel, keys,
-               dict(key_flags, HAS_LAM=has_lam), warps, stages)
+               dict(base, BK=gates_bk, BV=gates_bk, NKP=triton.cdiv(K, bk), HAS_LAM=has_lam), warps, stages)
+        yield (f"{op} wy bwd 2/2 ({keys_warps} warps)", triton_wy.wy_bwd_keys_kernel, keys,
+               dict(key_flags, BK=min(setting.keys_block, triton.next_power_of_2(K)), HAS_LAM=has_lam),
+               keys_warps, stages)
     yield ("gdn dq, dk, dw, dg", triton_output.output_dqk_kernel,
            dict(q=bf16, k=bf16, vnew=bf16, h=bf16, dh=bf16, gc=f32, do=bf16, dvnew=bf16, dq_part=f32, dk_part=f32,
-                dw_out=bf16, dgc_part=f32), base, nw, stages)
+                dw_out=bf16, dgc_part=f32), dict(base, BV=min(setting.dqk_value_block, triton.next_power_of_2(K))),
+           nw, stages)
 
 
 def main() -> None:

@@ -30,18 +30,25 @@ from ..triton_layout import ChunkLayout
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 DEFAULT_CHUNK_SIZE = 64
 SUB_CHUNK = 16  # secondary chunk (rows of the exact-exponent diagonal blocks); tensor-core minimum
+DIAGONAL_CHANNELS = 16  # key channels per [BC, BC, *] step of the forward's diagonal blocks
 # Warps of every matmul kernel. 8 since 2026-12-02: offline sm_90 builds (benchmarks/kernel_resources.py,
 # --gla-warps) spill at 4 warps (dq/dk/dgk kernel 1.5 KB per thread, dA/dv 768 B) and at most 248 B at 8.
 # The GPU tests and benchmark before that date ran at 4: if the GPU disagrees, 4 is the proven setting.
 NUM_WARPS = 8
 
-#: Warps of the two per-sub-chunk kernels (gla_intra_A_kernel, gla_bwd_dqk_kernel: [BC, BK] tiles, a column loop).
-#: LINMEM_GLA_INTRA_WARPS overrides it at each call.
-INTRA_WARPS = 4
+#: Warps of the per-sub-chunk kernels: gla_intra_A_kernel (LINMEM_GLA_A_WARPS overrides it at each call) and
+#: gla_bwd_dqk_kernel (LINMEM_GLA_DQK_WARPS). Both at 4 warps were faster than both at 2 or at 8 on the
+#: H200 (GLA fwd+bwd 7.17 ms against 9.11 and 8.54 ms at B16 T2K; benchmarks/results/h200-2026-12-03-gla).
+A_WARPS = 4
+DQK_WARPS = 4
 
 
-def _intra_warps() -> int:
-    return env_int("LINMEM_GLA_INTRA_WARPS", INTRA_WARPS)
+def _a_warps() -> int:
+    return env_int("LINMEM_GLA_A_WARPS", A_WARPS)
+
+
+def _dqk_warps() -> int:
+    return env_int("LINMEM_GLA_DQK_WARPS", DQK_WARPS)
 
 
 def _pow2(n: int) -> int:
@@ -117,8 +124,8 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
     A = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
     bc = min(SUB_CHUNK, BT)
     gla_intra_A_kernel[(BT // bc, layout.slot_grid, B * H)](
-        q, k, gcs, A, *targs, scale, H=H, K=K, BT=BT, BC=bc, BK=bk,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_intra_warps())
+        q, k, gcs, A, *targs, scale, H=H, K=K, BT=BT, BC=bc, BK=bk, BKD=DIAGONAL_CHANNELS,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_a_warps())
     h, ht = _states_forward(k, v, gcs, h0, layout, output_final_state, q.dtype)
     o = torch.empty((B, T, H, V), device=dev, dtype=q.dtype)
     gla_output_kernel[(triton.cdiv(V, bv), layout.slot_grid, B * H)](
@@ -195,7 +202,7 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Chunk
     gla_bwd_dqk_kernel[(triton.cdiv(K, bk) * (BT // bc), layout.slot_grid, B * H)](
         q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_sub, *targs, scale,
         H=H, K=K, BT=BT, BC=bc, BK=bk, IS_VARLEN=layout.is_varlen,
-        DOT_PREC=prec, MM_FP32=True, num_warps=_intra_warps())
+        DOT_PREC=prec, MM_FP32=True, num_warps=_dqk_warps())
     add = layout.suffix_of_later_chunks(dg_sub.sum(1))
     if dht is not None:
         add = add + layout.per_slot((ht * dht).sum(-1))

@@ -64,33 +64,37 @@ def gla_cumsum_kernel(gk, gcs, table, T, NT, H: tl.constexpr, K: tl.constexpr, B
 
 
 @triton.jit
-def _diagonal_block(q_rows, g_rows, k, gcs, first, t1, sm, i_h, H: tl.constexpr, K: tl.constexpr, offs_k,
-                    BC: tl.constexpr):
-    """[BC, BC] block of sum_c q_tc k_ic e^{b_tc - b_ic} over this key block (t, i rows first .. first + BC,
-    i <= t) with the exact exponent, one key column at a time; q_rows, g_rows [BC, BK] fp32."""
+def _diagonal_block(q, k, gcs, first, t1, i_h, H: tl.constexpr, K: tl.constexpr, BC: tl.constexpr,
+                    BKD: tl.constexpr):
+    """[BC, BC] block sum_c q_tc k_ic e^{b_tc - b_ic} for the rows t, i of first .. first + BC (i <= t) with the
+    exact exponent: a [BC, BC, BKD] product per BKD key channels, summed over the channels. (Column by column,
+    with a reduction and a layout change per column, the forward's A took 1.4 ms at B8 T4K H16 d128 on the H200.)
+    """
     r_c = tl.arange(0, BC)
+    rows = first + r_c
+    rm = rows < t1
+    lower = ((r_c[:, None] >= r_c[None, :]) & rm[:, None] & rm[None, :])[:, :, None]  # [t, i, 1]
     block = tl.zeros([BC, BC], tl.float32)
-    for j in range(BC):
-        jv = first + j < t1
-        kj = _row(k, first + j, jv, i_h, H, K, offs_k)
-        gj = _row(gcs, first + j, jv, i_h, H, K, offs_k)
-        keep = tl.where(jv, ((r_c >= j) & sm)[:, None], False)
-        e = tl.exp(tl.where(keep, g_rows - gj[None, :], 0.0))
-        column = tl.sum(tl.where(keep, q_rows * kj[None, :] * e, 0.0), 1)
-        block += tl.where(r_c[None, :] == j, column[:, None], 0.0)
+    for kc in range(0, tl.cdiv(K, BKD)):
+        offs = kc * BKD + tl.arange(0, BKD)
+        qc = _tile(q, rows, rm, i_h, H, K, offs)
+        kc_ = _tile(k, rows, rm, i_h, H, K, offs)
+        gc = _tile(gcs, rows, rm, i_h, H, K, offs)
+        e = tl.exp(tl.where(lower, gc[:, None, :] - gc[None, :, :], 0.0))
+        block += tl.sum(tl.where(lower, qc[:, None, :] * kc_[None, :, :] * e, 0.0), 2)
     return block
 
 
 @triton.jit
 def gla_intra_A_kernel(q, k, gcs, A, table, T, NT, scale,
                        H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
-                       BK: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
+                       BK: tl.constexpr, BKD: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
     """Grid (BT // BC, slots, B*H): row block r (BC rows) of A [B*T, H, BT] fp32, row t, column = chunk-local
     key index, scale included, zeros right of the diagonal block.
 
     Keys of earlier sub-chunks: one [BC, BK] x [BK, BT] product per key block with the exponent split at the row
     just before this block (both factors <= 1); the diagonal block: exact exponents (_diagonal_block). One program
-    per sub-chunk (not per chunk): small tiles at few warps, 4x the programs to hide the column loop's latency.
+    per sub-chunk (not per chunk): small tiles at few warps.
     """
     i_r, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -103,21 +107,20 @@ def gla_intra_A_kernel(q, k, gcs, A, table, T, NT, scale,
     sm = srows < t1
     keys = t0 + r_t
     before = (keys < t1) & (r_t < i_r * BC)
-    ref = tl.minimum(first - 1, t1 - 1)  # the row just before this block (used when i_r > 0)
     acc = tl.zeros([BC, BT], tl.float32)
-    diag = tl.zeros([BC, BC], tl.float32)
-    for kb in range(0, tl.cdiv(K, BK)):
-        offs_k = kb * BK + tl.arange(0, BK)
-        qs = _tile(q, srows, sm, i_h, H, K, offs_k)
-        gs = _tile(gcs, srows, sm, i_h, H, K, offs_k)
-        if i_r > 0:
+    if i_r > 0:
+        ref = tl.minimum(first - 1, t1 - 1)  # the row just before this block
+        for kb in range(0, tl.cdiv(K, BK)):
+            offs_k = kb * BK + tl.arange(0, BK)
+            qs = _tile(q, srows, sm, i_h, H, K, offs_k)
+            gs = _tile(gcs, srows, sm, i_h, H, K, offs_k)
             g_ref = _row(gcs, ref, t1 > t0, i_h, H, K, offs_k)
             qd = tl.where(sm[:, None], qs * tl.exp(tl.where(sm[:, None], gs - g_ref[None, :], 0.0)), 0.0)
             kt = _tile(k, keys, before, i_h, H, K, offs_k)
             gt = _tile(gcs, keys, before, i_h, H, K, offs_k)
             kd = tl.where(before[:, None], kt * tl.exp(tl.where(before[:, None], g_ref[None, :] - gt, 0.0)), 0.0)
             acc += _mm(qd, tl.trans(kd), DT, DOT_PREC)
-        diag += _diagonal_block(qs, gs, k, gcs, first, t1, sm, i_h, H, K, offs_k, BC)
+    diag = _diagonal_block(q, k, gcs, first, t1, i_h, H, K, BC, BKD)
     in_block = (r_t >= i_r * BC) & (r_t < i_r * BC + BC)
     tl.store(A + (srows[:, None] * H + i_h) * BT + r_t[None, :], acc * scale, mask=sm[:, None] & ~in_block[None, :])
     tl.store(A + (srows[:, None] * H + i_h) * BT + i_r * BC + r_c[None, :], diag * scale, mask=sm[:, None])
