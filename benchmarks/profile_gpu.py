@@ -9,6 +9,9 @@ decode: the 340M CCQ-GDN of train_throughput.py (random weights), 32 greedy toke
 at batch 1: wall time per token, CPU time per token spent in Python/launches, GPU kernel time per token and
 kernel launches per token. When GPU time is far below wall time, decode is bound by launch overhead; the wall
 time per token with `cuda_graph_decode` (one replayed graph per token) says how much of it a graph removes.
+train: one training step (forward, backward, fused AdamW) of that model at B4 T4K as train_throughput.py runs it,
+grouped by kernel name (top 25) and by PyTorch operator (top 25): where the step's time goes outside the
+linear-attention kernels.
 Writes profile-<gpu>.json.
 """
 
@@ -117,10 +120,52 @@ def profile_decode(smoke: bool, new_tokens: int = 32) -> dict:
     }
 
 
+def _top(by_name: dict, n: int = 25) -> dict:
+    return {name: round(us, 1) for name, us in sorted(by_name.items(), key=lambda kv: -kv[1])[:n]}
+
+
+def profile_train(smoke: bool, steps: int = 2) -> dict:
+    """Device time per training step of the 340M CCQ-GDN (B4 T4K bf16; smoke: a tiny model on the CPU)."""
+    from linmem import CCQForCausalLM
+
+    device = "cpu" if smoke else "cuda"
+    small = dict(hidden_size=64, num_heads=2, head_dim=16, intermediate_size=128, vocab_size=512, num_hidden_layers=2)
+    config = config_340m(**(small if smoke else {}))
+    model = CCQForCausalLM(config).to(device, torch.float32 if smoke else torch.bfloat16).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=not smoke)
+    data = torch.randint(0, config.vocab_size, (1, 64) if smoke else (4, 4096), device=device)
+
+    def step():
+        model(data, labels=data).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # compiles the kernels
+    activities = [ProfilerActivity.CPU] + ([] if smoke else [ProfilerActivity.CUDA])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        if not smoke:
+            torch.cuda.synchronize()
+    kernels, operators = defaultdict(float), defaultdict(float)
+    for e in prof.key_averages():
+        device_us = getattr(e, "device_time_total", 0) if not smoke else 0
+        is_cpu_side = e.key.startswith(("aten::", "autograd::", "Optimizer.", "ProfilerStep")) or \
+            e.key.endswith("Backward0") or e.key.endswith("Backward") or e.key.endswith("Function")
+        if device_us > 0 and not is_cpu_side:
+            kernels[e.key[:80]] += device_us / steps
+        elif e.key.startswith("aten::"):
+            operators[e.key] += (device_us if not smoke else e.self_cpu_time_total) / steps
+    return {"shape": "B1 T64 tiny (smoke)" if smoke else "B4 T4096 340M bf16",
+            "kernel_ms_per_step": sum(kernels.values()) / 1e3,
+            "top_kernels_us_per_step": _top(kernels), "top_operators_us_per_step": _top(operators)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ops", default=",".join(OPS))
     parser.add_argument("--no-decode", action="store_true")
+    parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny shapes, PyTorch backend: checks the script")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
@@ -134,6 +179,9 @@ def main() -> None:
     if not args.no_decode:
         result["decode"] = profile_decode(args.smoke)
         print("decode", json.dumps(result["decode"]), flush=True)
+    if not args.no_train:
+        result["train"] = profile_train(args.smoke)
+        print("train", json.dumps(result["train"]), flush=True)
     name = gpu_file_name(args.smoke)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,15 +23,23 @@ $PY -c "import torch, triton, transformers; print(torch.__version__, triton.__ve
 # Launch-setting sweeps first (each setting in its own process, checked against float64 and for bitwise-equal
 # repeats, then timed), so that everything after them runs under the fastest settings that passed
 # (benchmarks/pick_launch_settings.py): the tests then prove the settings that become the defaults.
+# stage LABEL SECONDS LOG command...: runs command under a time limit into $OUT/LOG; SECONDS = 0 skips it
+# (`timeout 0` would mean no limit at all).
+stage() {
+  local label=$1 limit=$2 log=$3
+  shift 3
+  if [ "$limit" -gt 0 ]; then
+    timeout "$limit" "$@" > "$OUT/$log" 2>&1
+    echo "$label rc=$?" >> "$OUT/gpu.txt"
+  else
+    echo "$label skipped" >> "$OUT/gpu.txt"
+  fi
+}
 # Which launch setting of the CCQ statistic's forward chunk kernel (1.0 ms per pass, twice per CCQ fwd+bwd) is fastest?
-timeout "${CCQ_S:-300}" $PY benchmarks/ccq_stats_configs.py ${CCQ_ARGS:-} --out "$OUT" > "$OUT/ccq_configs.log" 2>&1
-echo "ccq statistic configurations rc=$?" >> "$OUT/gpu.txt"
-# Is the WY backward's keys kernel reproducible (and faster) at more than 2 warps? Settled for the gates kernel
-# on the H200 (2 warps); WY_S=0 skips it.
-if [ "${WY_S:-240}" -gt 0 ]; then
-  timeout "$WY_S" $PY benchmarks/gdn_backward_determinism.py ${WY_ARGS:-} --out "$OUT" > "$OUT/wy_configs.log" 2>&1
-  echo "wy backward configurations rc=$?" >> "$OUT/gpu.txt"
-fi
+stage "ccq statistic configurations" "${CCQ_S:-300}" ccq_configs.log $PY benchmarks/ccq_stats_configs.py ${CCQ_ARGS:-} --out "$OUT"
+# Which WY-backward warps and block widths are reproducible, accurate and fastest? WY_S=0 skips it.
+stage "wy backward configurations" "${WY_S:-240}" wy_configs.log \
+  $PY benchmarks/gdn_backward_determinism.py ${WY_ARGS:-} --out "$OUT"
 $PY benchmarks/pick_launch_settings.py --results "$OUT" > "$OUT/launch_settings.sh"
 echo "launch settings in force: $(tr '\n' ' ' < "$OUT/launch_settings.sh")" >> "$OUT/gpu.txt"
 . "$OUT/launch_settings.sh"
@@ -45,30 +53,21 @@ WARM_PID=$!
 # Test files in parallel (pytest-xdist, one file per worker): Triton compilation is CPU-bound, and 6 workers
 # ran the whole GPU suite in 200 s on a 16-core H200 host. Failures print as they happen (tests/conftest.py).
 PARALLEL=$($PY -c "import xdist" 2>/dev/null && echo "-n ${TEST_WORKERS:-6} --dist loadfile")
-timeout "${TEST_S:-360}" $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 300 $PARALLEL \
+stage "gpu tests" "${TEST_S:-360}" gpu_tests.log $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 300 $PARALLEL \
   tests/test_kernels_triton_gla.py tests/test_kernels_triton_gdn.py tests/test_kernels_triton_qdelta.py \
-  tests/test_kernels_triton_ccq_stats.py tests/test_kernels_gpu_determinism.py tests/test_model_gpu.py \
-  tests/test_hub_gpu.py \
-  > "$OUT/gpu_tests.log" 2>&1
-echo "gpu tests rc=$?" >> "$OUT/gpu.txt"
+  tests/test_kernels_triton_ccq_stats.py tests/test_kernels_triton_conv.py tests/test_kernels_gpu_determinism.py \
+  tests/test_model_gpu.py tests/test_hub_gpu.py
 
 wait "$WARM_PID"
 echo "warm compile rc=$?" >> "$OUT/gpu.txt"
 
 # Most important first: one device session is about 30 minutes, and the stages below add up to about that.
 # The first rows compile fla's autotuned kernels: on the H200 that alone took more than 240 s.
-timeout "${BENCH_S:-600}" $PY benchmarks/kernels.py --resume ${BENCH_ARGS:-} --out "$OUT" > "$OUT/kernels.log" 2>&1
-echo "kernel benchmark rc=$?" >> "$OUT/gpu.txt"
-
+stage "kernel benchmark" "${BENCH_S:-600}" kernels.log $PY benchmarks/kernels.py --resume ${BENCH_ARGS:-} --out "$OUT"
 # How much could one fused CCQ kernel save over the statistic pass and the backbone as two launches?
-timeout "${FUSION_S:-120}" $PY benchmarks/ccq_fusion_bound.py --out "$OUT" > "$OUT/fusion_bound.log" 2>&1
-echo "ccq fusion bound rc=$?" >> "$OUT/gpu.txt"
-
-timeout "${TRAIN_S:-120}" $PY benchmarks/train_throughput.py --out "$OUT" > "$OUT/train.log" 2>&1
-echo "train throughput rc=$?" >> "$OUT/gpu.txt"
-
-timeout "${PROFILE_S:-240}" $PY benchmarks/profile_gpu.py --out "$OUT" > "$OUT/profile.log" 2>&1
-echo "profile rc=$?" >> "$OUT/gpu.txt"
+stage "ccq fusion bound" "${FUSION_S:-120}" fusion_bound.log $PY benchmarks/ccq_fusion_bound.py --out "$OUT"
+stage "train throughput" "${TRAIN_S:-120}" train.log $PY benchmarks/train_throughput.py --out "$OUT"
+stage "profile" "${PROFILE_S:-240}" profile.log $PY benchmarks/profile_gpu.py ${PROFILE_ARGS:-} --out "$OUT"
 
 echo "suite done" >> "$OUT/gpu.txt"
 cat "$OUT/gpu.txt"

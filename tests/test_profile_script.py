@@ -10,3 +10,4 @@ def test_smoke_profile_covers_every_op_and_decode(tmp_path):
     assert set(result["ops"]) == {"gla", "ccq_gla", "gated_delta_rule", "qdelta_rule", "ccq_gated_delta_rule"}
     assert all(rows and rows[0]["us"] > 0 for rows in result["ops"].values())
     assert result["decode"]["new_tokens"] == 32 and result["decode"]["wall_ms_per_token"] > 0
+    assert result["train"]["top_operators_us_per_step"]  # CPU smoke: operators only, no device kernels

@@ -24,9 +24,10 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x * rsqrt(mean(x^2) + eps) * weight in float32: one fused kernel (and backward) on CUDA instead of the
+        # pow/mean/rsqrt/mul chain, which with its casts was ~15% of a 340M training step (profile-h200.json)
         x32 = upcast(x)
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x32 * upcast(self.weight)).to(x.dtype)
+        return F.rms_norm(x32, (x.shape[-1],), self.weight.to(x32.dtype), self.eps).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}"

@@ -1,6 +1,7 @@
 """The public depthwise causal short convolution (the q/k/v ShortConv of the GDN-family layers).
 
-PyTorch (F.conv1d, groups = D) on every device; varlen runs each sequence from its own state row.
+Triton (triton_conv.py) when the backend resolves to it (CUDA inputs on "auto") and T > 1; otherwise PyTorch
+(F.conv1d, groups = D; varlen runs each sequence from its own state row; one token is one dot product a channel).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..backend import load_triton, resolve_backend
 from ..utils import run_per_sequence
 from .naive import apply_activation, validate_conv
 
@@ -26,6 +28,11 @@ def causal_conv1d(
     output_final_state.
     """
     validate_conv(x, weight, bias, activation, initial_state, cu_seqlens)
+    if x.shape[1] > 1 and resolve_backend(x) == "triton":
+        triton_conv = load_triton(__package__, "triton_conv", "triton_causal_conv1d")
+        if triton_conv is not None:
+            return triton_conv(x, weight, bias, activation=activation, initial_state=initial_state,
+                               output_final_state=output_final_state, cu_seqlens=cu_seqlens)
     W = weight.shape[1]
     w = weight.to(x.dtype).unsqueeze(1)  # [D, 1, W]
     b = bias.to(x.dtype) if bias is not None else None

@@ -38,8 +38,9 @@ NUM_WARPS = 8
 
 #: Warps of the per-sub-chunk kernels: gla_intra_A_kernel (LINMEM_GLA_A_WARPS overrides it at each call) and
 #: gla_bwd_dqk_kernel (LINMEM_GLA_DQK_WARPS). Both at 4 warps were faster than both at 2 or at 8 on the
-#: H200 (GLA fwd+bwd 7.17 ms against 9.11 and 8.54 ms at B16 T2K; benchmarks/results/h200-2026-12-03-gla).
-A_WARPS = 4
+#: H200 (GLA fwd+bwd 7.17 ms against 9.11 and 8.54 ms at B16 T2K); the A kernel with its [16, 16, 16] diagonal
+#: products then took 2.52 ms of forward at 8 warps, 2.59 at 4 (benchmarks/results/h200-2026-12-03-gla).
+A_WARPS = 8
 DQK_WARPS = 4
 
 
