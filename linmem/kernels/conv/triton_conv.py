@@ -60,25 +60,11 @@ def _pre_activation(x, w, bias, h0, rows, rmask, n, bos, cols, cmask, D, W: tl.c
 
 
 @triton.jit
-def causal_conv1d_fwd_kernel(x, w, bias, h0, seq_idx, cu, y, R, T, D, W: tl.constexpr, BR: tl.constexpr,
+def causal_conv1d_fwd_kernel(x, w, bias, h0, seq_idx, cu, dy, out, R, T, D, W: tl.constexpr, BR: tl.constexpr,
                              BD: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_H0: tl.constexpr, SILU: tl.constexpr,
-                             IS_VARLEN: tl.constexpr):
-    """Grid (cdiv(R, BR), cdiv(D, BD)); R = B*T flat rows of x [R, D]. y [R, D] in y's dtype."""
-    rows = (tl.program_id(0) * BR + tl.arange(0, BR)).to(tl.int64)
-    cols = tl.program_id(1) * BD + tl.arange(0, BD)
-    rmask, cmask = rows < R, cols < D
-    n, bos, _ = _row_spans(rows, rmask, seq_idx, cu, T, IS_VARLEN)
-    out = _pre_activation(x, w, bias, h0, rows, rmask, n, bos, cols, cmask, D, W, HAS_BIAS, HAS_H0, BR, BD)
-    if SILU:
-        out = out * tl.sigmoid(out)
-    tl.store(y + rows[:, None] * D + cols[None, :], out.to(y.dtype.element_ty), mask=rmask[:, None] & cmask[None, :])
-
-
-@triton.jit
-def causal_conv1d_dpre_kernel(x, w, bias, h0, seq_idx, cu, dy, dpre, R, T, D, W: tl.constexpr, BR: tl.constexpr,
-                              BD: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_H0: tl.constexpr,
-                              IS_VARLEN: tl.constexpr):
-    """Grid as the forward. dpre = dy * SiLU'(pre) (fp32), pre recomputed."""
+                             GRAD: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """Grid (cdiv(R, BR), cdiv(D, BD)); R = B*T flat rows of x [R, D]. out [R, D] = act(pre) in out's dtype, or
+    with GRAD the backward's first step: dpre = dy * SiLU'(pre) (fp32), pre recomputed."""
     rows = (tl.program_id(0) * BR + tl.arange(0, BR)).to(tl.int64)
     cols = tl.program_id(1) * BD + tl.arange(0, BD)
     rmask, cmask = rows < R, cols < D
@@ -86,9 +72,14 @@ def causal_conv1d_dpre_kernel(x, w, bias, h0, seq_idx, cu, dy, dpre, R, T, D, W:
     pre = _pre_activation(x, w, bias, h0, rows, rmask, n, bos, cols, cmask, D, W, HAS_BIAS, HAS_H0, BR, BD)
     tile = rows[:, None] * D + cols[None, :]
     both = rmask[:, None] & cmask[None, :]
-    s = tl.sigmoid(pre)
-    g = tl.load(dy + tile, mask=both, other=0.0).to(tl.float32)
-    tl.store(dpre + tile, g * s * (1.0 + pre * (1.0 - s)), mask=both)
+    if GRAD:
+        s = tl.sigmoid(pre)
+        result = tl.load(dy + tile, mask=both, other=0.0).to(tl.float32) * s * (1.0 + pre * (1.0 - s))
+    elif SILU:
+        result = pre * tl.sigmoid(pre)
+    else:
+        result = pre
+    tl.store(out + tile, result.to(out.dtype.element_ty), mask=both)
 
 
 @triton.jit
@@ -137,8 +128,9 @@ class CausalConv1dFunction(torch.autograd.Function):
         y = torch.empty_like(x)
         grid = (triton.cdiv(B * T, ROWS), triton.cdiv(D, CHANNELS))
         causal_conv1d_fwd_kernel[grid](
-            x, weight, bias, initial_state, seq_idx, cu, y, B * T, T, D, W=W, BR=ROWS, BD=CHANNELS,
-            HAS_BIAS=bias is not None, HAS_H0=initial_state is not None, SILU=silu, IS_VARLEN=cu is not None)
+            x, weight, bias, initial_state, seq_idx, cu, None, y, B * T, T, D, W=W, BR=ROWS, BD=CHANNELS,
+            HAS_BIAS=bias is not None, HAS_H0=initial_state is not None, SILU=silu, GRAD=False,
+            IS_VARLEN=cu is not None)
         ctx.save_for_backward(x, weight, bias, initial_state, seq_idx, cu, bos, eos)
         ctx.silu = silu
         return y
@@ -154,8 +146,8 @@ class CausalConv1dFunction(torch.autograd.Function):
         dy = dy.contiguous()
         if ctx.silu:
             dpre = torch.empty(B, T, D, device=x.device, dtype=torch.float32)
-            causal_conv1d_dpre_kernel[grid](x, weight, bias, initial_state, seq_idx, cu, dy, dpre, R, T, D,
-                                            HAS_BIAS=bias is not None, **flags)
+            causal_conv1d_fwd_kernel[grid](x, weight, bias, initial_state, seq_idx, cu, dy, dpre, R, T, D,
+                                           HAS_BIAS=bias is not None, SILU=True, GRAD=True, **flags)
         else:
             dpre = dy.float()
         dx = torch.empty_like(x)
