@@ -1,7 +1,8 @@
 """The public depthwise causal short convolution (the q/k/v ShortConv of the GDN-family layers).
 
-Triton (triton_conv.py) when the backend resolves to it (CUDA inputs on "auto") and T > 1; otherwise PyTorch
-(F.conv1d, groups = D; varlen runs each sequence from its own state row; one token is one dot product a channel).
+Triton (triton_conv.py) when the backend resolves to it (CUDA inputs on "auto"), T > 1 and x is not float64 (the
+kernels sum in float32); otherwise PyTorch (F.conv1d, groups = D; varlen runs each sequence from its own state
+row; one token is one dot product a channel).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def causal_conv1d(
     output_final_state.
     """
     validate_conv(x, weight, bias, activation, initial_state, cu_seqlens)
-    if x.shape[1] > 1 and resolve_backend(x) == "triton":
+    if x.shape[1] > 1 and x.dtype != torch.float64 and resolve_backend(x) == "triton":  # the kernels sum in fp32
         triton_conv = load_triton(__package__, "triton_conv", "triton_causal_conv1d")
         if triton_conv is not None:
             return triton_conv(x, weight, bias, activation=activation, initial_state=initial_state,
