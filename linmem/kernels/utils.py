@@ -20,9 +20,15 @@ def relative_rms(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """x / sqrt(||x||^2 + eps) over the last dimension, computed in float32 (or float64), returned in x's dtype."""
+    """x / sqrt(||x||^2 + eps) over the last dimension, computed in float32 (or float64), returned in x's dtype.
+
+    As an RMS norm: x / sqrt(||x||^2 + eps) = D^{-1/2} x / sqrt(mean(x^2) + eps / D), so F.rms_norm with a constant
+    weight D^{-1/2} computes it in one fused kernel (and backward) on CUDA.
+    """
     xf = x.double() if x.dtype == torch.float64 else x.float()
-    return (xf * torch.rsqrt(xf.pow(2).sum(-1, keepdim=True) + eps)).to(x.dtype)
+    D = x.shape[-1]
+    weight = torch.full((D,), D ** -0.5, dtype=xf.dtype, device=x.device)
+    return torch.nn.functional.rms_norm(xf, (D,), weight, eps / D).to(x.dtype)
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
