@@ -7,8 +7,9 @@ q' = scale * q):
     S_next = diag(e^{b_last}) S + (K * e^{b_last - b})^T V.
 A is built with secondary chunking (sub-chunks of BC = 16 rows), all in fp32: for a pair of
 sub-chunks r > s the exponent is split at a reference row between them (both factors <= 1, so
-nothing overflows whatever the decay); the diagonal sub-blocks are summed column by column with the
-exact exponent e^{b_t - b_i}.
+nothing overflows whatever the decay); the diagonal sub-blocks use the exact exponent e^{b_t - b_i}
+(as [BC, BC, 16] products summed over 16 key channels at a time in the forward, column by column in the
+backward). The intra-chunk kernels run one program per sub-chunk.
 Backward: dS (state gradient) runs the state recurrence in reverse; dA = dO V^T (causal);
 dq, dk as above mirrored; dgk = reverse cumsum over the sequence of (q dq - k dk), plus
 sum_v (S_T * dS_T) for every token of a sequence whose final state has a gradient.
