@@ -87,7 +87,7 @@ def causal_conv1d_bwd_kernel(x, w, h0, seq_idx, cu, dpre, dx, dw_part, db_part, 
                              BR: tl.constexpr, BD: tl.constexpr, HAS_H0: tl.constexpr, IS_VARLEN: tl.constexpr):
     """Grid as the forward. dx [R, D] (dx's dtype); dw_part [tiles, W, D] and db_part [tiles, D] (fp32) are this
     row tile's sums of dpre * tap_j and of dpre."""
-    i_r = tl.program_id(0)
+    i_r = tl.program_id(0).to(tl.int64)
     rows = (i_r * BR + tl.arange(0, BR)).to(tl.int64)
     cols = tl.program_id(1) * BD + tl.arange(0, BD)
     rmask, cmask = rows < R, cols < D
