@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.kernels import gpu_file_name, make_inputs, result_header  # noqa: E402
+from benchmarks.kernels import fwd_bwd_call, gpu_file_name, make_inputs, result_header  # noqa: E402
 
 #: (CCQ op, its backbone op)
 PAIRS = [("ccq_gated_delta_rule", "gated_delta_rule"), ("ccq_gla", "gla")]
@@ -68,8 +68,7 @@ def measure_pair(ccq_op: str, backbone_op: str, shape: tuple, smoke: bool) -> di
     for t in x.values():
         t.requires_grad_(True)
     with K.use_backend("triton"):
-        grad = torch.randn_like(ccq(**x)[0])
-        row["ccq_fwdbwd_ms"] = time_ms(lambda: ccq(**x)[0].backward(grad))
+        row["ccq_fwdbwd_ms"] = time_ms(fwd_bwd_call(ccq, x, torch.randn_like(ccq(**x)[0])))
     q_bytes = q_tilde.numel() * q_tilde.element_size()
     row["q_tilde_MB"] = q_bytes / 1e6
     row["copy_GB_per_s"] = 2 * q_bytes / row["copy_ms"] / 1e6

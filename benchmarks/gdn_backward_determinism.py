@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.kernels import make_inputs as bench_inputs  # noqa: E402
+from benchmarks.kernels import fwd_bwd_call, make_inputs as bench_inputs  # noqa: E402
 from benchmarks.launch_settings import arguments, sweep  # noqa: E402
 from linmem.kernels.gated_delta_rule.triton_chunk import triton_gated_delta_rule  # noqa: E402
 from linmem.kernels.gated_delta_rule.naive import naive_gated_delta_rule  # noqa: E402
@@ -75,13 +75,7 @@ def fwd_bwd_ms(op: str) -> float:
     fn = getattr(K, op)
     with K.use_backend("triton"):
         grad_out = torch.randn_like(fn(**inputs)[0])
-
-        def fwd_bwd():
-            for t in inputs.values():
-                t.grad = None  # as benchmarks/kernels.py: no gradient-accumulation adds in the time
-            fn(**inputs)[0].backward(grad_out)
-
-        return do_bench(fwd_bwd, warmup=25, rep=100, return_mode="median")
+        return do_bench(fwd_bwd_call(fn, inputs, grad_out), warmup=25, rep=100, return_mode="median")
 
 
 DEFAULT_CONFIGS = "2/16+4/32,2/16+4/16,2/16+8/32,4/16+4/32"

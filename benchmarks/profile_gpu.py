@@ -29,8 +29,8 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.kernels import gpu_file_name, make_inputs as bench_inputs  # noqa: E402
-from benchmarks.train_throughput import config_340m  # noqa: E402
+from benchmarks.kernels import fwd_bwd_call, gpu_file_name, make_inputs as bench_inputs  # noqa: E402
+from benchmarks.train_throughput import config_340m, training_step  # noqa: E402
 
 OPS = ["gla", "ccq_gla", "gated_delta_rule", "qdelta_rule", "ccq_gated_delta_rule"]
 
@@ -50,14 +50,8 @@ def profile_op(op: str, smoke: bool, repeats: int = 5) -> list[dict]:
         t.requires_grad_(True)
     fn = getattr(K, op)
     backend = "torch" if smoke else "triton"
-
-    def fwd_bwd():
-        for t in inputs.values():
-            t.grad = None  # as benchmarks/kernels.py: autograd's accumulation adds are not the op's
-        fn(**inputs)[0].backward(grad_out)
-
     with K.use_backend(backend):
-        grad_out = torch.randn_like(fn(**inputs)[0])
+        fwd_bwd = fwd_bwd_call(fn, inputs, torch.randn_like(fn(**inputs)[0]))
         for _ in range(2):  # compile and warm up outside the profile
             fwd_bwd()
         activities = [ProfilerActivity.CPU] if smoke else [ProfilerActivity.CUDA]
@@ -135,16 +129,11 @@ def profile_train(smoke: bool, steps: int = 2) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=not smoke)
     data = torch.randint(0, config.vocab_size, (1, 64) if smoke else (4, 4096), device=device)
 
-    def step():
-        model(data, labels=data).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    step()  # compiles the kernels
+    training_step(model, optimizer, data)  # compiles the kernels
     activities = [ProfilerActivity.CPU] + ([] if smoke else [ProfilerActivity.CUDA])
     with profile(activities=activities) as prof:
         for _ in range(steps):
-            step()
+            training_step(model, optimizer, data)
         if not smoke:
             torch.cuda.synchronize()
     kernels, operators = defaultdict(float), defaultdict(float)

@@ -33,6 +33,13 @@ def config_340m(**overrides) -> CCQConfig:
     return CCQConfig(**{**base, **overrides})
 
 
+def training_step(model, optimizer, data: torch.Tensor) -> None:
+    """One language-modelling step on `data` [B, T] (its own labels): forward, backward, optimizer step."""
+    model(data, labels=data).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def measure_training(model, batch_size: int, seq_len: int, steps: int, warmup: int) -> float:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     model.train()
@@ -41,10 +48,7 @@ def measure_training(model, batch_size: int, seq_len: int, steps: int, warmup: i
         if step == warmup:
             torch.cuda.synchronize()
             start = time.perf_counter()
-        loss = model(data, labels=data).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        training_step(model, optimizer, data)
     torch.cuda.synchronize()
     return steps * batch_size * seq_len / (time.perf_counter() - start)
 

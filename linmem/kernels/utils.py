@@ -25,7 +25,7 @@ def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     As an RMS norm: x / sqrt(||x||^2 + eps) = D^{-1/2} x / sqrt(mean(x^2) + eps / D), so F.rms_norm with a constant
     weight D^{-1/2} computes it in one fused kernel (and backward) on CUDA.
     """
-    xf = x.double() if x.dtype == torch.float64 else x.float()
+    xf = x.to(compute_dtype(x))
     D = x.shape[-1]
     weight = torch.full((D,), D ** -0.5, dtype=xf.dtype, device=x.device)
     return torch.nn.functional.rms_norm(xf, (D,), weight, eps / D).to(x.dtype)

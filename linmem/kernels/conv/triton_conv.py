@@ -106,15 +106,14 @@ def causal_conv1d_bwd_kernel(x, w, h0, seq_idx, cu, dpre, dx, dw_part, db_part, 
     tl.store(dx + rows[:, None] * D + cols[None, :], grad.to(dx.dtype.element_ty), mask=rmask[:, None] & cmask[None, :])
 
 
-def _spans(x: torch.Tensor, cu_seqlens: torch.Tensor | None):
-    """(seq_idx [R] int32 or None, cu [N + 1] int64 or None, bos [N], eos [N]) for the flat rows of x [B, T, D]."""
+def _sequence_bounds(x: torch.Tensor, cu_seqlens: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bos [N], eos [N]) int64: each sequence's first and end flat row of x [B, T, D]."""
     B, T, _ = x.shape
     if cu_seqlens is None:
         bos = torch.arange(B, device=x.device) * T
-        return None, None, bos, bos + T
+        return bos, bos + T
     cu = cu_seqlens.to(device=x.device, dtype=torch.int64)
-    seq_idx = (torch.searchsorted(cu[1:], torch.arange(T, device=x.device), right=True)).to(torch.int32)
-    return seq_idx, cu, cu[:-1], cu[1:]
+    return cu[:-1], cu[1:]
 
 
 class CausalConv1dFunction(torch.autograd.Function):
@@ -124,7 +123,11 @@ class CausalConv1dFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, initial_state, silu, cu_seqlens):
         B, T, D = x.shape
         W = weight.shape[1]
-        seq_idx, cu, bos, eos = _spans(x, cu_seqlens)
+        bos, eos = _sequence_bounds(x, cu_seqlens)
+        cu, seq_idx = None, None
+        if cu_seqlens is not None:  # each row's sequence, for the kernels (no host sync)
+            cu = cu_seqlens.to(device=x.device, dtype=torch.int64)
+            seq_idx = torch.searchsorted(eos, torch.arange(T, device=x.device), right=True).to(torch.int32)
         y = torch.empty_like(x)
         grid = (triton.cdiv(B * T, ROWS), triton.cdiv(D, CHANNELS))
         causal_conv1d_fwd_kernel[grid](
@@ -176,7 +179,7 @@ def final_conv_state(x: torch.Tensor, initial_state: torch.Tensor | None, W: int
     """The last W - 1 inputs of each sequence [N, D, W - 1] (x's dtype), from initial_state where a sequence is
     shorter; differentiable PyTorch indexing."""
     B, T, D = x.shape
-    _, _, bos, eos = _spans(x, cu_seqlens)
+    bos, eos = _sequence_bounds(x, cu_seqlens)
     N = bos.shape[0]
     if W == 1:
         return x.new_zeros(N, D, 0)

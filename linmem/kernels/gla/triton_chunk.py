@@ -123,9 +123,8 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
     gla_cumsum_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
         gk, gcs, *targs, H=H, K=K, BT=BT, BK=bk, IS_VARLEN=layout.is_varlen)
     A = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
-    bc = min(SUB_CHUNK, BT)
-    gla_intra_A_kernel[(BT // bc, layout.slot_grid, B * H)](
-        q, k, gcs, A, *targs, scale, H=H, K=K, BT=BT, BC=bc, BK=bk, BKD=DIAGONAL_CHANNELS,
+    gla_intra_A_kernel[(BT // SUB_CHUNK, layout.slot_grid, B * H)](
+        q, k, gcs, A, *targs, scale, H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk, BKD=DIAGONAL_CHANNELS,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_a_warps())
     h, ht = _states_forward(k, v, gcs, h0, layout, output_final_state, q.dtype)
     o = torch.empty((B, T, H, V), device=dev, dtype=q.dtype)
@@ -192,24 +191,23 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Chunk
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
     dg = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
-    bc = min(SUB_CHUNK, BT)
-    dg_sub = torch.zeros(layout.n_slots, BT // bc, H, K, device=dev, dtype=torch.float32)
+    dg_sub = torch.zeros(layout.n_slots, BT // SUB_CHUNK, H, K, device=dev, dtype=torch.float32)
     grid = (triton.cdiv(K, bk), layout.slot_grid, B * H)
     dq_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     dk_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     gla_bwd_inter_kernel[grid](
         v, gcs, h, do, dh, dq_inter, dk_inter, *targs, scale, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
-    gla_bwd_dqk_kernel[(triton.cdiv(K, bk) * (BT // bc), layout.slot_grid, B * H)](
+    gla_bwd_dqk_kernel[(triton.cdiv(K, bk) * (BT // SUB_CHUNK), layout.slot_grid, B * H)](
         q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_sub, *targs, scale,
-        H=H, K=K, BT=BT, BC=bc, BK=bk, IS_VARLEN=layout.is_varlen,
+        H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk, IS_VARLEN=layout.is_varlen,
         DOT_PREC=prec, MM_FP32=True, num_warps=_dqk_warps())
     add = layout.suffix_of_later_chunks(dg_sub.sum(1))
     if dht is not None:
         add = add + layout.per_slot((ht * dht).sum(-1))
     dgk = torch.empty((B, T, H, K), device=dev, dtype=gk_dtype)
     gla_dg_finish_kernel[grid](
-        dg, dg_sub, add.contiguous(), dgk, *targs, H=H, K=K, BT=BT, BC=bc, BK=bk, IS_VARLEN=layout.is_varlen)
+        dg, dg_sub, add.contiguous(), dgk, *targs, H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk, IS_VARLEN=layout.is_varlen)
     return dq, dk, dv, dgk, dh0
 
 
