@@ -26,14 +26,14 @@ CUOBJDUMP = os.path.join(os.path.dirname(triton.backends.nvidia.__file__), "bin"
 
 def resources(fn, pointers: dict, constexprs: dict, num_warps: int, num_stages: int) -> dict:
     """{"smem", "regs", "stack"} of `fn` built for sm_90. pointers: name -> "*bf16" / "*fp32" / None (absent);
-    other arguments not in constexprs are i32 (a `scale` fp32)."""
+    other arguments not in constexprs are i32 (`scale` and `max_exponent` fp32)."""
     signature, values = {}, {}
     for i, name in enumerate(fn.arg_names):
         if name in constexprs or (name in pointers and pointers[name] is None):
             signature[name] = "constexpr"
             values[(i,)] = constexprs.get(name)
         else:
-            signature[name] = pointers.get(name, "fp32" if name == "scale" else "i32")
+            signature[name] = pointers.get(name, "fp32" if name in ("scale", "max_exponent") else "i32")
     kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=values), target=TARGET,
                             options={"num_warps": num_warps, "num_stages": num_stages})
     with tempfile.NamedTemporaryFile("wb", suffix=".cubin", delete=False) as f:

@@ -226,6 +226,48 @@ def test_gla_strong_decay_is_finite_and_exact():
 
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
+@pytest.mark.parametrize("max_exponent", [0.0, 30.0], ids=["exact-everywhere", "default"])
+def test_gla_diagonal_blocks_split_or_exact(monkeypatch, max_exponent):
+    """The diagonal sub-blocks split their exponent where a sub-chunk's decays allow and take the exact exponent
+    elsewhere: one varlen batch with a mild and a strong-decay sequence runs both forms in the same launch (with the
+    threshold at 0, every block is exact). Four sub-chunks per chunk, forward and every gradient vs the naive form."""
+    import sys
+
+    monkeypatch.setattr(sys.modules["linmem.kernels.gla.triton_chunk"], "SPLIT_EXPONENT_MAX", max_exponent)
+    gen = torch.Generator().manual_seed(3)
+    T, H, K, V = 90, 2, 20, 12
+    q, k, v = (torch.randn(1, T, H, d, generator=gen) for d in (K, K, V))
+    gk = torch.nn.functional.logsigmoid(torch.randn(1, T, H, K, generator=gen)) * 0.3
+    gk[:, 40:] = -12 * torch.rand(1, T - 40, H, K, generator=gen)  # second sequence: |b_t - b_first| up to ~90
+    cu = torch.tensor([0, 40, T], dtype=torch.int32)
+    do = torch.randn(1, T, H, V, generator=gen, dtype=torch.float64)
+    o, _, grads = _run_gla_and_grads(triton_gla_chunked, [q, k, v, gk], None, cu, False, do, None, chunk_size=64)
+    from linmem.kernels.gla.naive import naive_gla
+
+    ro, _, rgrads = _run_gla_and_grads(naive_gla, [x.double() for x in (q, k, v, gk)], None, cu, False, do, None)
+    assert rrms(o, ro) <= FP32_O, f"o: {rrms(o, ro):.2e}"
+    for name, g, rg in zip(["dq", "dk", "dv", "dgk"], grads, rgrads):
+        assert torch.isfinite(g).all() and rrms(g, rg) <= FP32_GRAD, f"{name}: {rrms(g, rg):.2e}"
+
+
+@pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
+def test_gla_split_exponent_needs_its_guard(monkeypatch):
+    """Without the threshold (every diagonal block split), strong decays overflow the split factors: the guard is
+    what keeps test_gla_strong_decay_is_finite_and_exact passing."""
+    import sys
+
+    monkeypatch.setattr(sys.modules["linmem.kernels.gla.triton_chunk"], "SPLIT_EXPONENT_MAX", float("inf"))
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(1, 40, 1, d, generator=gen) for d in (16, 16, 8))
+    gk = -12 * torch.rand(1, 40, 1, 16, generator=gen)
+    o, _ = triton_gla_chunked(q, k, v, gk, chunk_size=32)
+    from linmem.kernels.gla.naive import naive_gla
+
+    ro, _ = naive_gla(*(x.double() for x in (q, k, v, gk)))
+    assert not (torch.isfinite(o).all() and rrms(o, ro) <= FP32_O)
+
+
+@pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
 def test_gla_chunk_reference_matches_naive():
     """The float64 chunk reference used by the GPU tests is checked here against the naive recurrence."""
     from linmem.kernels.gla.naive import naive_gla

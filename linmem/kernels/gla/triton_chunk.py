@@ -30,7 +30,11 @@ from ..triton_layout import ChunkLayout
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 DEFAULT_CHUNK_SIZE = 64
 SUB_CHUNK = 16  # secondary chunk (rows of the exact-exponent diagonal blocks); tensor-core minimum
-DIAGONAL_CHANNELS = 16  # key channels per [BC, BC, *] step of the forward's diagonal blocks
+DIAGONAL_CHANNELS = 16  # key channels per [BC, BC, *] step of the forward's exact diagonal blocks
+#: The diagonal sub-blocks split their exponent e^{b_t - b_i} at the sub-chunk's first row, as products on fp32
+#: operands, when every |b_t - b_first| of the sub-chunk is at most this (both factors then lie in [e^-30, e^30], far
+#: inside fp32's range); sub-chunks with stronger decay take the exact per-element exponent (triton_chunk_kernels).
+SPLIT_EXPONENT_MAX = 30.0
 # Warps of every matmul kernel. 8 since 2026-12-02: offline sm_90 builds (benchmarks/kernel_resources.py,
 # --gla-warps) spill at 4 warps (dq/dk/dgk kernel 1.5 KB per thread, dA/dv 768 B) and at most 248 B at 8.
 # The GPU tests and benchmark before that date ran at 4: if the GPU disagrees, 4 is the proven setting.
@@ -124,7 +128,7 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
         gk, gcs, *targs, H=H, K=K, BT=BT, BK=bk, IS_VARLEN=layout.is_varlen)
     A = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
     gla_intra_A_kernel[(BT // SUB_CHUNK, layout.slot_grid, B * H)](
-        q, k, gcs, A, *targs, scale, H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk, BKD=DIAGONAL_CHANNELS,
+        q, k, gcs, A, *targs, scale, SPLIT_EXPONENT_MAX, H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk, BKD=DIAGONAL_CHANNELS,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_a_warps())
     h, ht = _states_forward(k, v, gcs, h0, layout, output_final_state, q.dtype)
     o = torch.empty((B, T, H, V), device=dev, dtype=q.dtype)
@@ -199,7 +203,7 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Chunk
         v, gcs, h, do, dh, dq_inter, dk_inter, *targs, scale, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
     gla_bwd_dqk_kernel[(triton.cdiv(K, bk) * (BT // SUB_CHUNK), layout.slot_grid, B * H)](
-        q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_sub, *targs, scale,
+        q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_sub, *targs, scale, SPLIT_EXPONENT_MAX,
         H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk, IS_VARLEN=layout.is_varlen,
         DOT_PREC=prec, MM_FP32=True, num_warps=_dqk_warps())
     add = layout.suffix_of_later_chunks(dg_sub.sum(1))

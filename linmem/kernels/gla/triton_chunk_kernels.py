@@ -65,38 +65,69 @@ def gla_cumsum_kernel(gk, gcs, table, T, NT, H: tl.constexpr, K: tl.constexpr, B
 
 
 @triton.jit
-def _diagonal_block(q, k, gcs, first, t1, i_h, H: tl.constexpr, K: tl.constexpr, BC: tl.constexpr,
-                    BKD: tl.constexpr):
-    """[BC, BC] block sum_c q_tc k_ic e^{b_tc - b_ic} for the rows t, i of first .. first + BC (i <= t) with the
-    exact exponent: a [BC, BC, BKD] product per BKD key channels, summed over the channels (no reduction and layout
-    change per key column). On the H200 the A kernel took as long this way as column by column (1.85 ms at
-    B8 T4K H16 d128): its time is not in the diagonal blocks.
+def _exponent_gap(gcs, first, t1, i_h, H: tl.constexpr, K: tl.constexpr, BC: tl.constexpr, offs):
+    """b_t - b_first of a sub-chunk's rows t (first .. first + BC) on the key channels offs, fp32 [BC, len(offs)],
+    zeros on rows past t1."""
+    rows = first + tl.arange(0, BC)
+    rm = rows < t1
+    g_first = _row(gcs, first, first < t1, i_h, H, K, offs)
+    return tl.where(rm[:, None], _tile(gcs, rows, rm, i_h, H, K, offs) - g_first[None, :], 0.0)
+
+
+@triton.jit
+def _exponent_spread(gcs, first, t1, i_h, H: tl.constexpr, K: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr):
+    """max |b_tc - b_first,c| over a sub-chunk's rows t and all key channels c (fp32 scalar)."""
+    spread = tl.zeros([], tl.float32)
+    for kb in range(0, tl.cdiv(K, BK)):
+        gap = _exponent_gap(gcs, first, t1, i_h, H, K, BC, kb * BK + tl.arange(0, BK))
+        spread = tl.maximum(spread, tl.max(tl.max(tl.abs(gap), 1), 0))
+    return spread
+
+
+@triton.jit
+def _diagonal_block(q, k, gcs, first, t1, max_exponent, i_h, H: tl.constexpr, K: tl.constexpr, BC: tl.constexpr,
+                    BK: tl.constexpr, BKD: tl.constexpr, DOT_PREC: tl.constexpr):
+    """[BC, BC] block sum_c q_tc k_ic e^{b_tc - b_ic} for the rows t, i of first .. first + BC (i <= t), fp32.
+
+    When every exponent of the sub-chunk is within max_exponent of its first row (_exponent_spread), the exponent is
+    split at that row, (q e^{b - b_first}) (k e^{b_first - b})^T, one product on fp32 operands: both factors stay
+    inside [e^-max_exponent, e^max_exponent]. Otherwise (decays too strong for the split) the exact exponent per
+    element, as [BC, BC, BKD] products summed over BKD channels at a time. On the H200 the exact form alone took
+    0.98 ms of the A kernel's 1.86 at B8 T4K H16 d128, the split 0.41 (benchmarks/results/h200-2026-12-04-gla-a).
     """
     r_c = tl.arange(0, BC)
     rows = first + r_c
     rm = rows < t1
-    lower = ((r_c[:, None] >= r_c[None, :]) & rm[:, None] & rm[None, :])[:, :, None]  # [t, i, 1]
     block = tl.zeros([BC, BC], tl.float32)
-    for kc in range(0, tl.cdiv(K, BKD)):
-        offs = kc * BKD + tl.arange(0, BKD)
-        qc = _tile(q, rows, rm, i_h, H, K, offs)
-        kc_ = _tile(k, rows, rm, i_h, H, K, offs)
-        gc = _tile(gcs, rows, rm, i_h, H, K, offs)
-        e = tl.exp(tl.where(lower, gc[:, None, :] - gc[None, :, :], 0.0))
-        block += tl.sum(tl.where(lower, qc[:, None, :] * kc_[None, :, :] * e, 0.0), 2)
-    return block
+    if _exponent_spread(gcs, first, t1, i_h, H, K, BC, BK) <= max_exponent:
+        for kb in range(0, tl.cdiv(K, BK)):
+            offs = kb * BK + tl.arange(0, BK)
+            gap = _exponent_gap(gcs, first, t1, i_h, H, K, BC, offs)
+            qd = _tile(q, rows, rm, i_h, H, K, offs) * tl.exp(gap)
+            kd = _tile(k, rows, rm, i_h, H, K, offs) * tl.exp(-gap)
+            block += tl.dot(qd, tl.trans(kd), input_precision=DOT_PREC)
+    else:
+        lower = ((r_c[:, None] >= r_c[None, :]) & rm[:, None] & rm[None, :])[:, :, None]  # [t, i, 1]
+        for kc in range(0, tl.cdiv(K, BKD)):
+            offs = kc * BKD + tl.arange(0, BKD)
+            qc = _tile(q, rows, rm, i_h, H, K, offs)
+            kc_ = _tile(k, rows, rm, i_h, H, K, offs)
+            gc = _tile(gcs, rows, rm, i_h, H, K, offs)
+            e = tl.exp(tl.where(lower, gc[:, None, :] - gc[None, :, :], 0.0))
+            block += tl.sum(tl.where(lower, qc[:, None, :] * kc_[None, :, :] * e, 0.0), 2)
+    return tl.where((r_c[:, None] >= r_c[None, :]) & rm[:, None] & rm[None, :], block, 0.0)
 
 
 @triton.jit
-def gla_intra_A_kernel(q, k, gcs, A, table, T, NT, scale,
+def gla_intra_A_kernel(q, k, gcs, A, table, T, NT, scale, max_exponent,
                        H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
                        BK: tl.constexpr, BKD: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
     """Grid (BT // BC, slots, B*H): row block r (BC rows) of A [B*T, H, BT] fp32, row t, column = chunk-local
     key index, scale included, zeros right of the diagonal block.
 
     Keys of earlier sub-chunks: one [BC, BK] x [BK, BT] product per key block with the exponent split at the row
-    just before this block (both factors <= 1); the diagonal block: exact exponents (_diagonal_block). One program
-    per sub-chunk (not per chunk): small tiles at few warps.
+    just before this block (both factors <= 1); the diagonal block: _diagonal_block (the exponent split at its first
+    row where max_exponent allows, else exact). One program per sub-chunk (not per chunk): small tiles at few warps.
     """
     i_r, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -122,7 +153,7 @@ def gla_intra_A_kernel(q, k, gcs, A, table, T, NT, scale,
             gt = _tile(gcs, keys, before, i_h, H, K, offs_k)
             kd = tl.where(before[:, None], kt * tl.exp(tl.where(before[:, None], g_ref[None, :] - gt, 0.0)), 0.0)
             acc += _mm(qd, tl.trans(kd), DT, DOT_PREC)
-    diag = _diagonal_block(q, k, gcs, first, t1, i_h, H, K, BC, BKD)
+    diag = _diagonal_block(q, k, gcs, first, t1, max_exponent, i_h, H, K, BC, BK, BKD, DOT_PREC)
     in_block = (r_t >= i_r * BC) & (r_t < i_r * BC + BC)
     tl.store(A + (srows[:, None] * H + i_h) * BT + r_t[None, :], acc * scale, mask=sm[:, None] & ~in_block[None, :])
     tl.store(A + (srows[:, None] * H + i_h) * BT + i_r * BC + r_c[None, :], diag * scale, mask=sm[:, None])
@@ -297,7 +328,7 @@ def gla_bwd_inter_kernel(v, gcs, h, do, dh, dq_inter, dk_inter, table, T, NT, sc
 
 
 @triton.jit
-def gla_bwd_dqk_kernel(q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_sub, table, T, NT, scale,
+def gla_bwd_dqk_kernel(q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_sub, table, T, NT, scale, max_exponent,
                        H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
                        BK: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr, MM_FP32: tl.constexpr):
     """Grid (cdiv(K, BK) * (BT // BC), slots, B*H): dq, dk of one sub-chunk r (BC rows) and one key block.
@@ -355,23 +386,35 @@ def gla_bwd_dqk_kernel(q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_sub, ta
                        mask=after[None, :], other=0.0)
         e2 = tl.exp(tl.where(sm[:, None], g_ref2[None, :] - gs, 0.0))
         dk_s += tl.where(sm[:, None], e2, 0.0) * _mm(dA_c, qd, DT, DOT_PREC) * scale
-    # diagonal sub-block, exact exponents
+    # diagonal sub-block: the exponent split at its first row where this key block's decays allow (as in
+    # _diagonal_block), else exact exponents column by column
     dq_d = tl.zeros([BC, BK], tl.float32)
     dk_d = tl.zeros([BC, BK], tl.float32)
-    for j in range(BC):
-        rj = first + j
-        jv = rj < t1
-        kj = _row(k, rj, jv, i_h, H, K, offs_k)
-        qj = _row(q, rj, jv, i_h, H, K, offs_k)
-        gj = _row(gcs, rj, jv, i_h, H, K, offs_k)
-        # column j of the block: dA[i, j] for rows i >= j; row j: dA[j, i] for columns i <= j
-        dA_col = tl.load(dA + (srows * H + i_h) * BT + i_r * BC + j, mask=tl.where(jv, sm & (r_c >= j), False),
-                         other=0.0)
-        dA_row = tl.load(dA + (rj * H + i_h) * BT + i_r * BC + r_c, mask=tl.where(jv, r_c <= j, False), other=0.0)
-        low = tl.where(jv, ((r_c >= j) & sm)[:, None], False)
-        up = tl.where(jv, ((r_c <= j) & sm)[:, None], False)
-        dq_d += tl.where(low, dA_col[:, None] * kj[None, :] * tl.exp(tl.where(low, gs - gj[None, :], 0.0)), 0.0)
-        dk_d += tl.where(up, dA_row[:, None] * qj[None, :] * tl.exp(tl.where(up, gj[None, :] - gs, 0.0)), 0.0)
+    gap = _exponent_gap(gcs, first, t1, i_h, H, K, BC, offs_k)
+    if tl.max(tl.max(tl.abs(gap), 1), 0) <= max_exponent:
+        d_block = dA + (srows[:, None] * H + i_h) * BT + i_r * BC + r_c[None, :]
+        dA_d = tl.load(d_block, mask=(r_c[:, None] >= r_c[None, :]) & sm[:, None], other=0.0)
+        dA_dt = tl.load(dA + (srows[None, :] * H + i_h) * BT + i_r * BC + r_c[:, None],  # its transpose, by address
+                        mask=(r_c[:, None] <= r_c[None, :]) & sm[None, :], other=0.0)
+        grow = tl.exp(gap)
+        shrink = tl.exp(-gap)
+        dq_d = grow * _mm(dA_d, ks * shrink, DT, DOT_PREC)
+        dk_d = shrink * _mm(dA_dt, qs * grow, DT, DOT_PREC)
+    else:
+        for j in range(BC):
+            rj = first + j
+            jv = rj < t1
+            kj = _row(k, rj, jv, i_h, H, K, offs_k)
+            qj = _row(q, rj, jv, i_h, H, K, offs_k)
+            gj = _row(gcs, rj, jv, i_h, H, K, offs_k)
+            # column j of the block: dA[i, j] for rows i >= j; row j: dA[j, i] for columns i <= j
+            dA_col = tl.load(dA + (srows * H + i_h) * BT + i_r * BC + j, mask=tl.where(jv, sm & (r_c >= j), False),
+                             other=0.0)
+            dA_row = tl.load(dA + (rj * H + i_h) * BT + i_r * BC + r_c, mask=tl.where(jv, r_c <= j, False), other=0.0)
+            low = tl.where(jv, ((r_c >= j) & sm)[:, None], False)
+            up = tl.where(jv, ((r_c <= j) & sm)[:, None], False)
+            dq_d += tl.where(low, dA_col[:, None] * kj[None, :] * tl.exp(tl.where(low, gs - gj[None, :], 0.0)), 0.0)
+            dk_d += tl.where(up, dA_row[:, None] * qj[None, :] * tl.exp(tl.where(up, gj[None, :] - gs, 0.0)), 0.0)
     dq_s += dq_d * scale
     dk_s += dk_d * scale
     _put(dq, dq_s, srows, sm, i_h, H, K, offs_k)
