@@ -16,6 +16,7 @@ import re
 import subprocess
 import tempfile
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -106,15 +107,14 @@ def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
            dict(v=bf16, gcs=f32, h=f32, do=bf16, dh=f32, dq_inter=f32, dk_inter=f32, table=None),
            dict(base, BK=bk, BV=bv, DOT_PREC="tf32"), nw, stages)
     yield ("gla dq, dk, dgk", kernels.gla_bwd_dqk_kernel, dqk,
-           dict(base, BC=host.SUB_CHUNK, BK=bk, DOT_PREC="tf32", MM_FP32=True), warps or host.DQK_WARPS, stages)
+           dict(base, BC=host.SUB_CHUNK, BK=bk, DOT_PREC="tf32", MM_FP32=True,
+                DIAG_PREC=host._diagonal_precision(torch.bfloat16)), warps or host.DQK_WARPS, stages)
 
 
 def gdn_kernels(K: int):
     """The Gated DeltaNet WY kernels (also with Q-Delta's probe rows) and the dq/dk read at K = V, bf16, as
     triton_chunk.py launches them; the WY backward also at 8 warps, which was not reproducible on the H200
     (see WY_BWD_NUM_WARPS)."""
-    import torch
-
     from linmem.kernels.gated_delta_rule import triton_config as host
     from linmem.kernels.gated_delta_rule import triton_output, triton_wy
 

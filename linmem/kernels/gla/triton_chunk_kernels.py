@@ -86,12 +86,12 @@ def _exponent_spread(gcs, first, t1, i_h, H: tl.constexpr, K: tl.constexpr, BC: 
 
 @triton.jit
 def _diagonal_block(q, k, gcs, first, t1, max_exponent, i_h, H: tl.constexpr, K: tl.constexpr, BC: tl.constexpr,
-                    BK: tl.constexpr, BKD: tl.constexpr):
+                    BK: tl.constexpr, BKD: tl.constexpr, DOT_PREC: tl.constexpr):
     """[BC, BC] block sum_c q_tc k_ic e^{b_tc - b_ic} for the rows t, i of first .. first + BC (i <= t), fp32.
 
     When every exponent of the sub-chunk is within max_exponent of its first row (_exponent_spread), the exponent is
-    split at that row, (q e^{b - b_first}) (k e^{b_first - b})^T, one fp32 product ("ieee": with tf32 operands the
-    backward's bf16 dgk missed its 1e-2 rrms on the H200): both factors stay inside [e^-max_exponent, e^max_exponent]. Otherwise (decays too strong for the split) the exact exponent per
+    split at that row, (q e^{b - b_first}) (k e^{b_first - b})^T, one product on fp32 operands (DOT_PREC: tf32 for
+    16-bit inputs, as the off-diagonal blocks): both factors stay inside [e^-max_exponent, e^max_exponent]. Otherwise (decays too strong for the split) the exact exponent per
     element, as [BC, BC, BKD] products summed over BKD channels at a time. On the H200 the exact form alone took
     0.98 ms of the A kernel's 1.86 at B8 T4K H16 d128, the split 0.41 (benchmarks/results/h200-2026-12-03-gla-a).
     """
@@ -105,7 +105,7 @@ def _diagonal_block(q, k, gcs, first, t1, max_exponent, i_h, H: tl.constexpr, K:
             gap = _exponent_gap(gcs, first, t1, i_h, H, K, BC, offs)
             qd = _tile(q, rows, rm, i_h, H, K, offs) * tl.exp(gap)
             kd = _tile(k, rows, rm, i_h, H, K, offs) * tl.exp(-gap)
-            block += tl.dot(qd, tl.trans(kd), input_precision="ieee")
+            block += tl.dot(qd, tl.trans(kd), input_precision=DOT_PREC)
     else:
         lower = ((r_c[:, None] >= r_c[None, :]) & rm[:, None] & rm[None, :])[:, :, None]  # [t, i, 1]
         for kc in range(0, tl.cdiv(K, BKD)):
@@ -153,7 +153,7 @@ def gla_intra_A_kernel(q, k, gcs, A, table, T, NT, scale, max_exponent,
             gt = _tile(gcs, keys, before, i_h, H, K, offs_k)
             kd = tl.where(before[:, None], kt * tl.exp(tl.where(before[:, None], g_ref[None, :] - gt, 0.0)), 0.0)
             acc += _mm(qd, tl.trans(kd), DT, DOT_PREC)
-    diag = _diagonal_block(q, k, gcs, first, t1, max_exponent, i_h, H, K, BC, BK, BKD)
+    diag = _diagonal_block(q, k, gcs, first, t1, max_exponent, i_h, H, K, BC, BK, BKD, DOT_PREC)
     in_block = (r_t >= i_r * BC) & (r_t < i_r * BC + BC)
     tl.store(A + (srows[:, None] * H + i_h) * BT + r_t[None, :], acc * scale, mask=sm[:, None] & ~in_block[None, :])
     tl.store(A + (srows[:, None] * H + i_h) * BT + i_r * BC + r_c[None, :], diag * scale, mask=sm[:, None])
@@ -330,8 +330,11 @@ def gla_bwd_inter_kernel(v, gcs, h, do, dh, dq_inter, dk_inter, table, T, NT, sc
 @triton.jit
 def gla_bwd_dqk_kernel(q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_sub, table, T, NT, scale, max_exponent,
                        H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
-                       BK: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr, MM_FP32: tl.constexpr):
+                       BK: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr, MM_FP32: tl.constexpr,
+                       DIAG_PREC: tl.constexpr):
     """Grid (cdiv(K, BK) * (BT // BC), slots, B*H): dq, dk of one sub-chunk r (BC rows) and one key block.
+
+    DIAG_PREC: precision of the diagonal sub-block's split products (see the host's _diagonal_precision).
 
     MM_FP32: products on fp32 operands (tf32 for 16-bit inputs): dgk is a long reverse sum of
     q dq - k dk with cancellation, so dq and dk need more than 16-bit operand rounding.
@@ -398,8 +401,8 @@ def gla_bwd_dqk_kernel(q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_sub, ta
                         mask=(r_c[:, None] <= r_c[None, :]) & sm[None, :], other=0.0)
         grow = tl.exp(gap)
         shrink = tl.exp(-gap)
-        dq_d = grow * tl.dot(dA_d, ks * shrink, input_precision="ieee")
-        dk_d = shrink * tl.dot(dA_dt, qs * grow, input_precision="ieee")
+        dq_d = grow * tl.dot(dA_d, ks * shrink, input_precision=DIAG_PREC)
+        dk_d = shrink * tl.dot(dA_dt, qs * grow, input_precision=DIAG_PREC)
     else:
         for j in range(BC):
             rj = first + j
