@@ -201,11 +201,13 @@ def test_gla_fp16_gradients(case):
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
 def test_gla_backward_in_value_slices(monkeypatch):
-    """The backward for V wider than MAX_BWD_V runs in value slices (summing dq, dk, dgk): forced here at V = 40."""
+    """The backward for V wider than MAX_BWD_V runs its value-dependent kernels in value slices (summing dA and the
+    inter-chunk dq, dk before one dq/dk/dgk pass): forced here at V = 40, three slices, with fp16 inputs too."""
     import sys
 
     monkeypatch.setattr(sys.modules["linmem.kernels.gla.triton_chunk"], "MAX_BWD_V", 16)
     _check_gla(1, 50, 2, 20, 40, 32, [0, 20, 50], True, True, torch.float32, "cpu", FP32_O, FP32_GRAD)
+    _check_gla(2, 40, 1, 16, 40, 32, None, True, True, torch.float16, "cpu", BF16_O, BF16_GRAD)
 
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")

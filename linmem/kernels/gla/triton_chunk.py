@@ -146,36 +146,47 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
     return o, ht, gcs, A
 
 
-# Widest value slice one backward pass takes. On the H100 with Triton 3.6, V = 256 in one pass gave wrong
+# Widest value slice one backward kernel takes. On the H100 with Triton 3.6, V = 256 in one pass gave wrong
 # dq / dk (correct under the interpreter, and correct on the GPU for K = 256 with V <= 128): a compiler
-# problem like fla issue #640. dq, dk, dgk are sums over value channels, so wider V runs in slices.
+# problem like fla issue #640. The value-dependent kernels run per slice of at most this many value channels;
+# dA and the inter-chunk parts of dq, dk are sums over value channels, so the slices' are added and the dq/dk/dgk
+# kernel (which never sees V) runs once.
 MAX_BWD_V = 128
 
 
 def gla_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout, gk_dtype: torch.dtype):
-    """-> dq, dk, dv, dgk, dh0 (dh0 fp32 or None); value dims wider than MAX_BWD_V run in slices."""
+    """-> dq, dk, dv, dgk, dh0 (dh0 fp32 or None)."""
     V = v.shape[-1]
-    if V <= MAX_BWD_V:
-        return _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale, layout, gk_dtype)
-    parts = []
+    dv_parts, dh0_parts = [], []
+    dA = dq_inter = dk_inter = final_term = None
     for lo in range(0, V, MAX_BWD_V):
         sl = slice(lo, min(lo + MAX_BWD_V, V))
 
         def cut(x):
-            return x[..., sl].contiguous() if x is not None else None
+            return x if x is None or V <= MAX_BWD_V else x[..., sl].contiguous()
 
-        parts.append(_gla_backward_pass(q, k, cut(v), gcs, A, cut(do), cut(dht), cut(h0), scale,
-                                        layout, torch.float32))
-    dq = sum(p[0].float() for p in parts).to(q.dtype)
-    dk = sum(p[1].float() for p in parts).to(k.dtype)
-    dv = torch.cat([p[2] for p in parts], -1)
-    dgk = sum(p[3] for p in parts).to(gk_dtype)
-    dh0 = torch.cat([p[4] for p in parts], -1) if h0 is not None else None
+        dv_s, dh0_s, dA_s, dq_s, dk_s, final_s = _value_slice_backward(
+            q, k, cut(v), gcs, A, cut(do), cut(dht), cut(h0), scale, layout)
+        dv_parts.append(dv_s)
+        dh0_parts.append(dh0_s)
+        if dA is None:
+            dA, dq_inter, dk_inter, final_term = dA_s, dq_s, dk_s, final_s
+        else:
+            dA += dA_s
+            dq_inter += dq_s
+            dk_inter += dk_s
+            final_term = final_term + final_s if final_term is not None else None
+    dq, dk, dgk = _key_gradients(q, k, gcs, dA, dq_inter, dk_inter, final_term, scale, layout, gk_dtype)
+    dv = dv_parts[0] if len(dv_parts) == 1 else torch.cat(dv_parts, -1)
+    dh0 = None if h0 is None else (dh0_parts[0] if len(dh0_parts) == 1 else torch.cat(dh0_parts, -1))
     return dq, dk, dv, dgk, dh0
 
 
-def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout,
-                       gk_dtype: torch.dtype):
+def _value_slice_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout):
+    """The value-dependent part of the backward for V <= MAX_BWD_V value channels.
+
+    -> dv, dh0 (or None), dA [B, T, H, BT], dq_inter and dk_inter [B, T, H, K] (all fp32 but dv), and the final
+    state's gradient term sum_v S_T dS_T [N, H, K] (or None without dht)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     BT = layout.chunk_size
@@ -200,27 +211,40 @@ def _gla_backward_pass(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Chunk
     gla_bwd_dA_dv_kernel[(layout.slot_grid, B * H)](
         k, v, gcs, A, do, dh, dA, dv, *targs, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
+    dq_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
+    dk_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
+    gla_bwd_inter_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
+        v, gcs, h, do, dh, dq_inter, dk_inter, *targs, scale, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
+    final_term = (ht * dht).sum(-1) if dht is not None else None
+    return dv, dh0, dA, dq_inter, dk_inter, final_term
+
+
+def _key_gradients(q, k, gcs, dA, dq_inter, dk_inter, final_term, scale: float, layout: ChunkLayout,
+                   gk_dtype: torch.dtype):
+    """dq, dk (inputs' dtypes) and dgk (gk_dtype) from dA and the inter-chunk parts summed over value channels.
+    final_term [N, H, K] (or None): the final state's gradient term, added to every token of its sequence."""
+    B, T, H, K = q.shape
+    BT = layout.chunk_size
+    dev = q.device
+    bk, _ = _tiles(K, K)
+    targs = _grid_args(layout)
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
     dg = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     dg_sub = torch.zeros(layout.n_slots, BT // SUB_CHUNK, H, K, device=dev, dtype=torch.float32)
-    grid = (triton.cdiv(K, bk), layout.slot_grid, B * H)
-    dq_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
-    dk_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
-    gla_bwd_inter_kernel[grid](
-        v, gcs, h, do, dh, dq_inter, dk_inter, *targs, scale, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
     gla_bwd_dqk_kernel[(triton.cdiv(K, bk) * (BT // SUB_CHUNK), layout.slot_grid, B * H)](
         q, k, gcs, dA, dq_inter, dk_inter, dq, dk, dg, dg_sub, *targs, scale, SPLIT_EXPONENT_MAX,
         H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk, IS_VARLEN=layout.is_varlen,
-        DOT_PREC=prec, MM_FP32=True, DIAG_PREC=_diagonal_precision(q.dtype), num_warps=_dqk_warps())
+        DOT_PREC=_backward_precision(q.dtype), MM_FP32=True, DIAG_PREC=_diagonal_precision(q.dtype),
+        num_warps=_dqk_warps())
     add = layout.suffix_of_later_chunks(dg_sub.sum(1))
-    if dht is not None:
-        add = add + layout.per_slot((ht * dht).sum(-1))
+    if final_term is not None:
+        add = add + layout.per_slot(final_term)
     dgk = torch.empty((B, T, H, K), device=dev, dtype=gk_dtype)
-    gla_dg_finish_kernel[grid](
+    gla_dg_finish_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
         dg, dg_sub, add.contiguous(), dgk, *targs, H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk, IS_VARLEN=layout.is_varlen)
-    return dq, dk, dv, dgk, dh0
+    return dq, dk, dgk
 
 
 class ChunkGLAFunction(torch.autograd.Function):
