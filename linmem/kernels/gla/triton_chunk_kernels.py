@@ -91,9 +91,10 @@ def _diagonal_block(q, k, gcs, first, t1, max_exponent, i_h, H: tl.constexpr, K:
 
     When every exponent of the sub-chunk is within max_exponent of its first row (_exponent_spread), the exponent is
     split at that row, (q e^{b - b_first}) (k e^{b_first - b})^T, one product on fp32 operands (DOT_PREC: tf32 for
-    16-bit inputs, as the off-diagonal blocks): both factors stay inside [e^-max_exponent, e^max_exponent]. Otherwise (decays too strong for the split) the exact exponent per
-    element, as [BC, BC, BKD] products summed over BKD channels at a time. On the H200 the exact form alone took
-    0.98 ms of the A kernel's 1.86 at B8 T4K H16 d128, the split 0.41 (benchmarks/results/h200-2026-12-03-gla-a).
+    16-bit inputs, as the off-diagonal blocks): both factors stay inside [e^-max_exponent, e^max_exponent].
+    Otherwise (decays too strong for the split) the exact exponent per element, as [BC, BC, BKD] products summed
+    over BKD channels at a time. On the H200 the exact form alone took 0.98 ms of the A kernel's 1.86 at B8 T4K H16
+    d128, the split 0.41 (benchmarks/results/h200-2026-12-03-gla-a).
     """
     r_c = tl.arange(0, BC)
     rows = first + r_c
