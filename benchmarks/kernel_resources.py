@@ -127,6 +127,8 @@ def gdn_kernels(K: int):
     fwd_bk = min(host._wy_fwd_block(), triton.next_power_of_2(K))
     for op, has_lam in (("gdn", False), ("qdelta", True)):
         yield (f"{op} wy forward", triton_wy.wy_fwd_kernel, wy_fwd, dict(base, BK=fwd_bk, HAS_LAM=has_lam), nw, stages)
+        yield (f"{op} wy forward (register blocks)", triton_wy.wy_fwd_blocks_kernel, wy_fwd,
+               dict(base, BK=fwd_bk, HAS_LAM=has_lam), nw, stages)
     gates = dict(q=bf16, k=bf16, v=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, du=bf16, dgc_part=f32,
                  dv_out=bf16, dg_out=f32, dbeta_out=f32, e_out=bf16)
     keys = dict(q=bf16, k=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, e_in=bf16, dq_part=f32, dk_part=f32,

@@ -41,6 +41,23 @@ def _inv_unit_lower(a, BC: tl.constexpr):
 
 
 @triton.jit
+def _invert_blocks(a10, a20, a21, a30, a31, a32, t00, t11, t22, t33, DOT_PREC: tl.constexpr):
+    """The six off-diagonal [BC, BC] blocks of T = (I + A)^-1 from those of the strictly lower A and the inverted
+    diagonal blocks t_ii = inv(I + A_ii) (_inv_unit_lower): T_ij = -T_ii sum_{j <= l < i} A_il T_lj. fp32."""
+    t10 = -tl.dot(t11, tl.dot(a10, t00, input_precision=DOT_PREC), input_precision=DOT_PREC)
+    t21 = -tl.dot(t22, tl.dot(a21, t11, input_precision=DOT_PREC), input_precision=DOT_PREC)
+    t32 = -tl.dot(t33, tl.dot(a32, t22, input_precision=DOT_PREC), input_precision=DOT_PREC)
+    t20 = -tl.dot(t22, tl.dot(a20, t00, input_precision=DOT_PREC)
+                  + tl.dot(a21, t10, input_precision=DOT_PREC), input_precision=DOT_PREC)
+    t31 = -tl.dot(t33, tl.dot(a31, t11, input_precision=DOT_PREC)
+                  + tl.dot(a32, t21, input_precision=DOT_PREC), input_precision=DOT_PREC)
+    t30 = -tl.dot(t33, tl.dot(a30, t00, input_precision=DOT_PREC)
+                  + tl.dot(a31, t10, input_precision=DOT_PREC)
+                  + tl.dot(a32, t20, input_precision=DOT_PREC), input_precision=DOT_PREC)
+    return t10, t20, t21, t30, t31, t32
+
+
+@triton.jit
 def _lam_rows(lam, tok, m, i_h, H: tl.constexpr, HAS_LAM: tl.constexpr):
     """lam of the chunk's rows, fp32 [R] (zeros without HAS_LAM: Gated DeltaNet reads nothing)."""
     if HAS_LAM:
@@ -113,7 +130,7 @@ def wy_fwd_kernel(
     store_rows(t_out, a, tok, m, i_h, H, BT, r)
     tl.debug_barrier()
 
-    # T = (I + A)^-1 by blocks: T_ii = inv(I + A_ii), T_ij = -T_ii sum_{j<=l<i} A_il T_lj.
+    # T = (I + A)^-1 by blocks (_inv_unit_lower, _invert_blocks)
     BC: tl.constexpr = BT // 4
     rc = tl.arange(0, BC)
     tk0, tk1, tk2, tk3 = t0 + rc, t0 + BC + rc, t0 + 2 * BC + rc, t0 + 3 * BC + rc
@@ -128,16 +145,7 @@ def wy_fwd_kernel(
     t11 = _inv_unit_lower(_load_block(t_out, tk1, m1, i_h, BC, H, BT, BC), BC)
     t22 = _inv_unit_lower(_load_block(t_out, tk2, m2, i_h, 2 * BC, H, BT, BC), BC)
     t33 = _inv_unit_lower(_load_block(t_out, tk3, m3, i_h, 3 * BC, H, BT, BC), BC)
-    t10 = -tl.dot(t11, tl.dot(a10, t00, input_precision=DOT_PREC), input_precision=DOT_PREC)
-    t21 = -tl.dot(t22, tl.dot(a21, t11, input_precision=DOT_PREC), input_precision=DOT_PREC)
-    t32 = -tl.dot(t33, tl.dot(a32, t22, input_precision=DOT_PREC), input_precision=DOT_PREC)
-    t20 = -tl.dot(t22, tl.dot(a20, t00, input_precision=DOT_PREC)
-                  + tl.dot(a21, t10, input_precision=DOT_PREC), input_precision=DOT_PREC)
-    t31 = -tl.dot(t33, tl.dot(a31, t11, input_precision=DOT_PREC)
-                  + tl.dot(a32, t21, input_precision=DOT_PREC), input_precision=DOT_PREC)
-    t30 = -tl.dot(t33, tl.dot(a30, t00, input_precision=DOT_PREC)
-                  + tl.dot(a31, t10, input_precision=DOT_PREC)
-                  + tl.dot(a32, t20, input_precision=DOT_PREC), input_precision=DOT_PREC)
+    t10, t20, t21, t30, t31, t32 = _invert_blocks(a10, a20, a21, a30, a31, a32, t00, t11, t22, t33, DOT_PREC)
     tl.debug_barrier()  # every read of A is done before T overwrites it
     zero = tl.zeros([BC, BC], tl.float32)
     _store_block_row(t_out, tk0, m0, i_h, H, BT, BC, t00, zero, zero, zero)
@@ -158,6 +166,123 @@ def wy_fwd_kernel(
         offs_v = i_v * BV + tl.arange(0, BV)
         y = (load_rows(v, tok, m, i_h, H, V, offs_v).to(tl.float32) * b[:, None]).to(dt)
         store_rows(u_out, tl.dot(tm, y, input_precision=DOT_PREC), tok, m, i_h, H, V, offs_v)
+
+
+@triton.jit
+def _block_gates(g, beta, lam, gc_out, tok, m, i_h, carry, H: tl.constexpr, HAS_LAM: tl.constexpr):
+    """Gates of one [BC]-row block of a chunk: (G = chunk-local cumsum of g, stored to gc_out; beta; lam; the
+    cumsum carried to the next block), fp32. carry: the sum of g over the chunk's earlier blocks."""
+    gr = load_gate(g, tok, m, i_h, H)
+    gk = tl.cumsum(gr, 0) + carry
+    tl.store(gc_out + tok * H + i_h, gk, mask=m)
+    return gk, load_gate(beta, tok, m, i_h, H), _lam_rows(lam, tok, m, i_h, H, HAS_LAM), carry + tl.sum(gr, 0)
+
+
+@triton.jit
+def _gated_block(a, b_i, g_i, g_j, valid):
+    """A block of strict_lower(diag(beta) (Gamma o X K^T)) from its X K^T block a: rows i, columns j."""
+    return tl.where(valid, a * b_i[:, None] * tl.exp(tl.where(valid, g_i[:, None] - g_j[None, :], 0.0)), 0.0)
+
+
+@triton.jit
+def wy_fwd_blocks_kernel(
+    q, k, v, g, beta, lam, gc_out, t_out, w_out, u_out, chunk_table, T, NT,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, HAS_LAM: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """wy_fwd_kernel with every [BT, BT] matrix held as its ten lower [BC, BC] blocks in registers (BC = BT / 4):
+    A's blocks are products of the row blocks of X and K, W's and U's rows sums of T's blocks times row blocks of
+    diag(beta e^G) X and diag(beta) V. No scratch round trip through t_out and no barrier; T is only stored (for
+    the backward). Same outputs as wy_fwd_kernel up to rounding order; opt-in (triton_config.WY_FWD_REGISTER_BLOCKS)
+    until timed on a GPU."""
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
+    dt = k.dtype.element_ty
+    BC: tl.constexpr = BT // 4
+    rc = tl.arange(0, BC)
+    tk0, tk1, tk2, tk3 = t0 + rc, t0 + BC + rc, t0 + 2 * BC + rc, t0 + 3 * BC + rc
+    m0, m1, m2, m3 = tk0 < t1, tk1 < t1, tk2 < t1, tk3 < t1
+    g0, b0, l0, carry = _block_gates(g, beta, lam, gc_out, tk0, m0, i_h, 0.0, H, HAS_LAM)
+    g1, b1, l1, carry = _block_gates(g, beta, lam, gc_out, tk1, m1, i_h, carry, H, HAS_LAM)
+    g2, b2, l2, carry = _block_gates(g, beta, lam, gc_out, tk2, m2, i_h, carry, H, HAS_LAM)
+    g3, b3, l3, carry = _block_gates(g, beta, lam, gc_out, tk3, m3, i_h, carry, H, HAS_LAM)
+
+    # the blocks of X K^T
+    a00 = tl.zeros([BC, BC], tl.float32)
+    a10, a11, a20, a21, a22, a30, a31, a32, a33 = a00, a00, a00, a00, a00, a00, a00, a00, a00
+    for i_k in range(0, tl.cdiv(K, BK)):
+        offs_k = i_k * BK + tl.arange(0, BK)
+        k0, q0, x0 = _probe_rows(q, k, l0, tk0, m0, i_h, offs_k, H, K, HAS_LAM)
+        k1, q1, x1 = _probe_rows(q, k, l1, tk1, m1, i_h, offs_k, H, K, HAS_LAM)
+        k2, q2, x2 = _probe_rows(q, k, l2, tk2, m2, i_h, offs_k, H, K, HAS_LAM)
+        k3, q3, x3 = _probe_rows(q, k, l3, tk3, m3, i_h, offs_k, H, K, HAS_LAM)
+        k0t, k1t, k2t, k3t = tl.trans(k0.to(dt)), tl.trans(k1.to(dt)), tl.trans(k2.to(dt)), tl.trans(k3.to(dt))
+        x0, x1, x2, x3 = x0.to(dt), x1.to(dt), x2.to(dt), x3.to(dt)
+        a00 += tl.dot(x0, k0t, input_precision=DOT_PREC)
+        a10 += tl.dot(x1, k0t, input_precision=DOT_PREC)
+        a11 += tl.dot(x1, k1t, input_precision=DOT_PREC)
+        a20 += tl.dot(x2, k0t, input_precision=DOT_PREC)
+        a21 += tl.dot(x2, k1t, input_precision=DOT_PREC)
+        a22 += tl.dot(x2, k2t, input_precision=DOT_PREC)
+        a30 += tl.dot(x3, k0t, input_precision=DOT_PREC)
+        a31 += tl.dot(x3, k1t, input_precision=DOT_PREC)
+        a32 += tl.dot(x3, k2t, input_precision=DOT_PREC)
+        a33 += tl.dot(x3, k3t, input_precision=DOT_PREC)
+    strict = rc[:, None] > rc[None, :]
+    t00 = _inv_unit_lower(_gated_block(a00, b0, g0, g0, strict & m0[:, None] & m0[None, :]), BC)
+    t11 = _inv_unit_lower(_gated_block(a11, b1, g1, g1, strict & m1[:, None] & m1[None, :]), BC)
+    t22 = _inv_unit_lower(_gated_block(a22, b2, g2, g2, strict & m2[:, None] & m2[None, :]), BC)
+    t33 = _inv_unit_lower(_gated_block(a33, b3, g3, g3, strict & m3[:, None] & m3[None, :]), BC)
+    t10, t20, t21, t30, t31, t32 = _invert_blocks(
+        _gated_block(a10, b1, g1, g0, m1[:, None] & m0[None, :]),
+        _gated_block(a20, b2, g2, g0, m2[:, None] & m0[None, :]),
+        _gated_block(a21, b2, g2, g1, m2[:, None] & m1[None, :]),
+        _gated_block(a30, b3, g3, g0, m3[:, None] & m0[None, :]),
+        _gated_block(a31, b3, g3, g1, m3[:, None] & m1[None, :]),
+        _gated_block(a32, b3, g3, g2, m3[:, None] & m2[None, :]),
+        t00, t11, t22, t33, DOT_PREC)
+    zero = tl.zeros([BC, BC], tl.float32)
+    _store_block_row(t_out, tk0, m0, i_h, H, BT, BC, t00, zero, zero, zero)
+    _store_block_row(t_out, tk1, m1, i_h, H, BT, BC, t10, t11, zero, zero)
+    _store_block_row(t_out, tk2, m2, i_h, H, BT, BC, t20, t21, t22, zero)
+    _store_block_row(t_out, tk3, m3, i_h, H, BT, BC, t30, t31, t32, t33)
+
+    # W = T diag(beta e^G) X,  U = T diag(beta) V, block row by block row, T in the input dtype
+    t00, t10, t11, t20, t21 = t00.to(dt), t10.to(dt), t11.to(dt), t20.to(dt), t21.to(dt)
+    t22, t30, t31, t32, t33 = t22.to(dt), t30.to(dt), t31.to(dt), t32.to(dt), t33.to(dt)
+    s0, s1 = b0 * tl.where(m0, tl.exp(g0), 0.0), b1 * tl.where(m1, tl.exp(g1), 0.0)
+    s2, s3 = b2 * tl.where(m2, tl.exp(g2), 0.0), b3 * tl.where(m3, tl.exp(g3), 0.0)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        offs_k = i_k * BK + tl.arange(0, BK)
+        k0, q0, x0 = _probe_rows(q, k, l0, tk0, m0, i_h, offs_k, H, K, HAS_LAM)
+        k1, q1, x1 = _probe_rows(q, k, l1, tk1, m1, i_h, offs_k, H, K, HAS_LAM)
+        k2, q2, x2 = _probe_rows(q, k, l2, tk2, m2, i_h, offs_k, H, K, HAS_LAM)
+        k3, q3, x3 = _probe_rows(q, k, l3, tk3, m3, i_h, offs_k, H, K, HAS_LAM)
+        _wu_rows(w_out, t00, t10, t11, t20, t21, t22, t30, t31, t32, t33,
+                 (x0 * s0[:, None]).to(dt), (x1 * s1[:, None]).to(dt), (x2 * s2[:, None]).to(dt),
+                 (x3 * s3[:, None]).to(dt), tk0, tk1, tk2, tk3, m0, m1, m2, m3, i_h, H, K, offs_k, DOT_PREC)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        offs_v = i_v * BV + tl.arange(0, BV)
+        _wu_rows(u_out, t00, t10, t11, t20, t21, t22, t30, t31, t32, t33,
+                 (load_rows(v, tk0, m0, i_h, H, V, offs_v).to(tl.float32) * b0[:, None]).to(dt),
+                 (load_rows(v, tk1, m1, i_h, H, V, offs_v).to(tl.float32) * b1[:, None]).to(dt),
+                 (load_rows(v, tk2, m2, i_h, H, V, offs_v).to(tl.float32) * b2[:, None]).to(dt),
+                 (load_rows(v, tk3, m3, i_h, H, V, offs_v).to(tl.float32) * b3[:, None]).to(dt),
+                 tk0, tk1, tk2, tk3, m0, m1, m2, m3, i_h, H, V, offs_v, DOT_PREC)
+
+
+@triton.jit
+def _wu_rows(out, t00, t10, t11, t20, t21, t22, t30, t31, t32, t33, y0, y1, y2, y3,
+             tk0, tk1, tk2, tk3, m0, m1, m2, m3, i_h, H: tl.constexpr, D: tl.constexpr, offs, DOT_PREC: tl.constexpr):
+    """Stores T Y by block rows: row block i = sum_{j <= i} T_ij Y_j (Y_j the [BC, BD] row blocks of Y)."""
+    store_rows(out, tl.dot(t00, y0, input_precision=DOT_PREC), tk0, m0, i_h, H, D, offs)
+    store_rows(out, tl.dot(t10, y0, input_precision=DOT_PREC) + tl.dot(t11, y1, input_precision=DOT_PREC),
+               tk1, m1, i_h, H, D, offs)
+    store_rows(out, tl.dot(t20, y0, input_precision=DOT_PREC) + tl.dot(t21, y1, input_precision=DOT_PREC)
+               + tl.dot(t22, y2, input_precision=DOT_PREC), tk2, m2, i_h, H, D, offs)
+    store_rows(out, tl.dot(t30, y0, input_precision=DOT_PREC) + tl.dot(t31, y1, input_precision=DOT_PREC)
+               + tl.dot(t32, y2, input_precision=DOT_PREC) + tl.dot(t33, y3, input_precision=DOT_PREC),
+               tk3, m3, i_h, H, D, offs)
 
 
 @triton.jit
