@@ -87,9 +87,11 @@ def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
     nw = warps or host.NUM_WARPS
     base = dict(H=16, K=K, V=K, BT=64, IS_VARLEN=False)
     seq = dict(cu_seqlens=None, chunk_offsets=None)
-    yield ("gla intra-chunk A", kernels.gla_intra_A_kernel, dict(q=bf16, k=bf16, gcs=f32, A=f32, table=None),
-           dict(H=16, K=K, BT=64, BC=host.SUB_CHUNK, BK=bk, BKD=host.DIAGONAL_CHANNELS, IS_VARLEN=False,
-                DOT_PREC="tf32"), warps or host.A_WARPS, stages)
+    for one_product in (False, True):
+        yield ("gla intra-chunk A" + (" (one product)" if one_product else ""), kernels.gla_intra_A_kernel,
+               dict(q=bf16, k=bf16, gcs=f32, A=f32, table=None),
+               dict(H=16, K=K, BT=64, BC=host.SUB_CHUNK, BK=bk, BKD=host.DIAGONAL_CHANNELS, IS_VARLEN=False,
+                    DOT_PREC="tf32", ONE_PRODUCT=one_product), warps or host.A_WARPS, stages)
     yield ("gla states (forward)", kernels.gla_state_fwd_kernel,
            dict(seq, k=bf16, v=bf16, gcs=f32, h0=None, h=bf16, ht=None),
            dict(base, BK=sbk, BV=sbv, HAS_H0=False, STORE_HT=False, DOT_PREC="tf32", MM_FP32=False), nw, stages)

@@ -192,10 +192,12 @@ def test_gla_matches_naive(case):
 
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
-@pytest.mark.parametrize("case", [GLA_CASES[2], GLA_CASES[4]], ids=["dense", "varlen"])
-def test_gla_fp16_gradients(case):
+@pytest.mark.parametrize("case", [GLA_CASES[2], GLA_CASES[4], GLA_CASES[6]], ids=["dense", "varlen", "four-sub"])
+@pytest.mark.parametrize("one_product", ["0", "1"], ids=["two-parts", "one-product"])
+def test_gla_fp16_gradients(monkeypatch, case, one_product):
     """fp16 inputs through the whole backward (the inter-chunk dq/dk kernel, then the sub-chunked dq/dk kernel),
-    dense and varlen."""
+    dense and varlen; the forward's A kernel in both forms."""
+    monkeypatch.setenv("LINMEM_GLA_ONE_PRODUCT_A", one_product)
     _check_gla(*case, torch.float16, "cpu", BF16_O, BF16_GRAD)
 
 
@@ -229,13 +231,16 @@ def test_gla_strong_decay_is_finite_and_exact():
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
 @pytest.mark.parametrize("max_exponent", [0.0, 30.0], ids=["exact-everywhere", "default"])
-def test_gla_diagonal_blocks_split_or_exact(monkeypatch, max_exponent):
+@pytest.mark.parametrize("one_product", ["0", "1"], ids=["two-parts", "one-product"])
+def test_gla_diagonal_blocks_split_or_exact(monkeypatch, max_exponent, one_product):
     """The diagonal sub-blocks split their exponent where a sub-chunk's decays allow and take the exact exponent
     elsewhere: one varlen batch with a mild and a strong-decay sequence runs both forms in the same launch (with the
-    threshold at 0, every block is exact). Four sub-chunks per chunk, forward and every gradient vs the naive form."""
+    threshold at 0, every block is exact). Four sub-chunks per chunk, forward and every gradient vs the naive form;
+    with the A kernel's opt-in one-product form (LINMEM_GLA_ONE_PRODUCT_A=1) too."""
     import sys
 
     monkeypatch.setattr(sys.modules["linmem.kernels.gla.triton_chunk"], "SPLIT_EXPONENT_MAX", max_exponent)
+    monkeypatch.setenv("LINMEM_GLA_ONE_PRODUCT_A", one_product)
     gen = torch.Generator().manual_seed(3)
     T, H, K, V = 90, 2, 20, 12
     q, k, v = (torch.randn(1, T, H, d, generator=gen) for d in (K, K, V))
@@ -450,6 +455,16 @@ GPU_GLA_CASES = [
 @pytest.mark.skipif(_CPU, reason="needs CUDA")
 @pytest.mark.parametrize("case", GPU_GLA_CASES, ids=[f"g{i}" for i in range(len(GPU_GLA_CASES))])
 def test_gla_gpu_bf16(case):
+    B, T, H, K, V, cu = case
+    _check_gla(B, T, H, K, V, 64, cu, True, True, torch.bfloat16, "cuda", BF16_O, BF16_GRAD, ref="chunk")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_CPU, reason="needs CUDA")
+@pytest.mark.parametrize("case", [GPU_GLA_CASES[2], GPU_GLA_CASES[3]], ids=["varlen-d128", "varlen-d256"])
+def test_gla_gpu_bf16_one_product_A(monkeypatch, case):
+    """The A kernel's opt-in one-product form (LINMEM_GLA_ONE_PRODUCT_A=1) at real sizes."""
+    monkeypatch.setenv("LINMEM_GLA_ONE_PRODUCT_A", "1")
     B, T, H, K, V, cu = case
     _check_gla(B, T, H, K, V, 64, cu, True, True, torch.bfloat16, "cuda", BF16_O, BF16_GRAD, ref="chunk")
 
