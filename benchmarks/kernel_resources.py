@@ -151,6 +151,11 @@ def gdn_kernels(K: int):
            nw, stages)
 
 
+def kernel_builds(K: int, gla_warps: int | None = None) -> list[tuple]:
+    """Every (label, fn, pointers, constexprs, warps, stages) this report builds at head dim K."""
+    return list(ccq_statistic_kernels(K)) + list(gla_kernels(K, gla_warps)) + list(gdn_kernels(K))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--head-dims", default="64,128,256")
@@ -158,8 +163,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{'kernel':32s} {'K':>4s} {'smem KB':>8s} {'regs':>5s} {'stack B':>8s}")
     for K in (int(k) for k in args.head_dims.split(",")):
-        builds = list(ccq_statistic_kernels(K)) + list(gla_kernels(K, args.gla_warps)) + list(gdn_kernels(K))
-        for label, fn, pointers, constexprs, warps, stages in builds:
+        for label, fn, pointers, constexprs, warps, stages in kernel_builds(K, args.gla_warps):
             try:
                 r = resources(fn, pointers, constexprs, warps, stages)
                 print(f"{label:32s} {K:4d} {r['smem'] / 1024:8.1f} {r['regs']:5d} {r['stack']:8d}", flush=True)
