@@ -185,6 +185,18 @@ def _gated_block(a, b_i, g_i, g_j, valid):
 
 
 @triton.jit
+def _probe_row_blocks(q, k, l0, l1, l2, l3, tk0, tk1, tk2, tk3, m0, m1, m2, m3, i_h, offs_k, H: tl.constexpr,
+                      K: tl.constexpr, HAS_LAM: tl.constexpr):
+    """(k rows, probe rows) of a chunk's four row blocks (tokens tk_i, masks m_i, lam l_i) on the key channels
+    offs_k, fp32 [BC, BK] each (_probe_rows)."""
+    k0, q0, x0 = _probe_rows(q, k, l0, tk0, m0, i_h, offs_k, H, K, HAS_LAM)
+    k1, q1, x1 = _probe_rows(q, k, l1, tk1, m1, i_h, offs_k, H, K, HAS_LAM)
+    k2, q2, x2 = _probe_rows(q, k, l2, tk2, m2, i_h, offs_k, H, K, HAS_LAM)
+    k3, q3, x3 = _probe_rows(q, k, l3, tk3, m3, i_h, offs_k, H, K, HAS_LAM)
+    return k0, k1, k2, k3, x0, x1, x2, x3
+
+
+@triton.jit
 def wy_fwd_blocks_kernel(
     q, k, v, g, beta, lam, gc_out, t_out, w_out, u_out, chunk_table, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
@@ -212,10 +224,8 @@ def wy_fwd_blocks_kernel(
     a10, a11, a20, a21, a22, a30, a31, a32, a33 = a00, a00, a00, a00, a00, a00, a00, a00, a00
     for i_k in range(0, tl.cdiv(K, BK)):
         offs_k = i_k * BK + tl.arange(0, BK)
-        k0, q0, x0 = _probe_rows(q, k, l0, tk0, m0, i_h, offs_k, H, K, HAS_LAM)
-        k1, q1, x1 = _probe_rows(q, k, l1, tk1, m1, i_h, offs_k, H, K, HAS_LAM)
-        k2, q2, x2 = _probe_rows(q, k, l2, tk2, m2, i_h, offs_k, H, K, HAS_LAM)
-        k3, q3, x3 = _probe_rows(q, k, l3, tk3, m3, i_h, offs_k, H, K, HAS_LAM)
+        k0, k1, k2, k3, x0, x1, x2, x3 = _probe_row_blocks(q, k, l0, l1, l2, l3, tk0, tk1, tk2, tk3, m0, m1, m2, m3,
+                                                            i_h, offs_k, H, K, HAS_LAM)
         k0t, k1t, k2t, k3t = tl.trans(k0.to(dt)), tl.trans(k1.to(dt)), tl.trans(k2.to(dt)), tl.trans(k3.to(dt))
         x0, x1, x2, x3 = x0.to(dt), x1.to(dt), x2.to(dt), x3.to(dt)
         a00 += tl.dot(x0, k0t, input_precision=DOT_PREC)
@@ -254,10 +264,8 @@ def wy_fwd_blocks_kernel(
     s2, s3 = b2 * tl.where(m2, tl.exp(g2), 0.0), b3 * tl.where(m3, tl.exp(g3), 0.0)
     for i_k in range(0, tl.cdiv(K, BK)):
         offs_k = i_k * BK + tl.arange(0, BK)
-        k0, q0, x0 = _probe_rows(q, k, l0, tk0, m0, i_h, offs_k, H, K, HAS_LAM)
-        k1, q1, x1 = _probe_rows(q, k, l1, tk1, m1, i_h, offs_k, H, K, HAS_LAM)
-        k2, q2, x2 = _probe_rows(q, k, l2, tk2, m2, i_h, offs_k, H, K, HAS_LAM)
-        k3, q3, x3 = _probe_rows(q, k, l3, tk3, m3, i_h, offs_k, H, K, HAS_LAM)
+        k0, k1, k2, k3, x0, x1, x2, x3 = _probe_row_blocks(q, k, l0, l1, l2, l3, tk0, tk1, tk2, tk3, m0, m1, m2, m3,
+                                                            i_h, offs_k, H, K, HAS_LAM)
         _wu_rows(w_out, t00, t10, t11, t20, t21, t22, t30, t31, t32, t33,
                  (x0 * s0[:, None]).to(dt), (x1 * s1[:, None]).to(dt), (x2 * s2[:, None]).to(dt),
                  (x3 * s3[:, None]).to(dt), tk0, tk1, tk2, tk3, m0, m1, m2, m3, i_h, H, K, offs_k, DOT_PREC)
