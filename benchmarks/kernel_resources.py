@@ -87,11 +87,9 @@ def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
     nw = warps or host.NUM_WARPS
     base = dict(H=16, K=K, V=K, BT=64, IS_VARLEN=False)
     seq = dict(cu_seqlens=None, chunk_offsets=None)
-    for one_product in (False, True):
-        yield ("gla intra-chunk A" + (" (one product)" if one_product else ""), kernels.gla_intra_A_kernel,
-               dict(q=bf16, k=bf16, gcs=f32, A=f32, table=None),
-               dict(H=16, K=K, BT=64, BC=host.SUB_CHUNK, BK=bk, BKD=host.DIAGONAL_CHANNELS, IS_VARLEN=False,
-                    DOT_PREC="tf32", ONE_PRODUCT=one_product), warps or host.A_WARPS, stages)
+    yield ("gla intra-chunk A", kernels.gla_intra_A_kernel, dict(q=bf16, k=bf16, gcs=f32, A=f32, table=None),
+           dict(H=16, K=K, BT=64, BC=host.SUB_CHUNK, BK=bk, BKD=host.DIAGONAL_CHANNELS, IS_VARLEN=False,
+                DOT_PREC="tf32"), warps or host.A_WARPS, stages)
     yield ("gla states (forward)", kernels.gla_state_fwd_kernel,
            dict(seq, k=bf16, v=bf16, gcs=f32, h0=None, h=bf16, ht=None),
            dict(base, BK=sbk, BV=sbv, HAS_H0=False, STORE_HT=False, DOT_PREC="tf32", MM_FP32=False), nw, stages)
@@ -129,8 +127,6 @@ def gdn_kernels(K: int):
     fwd_bk = min(host._wy_fwd_block(), triton.next_power_of_2(K))
     for op, has_lam in (("gdn", False), ("qdelta", True)):
         yield (f"{op} wy forward", triton_wy.wy_fwd_kernel, wy_fwd, dict(base, BK=fwd_bk, HAS_LAM=has_lam), nw, stages)
-        yield (f"{op} wy forward (register blocks)", triton_wy.wy_fwd_blocks_kernel, wy_fwd,
-               dict(base, BK=fwd_bk, HAS_LAM=has_lam), nw, stages)
     gates = dict(q=bf16, k=bf16, v=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, du=bf16, dgc_part=f32,
                  dv_out=bf16, dg_out=f32, dbeta_out=f32, e_out=bf16)
     keys = dict(q=bf16, k=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, e_in=bf16, dq_part=f32, dk_part=f32,

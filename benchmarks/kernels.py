@@ -226,7 +226,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--table", metavar="JSON", help="print the table of an existing result file and exit (no GPU)")
     parser.add_argument("--quick", action="store_true", help="T in {2K, 8K} only")
-    parser.add_argument("--seq-lens", default=None, help="comma-separated T values (default 1K..32K)")
+    parser.add_argument("--seq-lens", default=None, help="comma-separated T values (default 1K..32K); 'none' times only the fla-1.3B shapes")
     parser.add_argument("--ops", default=None, help=f"comma-separated subset of {PEERS + OURS}")
     parser.add_argument("--no-fla-shapes", action="store_true", help="skip the fla-1.3B layer shapes")
     parser.add_argument("--resume", action="store_true", help="keep the rows of an existing JSON, time the rest")
@@ -240,7 +240,9 @@ def main() -> None:
     if busy and not args.allow_busy_gpu:
         raise SystemExit(f"other processes use the GPU, timings would be wrong: {busy} (--allow-busy-gpu to go on)")
 
-    if args.seq_lens:
+    if args.seq_lens == "none":
+        seq_lens = []
+    elif args.seq_lens:
         seq_lens = [int(t) for t in args.seq_lens.split(",")]
     else:
         seq_lens = [2048, 8192] if args.quick else [1024, 2048, 4096, 8192, 16384, 32768]

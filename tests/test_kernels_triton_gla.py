@@ -193,11 +193,9 @@ def test_gla_matches_naive(case):
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
 @pytest.mark.parametrize("case", [GLA_CASES[2], GLA_CASES[4], GLA_CASES[6]], ids=["dense", "varlen", "four-sub"])
-@pytest.mark.parametrize("one_product", ["0", "1"], ids=["two-parts", "one-product"])
-def test_gla_fp16_gradients(monkeypatch, case, one_product):
+def test_gla_fp16_gradients(case):
     """fp16 inputs through the whole backward (the inter-chunk dq/dk kernel, then the sub-chunked dq/dk kernel),
-    dense and varlen; the forward's A kernel in both forms."""
-    monkeypatch.setenv("LINMEM_GLA_ONE_PRODUCT_A", one_product)
+    dense and varlen."""
     _check_gla(*case, torch.float16, "cpu", BF16_O, BF16_GRAD)
 
 
@@ -231,22 +229,23 @@ def test_gla_strong_decay_is_finite_and_exact():
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
 @pytest.mark.parametrize("max_exponent", [0.0, 30.0], ids=["exact-everywhere", "default"])
-@pytest.mark.parametrize("one_product", ["0", "1"], ids=["two-parts", "one-product"])
-def test_gla_diagonal_blocks_split_or_exact(monkeypatch, max_exponent, one_product):
-    """The diagonal sub-blocks split their exponent where a sub-chunk's decays allow and take the exact exponent
-    elsewhere: one varlen batch with a mild and a strong-decay sequence runs both forms in the same launch (with the
-    threshold at 0, every block is exact). Four sub-chunks per chunk, forward and every gradient vs the naive form;
-    with the A kernel's opt-in one-product form (LINMEM_GLA_ONE_PRODUCT_A=1) too."""
+def test_gla_diagonal_blocks_split_or_exact(monkeypatch, max_exponent):
+    """Each of A's row blocks is one product where its decays allow, else two parts (earlier sub-chunks, then the
+    diagonal block with its exponent split at the block's first row where that allows, else exact). One varlen batch
+    runs every form in the same launch: mild decays (one product), strong decays (two parts, exact diagonal), and a
+    decay step of 40 at each sub-chunk's first row, mild inside (two parts, split diagonal); with the threshold at 0
+    every block takes two parts with an exact diagonal. Four sub-chunks per chunk, forward and every gradient vs the
+    naive form."""
     import sys
 
     monkeypatch.setattr(sys.modules["linmem.kernels.gla.triton_chunk"], "SPLIT_EXPONENT_MAX", max_exponent)
-    monkeypatch.setenv("LINMEM_GLA_ONE_PRODUCT_A", one_product)
     gen = torch.Generator().manual_seed(3)
-    T, H, K, V = 90, 2, 20, 12
+    T, H, K, V = 140, 2, 20, 12
     q, k, v = (torch.randn(1, T, H, d, generator=gen) for d in (K, K, V))
     gk = torch.nn.functional.logsigmoid(torch.randn(1, T, H, K, generator=gen)) * 0.3
-    gk[:, 40:] = -12 * torch.rand(1, T - 40, H, K, generator=gen)  # second sequence: |b_t - b_first| up to ~90
-    cu = torch.tensor([0, 40, T], dtype=torch.int32)
+    gk[:, 40:90] = -12 * torch.rand(1, 50, H, K, generator=gen)  # second sequence: |b_t - b_first| up to ~90
+    gk[:, 90::16] = -40.0  # third sequence: each sub-chunk starts 40 below the row before it
+    cu = torch.tensor([0, 40, 90, T], dtype=torch.int32)
     do = torch.randn(1, T, H, V, generator=gen, dtype=torch.float64)
     o, _, grads = _run_gla_and_grads(triton_gla_chunked, [q, k, v, gk], None, cu, False, do, None, chunk_size=64)
     from linmem.kernels.gla.naive import naive_gla
@@ -455,16 +454,6 @@ GPU_GLA_CASES = [
 @pytest.mark.skipif(_CPU, reason="needs CUDA")
 @pytest.mark.parametrize("case", GPU_GLA_CASES, ids=[f"g{i}" for i in range(len(GPU_GLA_CASES))])
 def test_gla_gpu_bf16(case):
-    B, T, H, K, V, cu = case
-    _check_gla(B, T, H, K, V, 64, cu, True, True, torch.bfloat16, "cuda", BF16_O, BF16_GRAD, ref="chunk")
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(_CPU, reason="needs CUDA")
-@pytest.mark.parametrize("case", [GPU_GLA_CASES[2], GPU_GLA_CASES[3]], ids=["varlen-d128", "varlen-d256"])
-def test_gla_gpu_bf16_one_product_A(monkeypatch, case):
-    """The A kernel's opt-in one-product form (LINMEM_GLA_ONE_PRODUCT_A=1) at real sizes."""
-    monkeypatch.setenv("LINMEM_GLA_ONE_PRODUCT_A", "1")
     B, T, H, K, V, cu = case
     _check_gla(B, T, H, K, V, 64, cu, True, True, torch.bfloat16, "cuda", BF16_O, BF16_GRAD, ref="chunk")
 

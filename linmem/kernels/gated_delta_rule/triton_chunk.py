@@ -15,10 +15,10 @@ import triton
 
 from ..triton_layout import ChunkLayout
 from .triton_config import (_dot_precision, _num_warps, _pow2, _stages, _state_tiles, _wy_bwd_config,
-                            _wy_fwd_block, _wy_fwd_register_blocks)
+                            _wy_fwd_block)
 from .triton_output import output_dqk_kernel, output_dv_kernel, output_fwd_kernel
 from .triton_state import state_bwd_kernel, state_fwd_kernel
-from .triton_wy import wy_bwd_gates_kernel, wy_bwd_keys_kernel, wy_fwd_blocks_kernel, wy_fwd_kernel
+from .triton_wy import wy_bwd_gates_kernel, wy_bwd_keys_kernel, wy_fwd_kernel
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # Chunk length. Fixed at 64 on GPUs (the sub-block inverse uses BT/4 = 16 rows, the tensor-core minimum);
@@ -38,8 +38,7 @@ def _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, la
     u = torch.empty(B, T, H, V, device=dev, dtype=dt)
     table, T_arg, NT = layout.kernel_args()
     lam_arg = lam if lam is not None else beta
-    wy_fwd = wy_fwd_blocks_kernel if _wy_fwd_register_blocks() else wy_fwd_kernel
-    wy_fwd[(layout.slot_grid, B * H)](
+    wy_fwd_kernel[(layout.slot_grid, B * H)](
         q, k, v, g, beta, lam_arg, gc, tm, w, u, table, T_arg, NT,
         H=H, K=K, V=V, BT=BT, BK=min(_wy_fwd_block(), _pow2(K)), BV=min(64, _pow2(V)),
         HAS_LAM=lam is not None, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_num_warps(), num_stages=_stages(dt),

@@ -66,17 +66,6 @@ WY_BWD_KEYS_BLOCK = 32
 WY_FWD_BLOCK = 32
 
 
-#: 1: the WY forward as wy_fwd_blocks_kernel (every [BT, BT] matrix as [BT/4, BT/4] blocks in registers, no scratch
-#: round trip and no barriers) instead of wy_fwd_kernel. Off until timed on a GPU (LINMEM_GDN_WY_FWD_REGISTER_BLOCKS
-#: overrides it at each call): wy_fwd takes 0.84 ms of GDN's 4.39 ms fwd+bwd at B8 T4K on the H200, about four times
-#: its I/O at the H200's bandwidth.
-WY_FWD_REGISTER_BLOCKS = 0
-
-
-def _wy_fwd_register_blocks() -> bool:
-    return bool(env_int("LINMEM_GDN_WY_FWD_REGISTER_BLOCKS", WY_FWD_REGISTER_BLOCKS))
-
-
 def _wy_fwd_block() -> int:
     return _block("LINMEM_GDN_WY_FWD_BLOCK", WY_FWD_BLOCK)
 

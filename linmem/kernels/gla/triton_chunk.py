@@ -48,15 +48,6 @@ A_WARPS = 8
 DQK_WARPS = 4
 
 
-#: 1: gla_intra_A_kernel computes each row block, diagonal block included, as one product per key block where the
-#: decays allow (its ONE_PRODUCT form). Off until timed on a GPU; LINMEM_GLA_ONE_PRODUCT_A overrides it at each call.
-ONE_PRODUCT_A = 0
-
-
-def _one_product_a() -> bool:
-    return bool(env_int("LINMEM_GLA_ONE_PRODUCT_A", ONE_PRODUCT_A))
-
-
 def _a_warps() -> int:
     return env_int("LINMEM_GLA_A_WARPS", A_WARPS)
 
@@ -146,7 +137,7 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
     A = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
     gla_intra_A_kernel[(BT // SUB_CHUNK, layout.slot_grid, B * H)](
         q, k, gcs, A, *targs, scale, SPLIT_EXPONENT_MAX, H=H, K=K, BT=BT, BC=SUB_CHUNK, BK=bk, BKD=DIAGONAL_CHANNELS,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, ONE_PRODUCT=_one_product_a(), num_warps=_a_warps())
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_a_warps())
     h, ht = _states_forward(k, v, gcs, h0, layout, output_final_state, q.dtype)
     o = torch.empty((B, T, H, V), device=dev, dtype=q.dtype)
     gla_output_kernel[(triton.cdiv(V, bv), layout.slot_grid, B * H)](

@@ -123,19 +123,15 @@ def _diagonal_block(q, k, gcs, first, t1, max_exponent, i_h, H: tl.constexpr, K:
 @triton.jit
 def gla_intra_A_kernel(q, k, gcs, A, table, T, NT, scale, max_exponent,
                        H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
-                       BK: tl.constexpr, BKD: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
-                       ONE_PRODUCT: tl.constexpr):
+                       BK: tl.constexpr, BKD: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
     """Grid (BT // BC, slots, B*H): row block r (BC rows) of A [B*T, H, BT] fp32, row t, column = chunk-local
     key index, scale included, zeros right of the diagonal block.
 
-    Keys of earlier sub-chunks: one [BC, BK] x [BK, BT] product per key block with the exponent split at the row
-    just before this block (both factors <= 1); the diagonal block: _diagonal_block (the exponent split at its first
-    row where max_exponent allows, else exact). One program per sub-chunk (not per chunk): small tiles at few warps.
-    ONE_PRODUCT (opt-in, triton_chunk.ONE_PRODUCT_A): where every |b_t - b_ref| of the block's rows is within
-    max_exponent of the row before the block (b_ref = 0 for the first sub-chunk), the whole row block, diagonal block
-    included, is one product per key block on fp32 operands with the exponent split at that row: the query side's
-    factors are computed once and the block's own rows join the earlier keys (their factors e^{b_ref - b_i} >= 1 are
-    bounded by e^max_exponent).
+    Where every |b_t - b_ref| of the block's rows is within max_exponent of the row before the block (b_ref = 0 for
+    the first sub-chunk), the whole row block, diagonal block included, is one [BC, BK] x [BK, BT] product per key
+    block on fp32 operands with the exponent split at that row: the queries' factors e^{b_t - b_ref} <= 1 and the
+    keys' e^{b_ref - b_i}, >= 1 for the block's own rows but bounded by e^max_exponent. Elsewhere (strong decay inside
+    the block) _A_row_block_in_two_parts. One program per sub-chunk (not per chunk): small tiles at few warps.
     """
     i_r, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -146,39 +142,37 @@ def gla_intra_A_kernel(q, k, gcs, A, table, T, NT, scale, max_exponent,
     srows = first + r_c
     sm = srows < t1
     keys = t0 + r_t
-    before = (keys < t1) & (r_t < i_r * BC)
     ref = tl.minimum(first - 1, t1 - 1)  # the row just before this block
-    one_product = tl.zeros([], tl.int32)
-    if ONE_PRODUCT:
-        if _exponent_spread(gcs, first, t1, ref, (i_r > 0) & (t1 > t0), i_h, H, K, BC, BK) <= max_exponent:
-            one_product += 1
-            upto = (keys < t1) & (r_t < i_r * BC + BC)
-            row_block = tl.zeros([BC, BT], tl.float32)
-            for kb in range(0, tl.cdiv(K, BK)):
-                offs_k = kb * BK + tl.arange(0, BK)
-                g_ref = _row(gcs, ref, (i_r > 0) & (t1 > t0), i_h, H, K, offs_k)
-                qd = _tile(q, srows, sm, i_h, H, K, offs_k) * tl.exp(
-                    tl.where(sm[:, None], _tile(gcs, srows, sm, i_h, H, K, offs_k) - g_ref[None, :], 0.0))
-                kd = _tile(k, keys, upto, i_h, H, K, offs_k) * tl.exp(
-                    tl.where(upto[:, None], g_ref[None, :] - _tile(gcs, keys, upto, i_h, H, K, offs_k), 0.0))
-                row_block += tl.dot(qd, tl.trans(kd), input_precision=DOT_PREC)
-            causal = r_t[None, :] <= (i_r * BC + r_c)[:, None]
-            tl.store(A + (srows[:, None] * H + i_h) * BT + r_t[None, :], tl.where(causal, row_block, 0.0) * scale,
-                     mask=sm[:, None])
-    if one_product == 0:
-        _A_row_block_in_two_parts(q, k, gcs, A, t0, t1, i_r, first, srows, sm, keys, before, ref, scale, max_exponent,
+    if _exponent_spread(gcs, first, t1, ref, (i_r > 0) & (t1 > t0), i_h, H, K, BC, BK) <= max_exponent:
+        upto = (keys < t1) & (r_t < i_r * BC + BC)
+        row_block = tl.zeros([BC, BT], tl.float32)
+        for kb in range(0, tl.cdiv(K, BK)):
+            offs_k = kb * BK + tl.arange(0, BK)
+            g_ref = _row(gcs, ref, (i_r > 0) & (t1 > t0), i_h, H, K, offs_k)
+            qd = _tile(q, srows, sm, i_h, H, K, offs_k) * tl.exp(
+                tl.where(sm[:, None], _tile(gcs, srows, sm, i_h, H, K, offs_k) - g_ref[None, :], 0.0))
+            kd = _tile(k, keys, upto, i_h, H, K, offs_k) * tl.exp(
+                tl.where(upto[:, None], g_ref[None, :] - _tile(gcs, keys, upto, i_h, H, K, offs_k), 0.0))
+            row_block += tl.dot(qd, tl.trans(kd), input_precision=DOT_PREC)
+        causal = r_t[None, :] <= (i_r * BC + r_c)[:, None]
+        tl.store(A + (srows[:, None] * H + i_h) * BT + r_t[None, :], tl.where(causal, row_block, 0.0) * scale,
+                 mask=sm[:, None])
+    else:
+        _A_row_block_in_two_parts(q, k, gcs, A, t0, t1, i_r, first, srows, sm, keys, ref, scale, max_exponent,
                                   i_h, H, K, BT, BC, BK, BKD, DOT_PREC)
 
 
 @triton.jit
-def _A_row_block_in_two_parts(q, k, gcs, A, t0, t1, i_r, first, srows, sm, keys, before, ref, scale, max_exponent,
+def _A_row_block_in_two_parts(q, k, gcs, A, t0, t1, i_r, first, srows, sm, keys, ref, scale, max_exponent,
                               i_h, H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
                               BK: tl.constexpr, BKD: tl.constexpr, DOT_PREC: tl.constexpr):
-    """gla_intra_A_kernel's row block as the earlier sub-chunks' product (operands in the input dtype) and the
-    diagonal block (_diagonal_block)."""
+    """gla_intra_A_kernel's row block where its decays are too strong for one product: the earlier sub-chunks'
+    product (operands in the input dtype, both factors <= 1) and the diagonal block (_diagonal_block: its exponent
+    split at the block's first row where max_exponent allows, else exact)."""
     DT = q.dtype.element_ty
     r_t = tl.arange(0, BT)
     r_c = tl.arange(0, BC)
+    before = (keys < t1) & (r_t < i_r * BC)
     acc = tl.zeros([BC, BT], tl.float32)
     if i_r > 0:
         for kb in range(0, tl.cdiv(K, BK)):
