@@ -69,6 +69,16 @@ def use_backend(name: str) -> Iterator[None]:
         stack.pop()
 
 
+def kernel_op(fn: Callable) -> Callable:
+    """Mark a public op as one opaque call inside `torch.compile`d code (`torch.compiler.disable`).
+
+    Dynamo would otherwise trace the op's dispatch (thread-local backend stack, cached imports) and break its graph
+    several times per call; as one opaque call, the Triton launches and their autograd.Function run eagerly and
+    each layer compiles into a few graphs around them, where the glue (projections, norms, gates) fuses.
+    """
+    return torch.compiler.disable(fn)
+
+
 @functools.cache
 def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..backend import dispatch, wants_step
+from ..backend import dispatch, kernel_op, wants_step
 from .chunk import chunk_ccq_gated_delta_rule, chunk_ccq_gla
 from .naive import naive_ccq_gated_delta_rule, naive_ccq_gla, validate_ccq
 from .state import CCQState
@@ -22,6 +22,7 @@ def _triton_unsupported(q: torch.Tensor) -> str | None:
     return None
 
 
+@kernel_op
 def ccq_gla(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gk: torch.Tensor, lam: torch.Tensor, *,
     scale: float | None = None, initial_state: CCQState | None = None, output_final_state: bool = False,
@@ -42,6 +43,7 @@ def ccq_gla(
                     triton_unsupported=_triton_unsupported(q))
 
 
+@kernel_op
 def ccq_gated_delta_rule(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor, lam: torch.Tensor, *,
     scale: float | None = None, initial_state: CCQState | None = None, output_final_state: bool = False,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..backend import load_triton, resolve_backend
+from ..backend import kernel_op, load_triton, resolve_backend
 from ..utils import run_per_sequence
 from .naive import apply_activation, validate_conv
 
 
+@kernel_op
 def causal_conv1d(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, activation: str | None = None,
     initial_state: torch.Tensor | None = None, output_final_state: bool = False,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from ..backend import dispatch, wants_step
+from ..backend import dispatch, kernel_op, wants_step
 from ..utils import validate_linear_attention
 from .chunk import chunk_gated_delta_rule
 from .naive import naive_gated_delta_rule
 
 
+@kernel_op
 def gated_delta_rule(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor, *,
     scale: float | None = None, initial_state: torch.Tensor | None = None, output_final_state: bool = False,

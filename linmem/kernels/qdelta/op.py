@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from ..backend import dispatch, wants_step
+from ..backend import dispatch, kernel_op, wants_step
 from .chunk import chunk_qdelta_rule
 from .naive import naive_qdelta_rule, validate_qdelta
 
 
+@kernel_op
 def qdelta_rule(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor, lam: torch.Tensor, *,
     scale: float | None = None, initial_state: torch.Tensor | None = None, output_final_state: bool = False,
