@@ -67,6 +67,8 @@ stage "kernel benchmark" "${BENCH_S:-600}" kernels.log $PY benchmarks/kernels.py
 # How much could one fused CCQ kernel save over the statistic pass and the backbone as two launches?
 stage "ccq fusion bound" "${FUSION_S:-120}" fusion_bound.log $PY benchmarks/ccq_fusion_bound.py --out "$OUT"
 stage "train throughput" "${TRAIN_S:-120}" train.log $PY benchmarks/train_throughput.py --out "$OUT"
+stage "train throughput, compiled" "${TRAIN_COMPILED_S:-200}" train_compiled.log \
+  $PY benchmarks/train_throughput.py --compile --out "$OUT"
 stage "profile" "${PROFILE_S:-240}" profile.log $PY benchmarks/profile_gpu.py ${PROFILE_ARGS:-} --out "$OUT"
 
 echo "suite done" >> "$OUT/gpu.txt"

@@ -150,7 +150,9 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
 # dq / dk (correct under the interpreter, and correct on the GPU for K = 256 with V <= 128): a compiler
 # problem like fla issue #640. The value-dependent kernels run per slice of at most this many value channels;
 # dA and the inter-chunk parts of dq, dk are sums over value channels, so the slices' are added and the dq/dk/dgk
-# kernel (which never sees V) runs once.
+# kernel (which never sees V) runs once. With that kernel out of the slices, 256- and 512-wide slices still gave
+# dq with relative error 0.99 on the H200 (K 128/V 256 and K 256/V 512): the miscompile is in a value-dependent
+# kernel (benchmarks/results/h200-2026-12-03-final/gla-one-product/vslice.json).
 MAX_BWD_V = 128
 
 
