@@ -38,9 +38,11 @@ class CCQReadMixin:
         init.constant_(self.ccq_scale, self.ccq_init_scale)
 
     def ccq_lambda(self, q: torch.Tensor) -> torch.Tensor:
-        """q [B, T, H, d_k] -> lambda [B, T, H] float32 in [0, 1]."""
-        logits = torch.einsum("bthd,hd->bth", upcast(q), upcast(self.ccq_w)) + upcast(self.ccq_b)
-        return upcast(self.ccq_scale).clamp(0.0, 1.0) * torch.sigmoid(logits)
+        """q [B, T, H, d_k] -> lambda [B, T, H] float32 in [0, 1] (also under autocast, which would run the
+        contraction in bf16/fp16)."""
+        with torch.autocast(q.device.type, enabled=False):
+            logits = torch.einsum("bthd,hd->bth", upcast(q), upcast(self.ccq_w)) + upcast(self.ccq_b)
+            return upcast(self.ccq_scale).clamp(0.0, 1.0) * torch.sigmoid(logits)
 
 
 class CCQGatedDeltaNetMixer(CCQReadMixin, GatedDeltaNetMixer):
