@@ -55,3 +55,14 @@ def test_bad_model_inputs():
         model(torch.ones(1, 3, dtype=torch.long), past_key_values=object(), use_cache=True)
     with pytest.raises(ValueError, match="labels"):
         model(torch.ones(1, 3, dtype=torch.long), labels=torch.ones(1, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("name", ["ccq-gdn", "qdelta-hybrid"])
+def test_output_attentions_is_refused_not_ignored(name):
+    model = make_model(name)
+    x = torch.randint(3, 96, (1, 5))
+    with pytest.raises(ValueError, match="output_attentions"):
+        model(x, output_attentions=True)
+    with pytest.raises(ValueError, match="output_attentions"):
+        model.generate(x, max_new_tokens=2, output_attentions=True, return_dict_in_generate=True)
+    assert model(x, output_attentions=False).logits.shape == (1, 5, 96)

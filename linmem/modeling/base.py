@@ -69,6 +69,13 @@ class LinmemPreTrainedModel(PreTrainedModel):
             module.init_special_parameters()
 
 
+def _refuse_output_attentions(kwargs: dict[str, Any]) -> None:
+    """A clear error instead of a silent None: there are no attention weights to return."""
+    if kwargs.pop("output_attentions", None):
+        raise ValueError("output_attentions=True: linmem models return no attention weights (their recurrent layers "
+                         "have none, and softmax layers run fused attention); use output_hidden_states")
+
+
 def _validate_input_ids(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> None:
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of `input_ids` and `inputs_embeds`")
@@ -143,6 +150,7 @@ class LinmemModel(LinmemPreTrainedModel):
     ) -> BaseModelOutputWithPast | tuple:
         """input_ids [B, T] (or inputs_embeds [B, T, hidden]); attention_mask [B, T] or [B, past + T]."""
         _validate_input_ids(input_ids, inputs_embeds)
+        _refuse_output_attentions(kwargs)
         past_key_values = cache_argument(past_key_values, kwargs)
         if past_key_values is not None and not isinstance(past_key_values, LinmemCache):
             raise TypeError(
@@ -266,6 +274,7 @@ class LinmemForCausalLM(LinmemPreTrainedModel, GenerationMixin):
     ) -> CausalLMOutputWithPast | tuple:
         """Logits [B, T', vocab] (T' = T, or logits_to_keep); loss when labels [B, T] are given (-100 ignored)."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        _refuse_output_attentions(kwargs)
         past_key_values = cache_argument(past_key_values, kwargs)
         if use_cache is not False and graph_eligible(self, input_ids, attention_mask, past_key_values, dict(
                 inputs_embeds=inputs_embeds, labels=labels, output_hidden_states=output_hidden_states)):
