@@ -2,6 +2,7 @@
 
     python benchmarks/profile_gpu.py [--ops gla,gated_delta_rule,...] [--out benchmarks/results]
     python benchmarks/profile_gpu.py --smoke --out /tmp/x      # CPU, tiny shapes: checks the script only
+    python benchmarks/profile_gpu.py --no-decode --ops '' --compile   # only the training step, under model.compile()
 
 ops: torch.profiler over 5 fwd+bwd calls of each op at B8 T4K H16 d128 (bf16, backend triton), grouped by
 kernel name: calls and microseconds per fwd+bwd, largest first.
@@ -118,8 +119,9 @@ def _top(by_name: dict, n: int = 25) -> dict:
     return {name: round(us, 1) for name, us in sorted(by_name.items(), key=lambda kv: -kv[1])[:n]}
 
 
-def profile_train(smoke: bool, steps: int = 2) -> dict:
-    """Device time per training step of the 340M CCQ-GDN (B4 T4K bf16; smoke: a tiny model on the CPU)."""
+def profile_train(smoke: bool, steps: int = 2, compiled: bool = False) -> dict:
+    """Device time per training step of the 340M CCQ-GDN (B4 T4K bf16; smoke: a tiny model on the CPU), eager or
+    with model.compile() (Inductor; "aot_eager" in the smoke run, which needs no C++ compiler)."""
     from linmem import CCQForCausalLM
 
     device = "cpu" if smoke else "cuda"
@@ -128,8 +130,11 @@ def profile_train(smoke: bool, steps: int = 2) -> dict:
     model = CCQForCausalLM(config).to(device, torch.float32 if smoke else torch.bfloat16).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=not smoke)
     data = torch.randint(0, config.vocab_size, (1, 64) if smoke else (4, 4096), device=device)
+    if compiled:
+        model.compile(**({"backend": "aot_eager"} if smoke else {}))
 
-    training_step(model, optimizer, data)  # compiles the kernels
+    for _ in range(2 if compiled else 1):  # compiles the kernels (and the graphs: Inductor may recompile once)
+        training_step(model, optimizer, data)
     activities = [ProfilerActivity.CPU] + ([] if smoke else [ProfilerActivity.CUDA])
     with profile(activities=activities) as prof:
         for _ in range(steps):
@@ -145,7 +150,7 @@ def profile_train(smoke: bool, steps: int = 2) -> dict:
             kernels[e.key[:80]] += device_us / steps
         elif e.key.startswith("aten::"):
             operators[e.key] += (device_us if not smoke else e.self_cpu_time_total) / steps
-    return {"shape": "B1 T64 tiny (smoke)" if smoke else "B4 T4096 340M bf16",
+    return {"shape": "B1 T64 tiny (smoke)" if smoke else "B4 T4096 340M bf16", "compiled": compiled,
             "kernel_ms_per_step": sum(kernels.values()) / 1e3,
             "top_kernels_us_per_step": _top(kernels), "top_operators_us_per_step": _top(operators)}
 
@@ -155,13 +160,14 @@ def main() -> None:
     parser.add_argument("--ops", default=",".join(OPS))
     parser.add_argument("--no-decode", action="store_true")
     parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="profile the training step under model.compile()")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny shapes, PyTorch backend: checks the script")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     torch.manual_seed(0)
     result = {"device": "cpu (smoke)" if args.smoke else torch.cuda.get_device_name(), "torch": torch.__version__,
               "shape": "B1 T64 H2 d16 (smoke)" if args.smoke else "B8 T4096 H16 d128 bf16", "ops": {}}
-    for op in args.ops.split(","):
+    for op in [op for op in args.ops.split(",") if op]:
         result["ops"][op] = profile_op(op, args.smoke)
         top = ", ".join(f"{r['kernel']} {r['us']:.0f} us" for r in result["ops"][op][:4])
         print(f"{op}: {sum(r['us'] for r in result['ops'][op]) / 1e3:.2f} ms per fwd+bwd ({top})", flush=True)
@@ -169,7 +175,7 @@ def main() -> None:
         result["decode"] = profile_decode(args.smoke)
         print("decode", json.dumps(result["decode"]), flush=True)
     if not args.no_train:
-        result["train"] = profile_train(args.smoke)
+        result["train"] = profile_train(args.smoke, compiled=args.compile)
         print("train", json.dumps(result["train"]), flush=True)
     name = gpu_file_name(args.smoke)
     out = Path(args.out)

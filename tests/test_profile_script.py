@@ -11,3 +11,9 @@ def test_smoke_profile_covers_every_op_and_decode(tmp_path):
     assert all(rows and rows[0]["us"] > 0 for rows in result["ops"].values())
     assert result["decode"]["new_tokens"] == 32 and result["decode"]["wall_ms_per_token"] > 0
     assert result["train"]["top_operators_us_per_step"]  # CPU smoke: operators only, no device kernels
+
+
+def test_smoke_profile_of_the_compiled_training_step(tmp_path):
+    result = run_smoke("profile_gpu.py", "profile", tmp_path, "--ops", "", "--no-decode", "--compile")
+    assert result["ops"] == {} and "decode" not in result
+    assert result["train"]["compiled"] and result["train"]["top_operators_us_per_step"]
