@@ -125,8 +125,14 @@ def gdn_kernels(K: int):
     wy_fwd = dict(q=bf16, k=bf16, v=bf16, g=f32, beta=f32, lam=f32, gc_out=f32, t_out=f32, w_out=bf16, u_out=bf16)
     setting = host._wy_bwd_config()
     fwd_bk = min(host._wy_fwd_block(), triton.next_power_of_2(K))
+    split_warps = host._wy_fwd_split()[1]
     for op, has_lam in (("gdn", False), ("qdelta", True)):
         yield (f"{op} wy forward", triton_wy.wy_fwd_kernel, wy_fwd, dict(base, BK=fwd_bk, HAS_LAM=has_lam), nw, stages)
+        yield (f"{op} wy fwd A (split)", triton_wy.wy_A_kernel, wy_fwd, dict(base, BK=fwd_bk, HAS_LAM=has_lam),
+               split_warps, stages)
+        yield (f"{op} wy fwd W/U (split)", triton_wy.wy_wu_kernel, dict(wy_fwd, gc=f32, t_in=f32),
+               dict(base, BK=fwd_bk, HAS_LAM=has_lam), split_warps, stages)
+    yield ("wy fwd solve (split)", triton_wy.wy_solve_kernel, dict(t_io=f32), base, split_warps, stages)
     gates = dict(q=bf16, k=bf16, v=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, du=bf16, dgc_part=f32,
                  dv_out=bf16, dg_out=f32, dbeta_out=f32, e_out=bf16)
     keys = dict(q=bf16, k=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, e_in=bf16, dq_part=f32, dk_part=f32,

@@ -181,9 +181,12 @@ def test_diagonal_block_inverse_is_exact_on_long_chains():
 @cpu_only
 @pytest.mark.parametrize("chunk", [16, 32, 64])
 @pytest.mark.parametrize("with_lam", [False, True])
-def test_wy_forward_matches_naive_at_every_chunk_size(chunk, with_lam):
+@pytest.mark.parametrize("split", ["0", "1"], ids=["one-kernel", "three-kernels"])
+def test_wy_forward_matches_naive_at_every_chunk_size(monkeypatch, chunk, with_lam, split):
     """The WY forward (its diagonal blocks of BT/4 inverted by squaring) at every chunk size, varlen with an empty
-    sequence, fwd and all gradients, GDN and Q-Delta."""
+    sequence, fwd and all gradients, GDN and Q-Delta; in both forms (wy_fwd_kernel, and the opt-in three kernels of
+    LINMEM_GDN_WY_FWD_SPLIT=1)."""
+    monkeypatch.setenv("LINMEM_GDN_WY_FWD_SPLIT", split)
     from linmem.kernels.qdelta.naive import naive_qdelta_rule
     from linmem.kernels.qdelta.triton_chunk import triton_qdelta_rule
 
@@ -237,6 +240,24 @@ def test_gpu_varlen_bf16():
     cu = torch.tensor([0, 700, 701, 1901, 1901, 3000, 3333, 5000], dtype=torch.int32, device="cuda")
     x = make_inputs(1, 5000, 2, 100, 100, n_states=7, dtype=torch.bfloat16, device="cuda", seed=7)
     compare(triton_gated_delta_rule, naive_gated_delta_rule, x, NAMES, cu_seqlens=cu, tol_o=5e-3, tol_g=1e-2)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("with_lam", [False, True])
+@pytest.mark.parametrize("dtype,tol_o,tol_g", [(torch.bfloat16, 5e-3, 1e-2), (torch.float32, 1e-4, 1e-3)])
+def test_gpu_wy_forward_split(monkeypatch, with_lam, dtype, tol_o, tol_g):
+    """The opt-in three-kernel WY forward (LINMEM_GDN_WY_FWD_SPLIT=1) at real sizes, varlen, GDN and Q-Delta."""
+    from linmem.kernels.qdelta.naive import naive_qdelta_rule
+    from linmem.kernels.qdelta.triton_chunk import triton_qdelta_rule
+
+    monkeypatch.setenv("LINMEM_GDN_WY_FWD_SPLIT", "1")
+    fn, ref, names = triton_gated_delta_rule, naive_gated_delta_rule, NAMES
+    if with_lam:
+        fn, ref, names = triton_qdelta_rule, naive_qdelta_rule, GATES + ("lam", "initial_state")
+    cu = torch.tensor([0, 700, 701, 1901, 3000, 4096], dtype=torch.int32, device="cuda")
+    x = make_inputs(1, 4096, 2, 128, 128, n_states=5, dtype=dtype, device="cuda", seed=31, with_lam=with_lam)
+    compare(fn, ref, x, names, cu_seqlens=cu, tol_o=tol_o, tol_g=tol_g)
 
 
 @gpu

@@ -66,6 +66,20 @@ WY_BWD_KEYS_BLOCK = 32
 WY_FWD_BLOCK = 32
 
 
+#: 1: the WY forward as three kernels (wy_A_kernel, wy_solve_kernel, wy_wu_kernel) instead of wy_fwd_kernel, at
+#: WY_FWD_SPLIT_WARPS warps. Off until timed on a GPU (LINMEM_GDN_WY_FWD_SPLIT and LINMEM_GDN_WY_FWD_SPLIT_WARPS
+#: override them at each call): wy_fwd takes 0.84 ms of GDN's 4.39 ms fwd+bwd at B8 T4K on the H200, about four
+#: times its I/O, and its 242 registers per thread at 8 warps leave one program per SM.
+WY_FWD_SPLIT = 0
+WY_FWD_SPLIT_WARPS = 4
+
+
+def _wy_fwd_split() -> tuple[bool, int]:
+    """(whether the WY forward runs as three kernels, their warps)."""
+    return bool(env_int("LINMEM_GDN_WY_FWD_SPLIT", WY_FWD_SPLIT)), env_int("LINMEM_GDN_WY_FWD_SPLIT_WARPS",
+                                                                            WY_FWD_SPLIT_WARPS)
+
+
 def _wy_fwd_block() -> int:
     return _block("LINMEM_GDN_WY_FWD_BLOCK", WY_FWD_BLOCK)
 

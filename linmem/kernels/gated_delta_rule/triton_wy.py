@@ -99,6 +99,69 @@ def _store_block_row(t_io, tok, m, i_h, H: tl.constexpr, BT: tl.constexpr, BC: t
 
 
 @triton.jit
+def _wy_gated_A(q, k, g, beta, lam, gc_out, tok, m, r, i_h, H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr,
+                BK: tl.constexpr, HAS_LAM: tl.constexpr, DOT_PREC: tl.constexpr):
+    """A = strict_lower(diag(beta) (Gamma o X K^T)) of the chunk's rows, fp32 [BT, BT]; writes G to gc_out.
+    -> (A, G, beta, lam) of the rows (fp32)."""
+    dt = k.dtype.element_ty
+    gk = tl.cumsum(load_gate(g, tok, m, i_h, H), 0)
+    tl.store(gc_out + tok * H + i_h, gk, mask=m)
+    b = load_gate(beta, tok, m, i_h, H)
+    lr = _lam_rows(lam, tok, m, i_h, H, HAS_LAM)
+    a = tl.zeros([BT, BT], tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        offs_k = i_k * BK + tl.arange(0, BK)
+        kr, qr, xr = _probe_rows(q, k, lr, tok, m, i_h, offs_k, H, K, HAS_LAM)
+        a += tl.dot(xr.to(dt), tl.trans(kr.to(dt)), input_precision=DOT_PREC)
+    strict = (r[:, None] > r[None, :]) & m[:, None] & m[None, :]
+    a = tl.where(strict, a * b[:, None] * tl.exp(tl.where(strict, gk[:, None] - gk[None, :], 0.0)), 0.0)
+    return a, gk, b, lr
+
+
+@triton.jit
+def _wy_invert_in_place(t_io, t0, t1, i_h, H: tl.constexpr, BT: tl.constexpr, DOT_PREC: tl.constexpr):
+    """Replace the chunk's A in t_io (rows t0 .. t1) by T = (I + A)^-1, by blocks (_inv_unit_lower, _invert_blocks).
+    The program's own rows of t_io are scratch: every read of A is done (barrier) before T overwrites it."""
+    BC: tl.constexpr = BT // 4
+    rc = tl.arange(0, BC)
+    tk0, tk1, tk2, tk3 = t0 + rc, t0 + BC + rc, t0 + 2 * BC + rc, t0 + 3 * BC + rc
+    m0, m1, m2, m3 = tk0 < t1, tk1 < t1, tk2 < t1, tk3 < t1
+    a10 = _load_block(t_io, tk1, m1, i_h, 0, H, BT, BC)
+    a20 = _load_block(t_io, tk2, m2, i_h, 0, H, BT, BC)
+    a21 = _load_block(t_io, tk2, m2, i_h, BC, H, BT, BC)
+    a30 = _load_block(t_io, tk3, m3, i_h, 0, H, BT, BC)
+    a31 = _load_block(t_io, tk3, m3, i_h, BC, H, BT, BC)
+    a32 = _load_block(t_io, tk3, m3, i_h, 2 * BC, H, BT, BC)
+    t00 = _inv_unit_lower(_load_block(t_io, tk0, m0, i_h, 0, H, BT, BC), BC)
+    t11 = _inv_unit_lower(_load_block(t_io, tk1, m1, i_h, BC, H, BT, BC), BC)
+    t22 = _inv_unit_lower(_load_block(t_io, tk2, m2, i_h, 2 * BC, H, BT, BC), BC)
+    t33 = _inv_unit_lower(_load_block(t_io, tk3, m3, i_h, 3 * BC, H, BT, BC), BC)
+    t10, t20, t21, t30, t31, t32 = _invert_blocks(a10, a20, a21, a30, a31, a32, t00, t11, t22, t33, DOT_PREC)
+    tl.debug_barrier()
+    zero = tl.zeros([BC, BC], tl.float32)
+    _store_block_row(t_io, tk0, m0, i_h, H, BT, BC, t00, zero, zero, zero)
+    _store_block_row(t_io, tk1, m1, i_h, H, BT, BC, t10, t11, zero, zero)
+    _store_block_row(t_io, tk2, m2, i_h, H, BT, BC, t20, t21, t22, zero)
+    _store_block_row(t_io, tk3, m3, i_h, H, BT, BC, t30, t31, t32, t33)
+
+
+@triton.jit
+def _wy_w_block(q, k, lr, s, tm, w_out, tok, m, i_h, offs_k, H: tl.constexpr, K: tl.constexpr,
+                HAS_LAM: tl.constexpr, DOT_PREC: tl.constexpr):
+    """W[:, offs_k] = T diag(s) X[:, offs_k], s = beta e^G; T (tm) in the input dtype."""
+    kr, qr, xr = _probe_rows(q, k, lr, tok, m, i_h, offs_k, H, K, HAS_LAM)
+    store_rows(w_out, tl.dot(tm, (xr * s[:, None]).to(k.dtype.element_ty), input_precision=DOT_PREC),
+               tok, m, i_h, H, K, offs_k)
+
+
+@triton.jit
+def _wy_u_block(v, b, tm, u_out, tok, m, i_h, offs_v, H: tl.constexpr, V: tl.constexpr, DOT_PREC: tl.constexpr):
+    """U[:, offs_v] = T diag(beta) V[:, offs_v]."""
+    y = (load_rows(v, tok, m, i_h, H, V, offs_v).to(tl.float32) * b[:, None]).to(v.dtype.element_ty)
+    store_rows(u_out, tl.dot(tm, y, input_precision=DOT_PREC), tok, m, i_h, H, V, offs_v)
+
+
+@triton.jit
 def wy_fwd_kernel(
     q, k, v, g, beta, lam, gc_out, t_out, w_out, u_out, chunk_table, T, NT,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
@@ -112,60 +175,59 @@ def wy_fwd_kernel(
     """
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
-    dt = k.dtype.element_ty
-
-    gk = tl.cumsum(load_gate(g, tok, m, i_h, H), 0)
-    tl.store(gc_out + tok * H + i_h, gk, mask=m)
-    b = load_gate(beta, tok, m, i_h, H)
-    lr = _lam_rows(lam, tok, m, i_h, H, HAS_LAM)
-
-    # A = strict_lower(diag(beta) (Gamma o X K^T))
-    a = tl.zeros([BT, BT], tl.float32)
-    for i_k in range(0, tl.cdiv(K, BK)):
-        offs_k = i_k * BK + tl.arange(0, BK)
-        kr, qr, xr = _probe_rows(q, k, lr, tok, m, i_h, offs_k, H, K, HAS_LAM)
-        a += tl.dot(xr.to(dt), tl.trans(kr.to(dt)), input_precision=DOT_PREC)
-    strict = (r[:, None] > r[None, :]) & m[:, None] & m[None, :]
-    a = tl.where(strict, a * b[:, None] * tl.exp(tl.where(strict, gk[:, None] - gk[None, :], 0.0)), 0.0)
+    a, gk, b, lr = _wy_gated_A(q, k, g, beta, lam, gc_out, tok, m, r, i_h, H, K, BT, BK, HAS_LAM, DOT_PREC)
     store_rows(t_out, a, tok, m, i_h, H, BT, r)
     tl.debug_barrier()
-
-    # T = (I + A)^-1 by blocks (_inv_unit_lower, _invert_blocks)
-    BC: tl.constexpr = BT // 4
-    rc = tl.arange(0, BC)
-    tk0, tk1, tk2, tk3 = t0 + rc, t0 + BC + rc, t0 + 2 * BC + rc, t0 + 3 * BC + rc
-    m0, m1, m2, m3 = tk0 < t1, tk1 < t1, tk2 < t1, tk3 < t1
-    a10 = _load_block(t_out, tk1, m1, i_h, 0, H, BT, BC)
-    a20 = _load_block(t_out, tk2, m2, i_h, 0, H, BT, BC)
-    a21 = _load_block(t_out, tk2, m2, i_h, BC, H, BT, BC)
-    a30 = _load_block(t_out, tk3, m3, i_h, 0, H, BT, BC)
-    a31 = _load_block(t_out, tk3, m3, i_h, BC, H, BT, BC)
-    a32 = _load_block(t_out, tk3, m3, i_h, 2 * BC, H, BT, BC)
-    t00 = _inv_unit_lower(_load_block(t_out, tk0, m0, i_h, 0, H, BT, BC), BC)
-    t11 = _inv_unit_lower(_load_block(t_out, tk1, m1, i_h, BC, H, BT, BC), BC)
-    t22 = _inv_unit_lower(_load_block(t_out, tk2, m2, i_h, 2 * BC, H, BT, BC), BC)
-    t33 = _inv_unit_lower(_load_block(t_out, tk3, m3, i_h, 3 * BC, H, BT, BC), BC)
-    t10, t20, t21, t30, t31, t32 = _invert_blocks(a10, a20, a21, a30, a31, a32, t00, t11, t22, t33, DOT_PREC)
-    tl.debug_barrier()  # every read of A is done before T overwrites it
-    zero = tl.zeros([BC, BC], tl.float32)
-    _store_block_row(t_out, tk0, m0, i_h, H, BT, BC, t00, zero, zero, zero)
-    _store_block_row(t_out, tk1, m1, i_h, H, BT, BC, t10, t11, zero, zero)
-    _store_block_row(t_out, tk2, m2, i_h, H, BT, BC, t20, t21, t22, zero)
-    _store_block_row(t_out, tk3, m3, i_h, H, BT, BC, t30, t31, t32, t33)
+    _wy_invert_in_place(t_out, t0, t1, i_h, H, BT, DOT_PREC)
     tl.debug_barrier()
-
-    # W = T diag(beta e^G) X,  U = T diag(beta) V: whole-chunk products with T in the input dtype.
-    tm = load_rows(t_out, tok, m, i_h, H, BT, r).to(dt)
+    tm = load_rows(t_out, tok, m, i_h, H, BT, r).to(k.dtype.element_ty)
     s = b * tl.where(m, tl.exp(gk), 0.0)
     for i_k in range(0, tl.cdiv(K, BK)):
-        offs_k = i_k * BK + tl.arange(0, BK)
-        kr, qr, xr = _probe_rows(q, k, lr, tok, m, i_h, offs_k, H, K, HAS_LAM)
-        w = tl.dot(tm, (xr * s[:, None]).to(dt), input_precision=DOT_PREC)
-        store_rows(w_out, w, tok, m, i_h, H, K, offs_k)
+        _wy_w_block(q, k, lr, s, tm, w_out, tok, m, i_h, i_k * BK + tl.arange(0, BK), H, K, HAS_LAM, DOT_PREC)
     for i_v in range(0, tl.cdiv(V, BV)):
-        offs_v = i_v * BV + tl.arange(0, BV)
-        y = (load_rows(v, tok, m, i_h, H, V, offs_v).to(tl.float32) * b[:, None]).to(dt)
-        store_rows(u_out, tl.dot(tm, y, input_precision=DOT_PREC), tok, m, i_h, H, V, offs_v)
+        _wy_u_block(v, b, tm, u_out, tok, m, i_h, i_v * BV + tl.arange(0, BV), H, V, DOT_PREC)
+
+
+# The same forward as three kernels (opt-in, triton_config.WY_FWD_SPLIT): wy_fwd_kernel holds a whole chunk per
+# 8-warp program (242 registers per thread on sm_90: one program per SM); these smaller programs can share an SM, and
+# W and U get one program per key or value block.
+
+@triton.jit
+def wy_A_kernel(q, k, g, beta, lam, gc_out, t_out, chunk_table, T, NT, H: tl.constexpr, K: tl.constexpr,
+                BT: tl.constexpr, BK: tl.constexpr, HAS_LAM: tl.constexpr, IS_VARLEN: tl.constexpr,
+                DOT_PREC: tl.constexpr):
+    """Grid (chunk slots, B*H). Writes G and A (into t_out, fp32 [*, H, BT])."""
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
+    a, gk, b, lr = _wy_gated_A(q, k, g, beta, lam, gc_out, tok, m, r, i_h, H, K, BT, BK, HAS_LAM, DOT_PREC)
+    store_rows(t_out, a, tok, m, i_h, H, BT, r)
+
+
+@triton.jit
+def wy_solve_kernel(t_io, chunk_table, T, NT, H: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr,
+                    DOT_PREC: tl.constexpr):
+    """Grid (chunk slots, B*H). A -> T = (I + A)^-1 in place."""
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
+    _wy_invert_in_place(t_io, t0, t1, i_h, H, BT, DOT_PREC)
+
+
+@triton.jit
+def wy_wu_kernel(q, k, v, beta, lam, gc, t_in, w_out, u_out, chunk_table, T, NT, H: tl.constexpr, K: tl.constexpr,
+                 V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, HAS_LAM: tl.constexpr,
+                 IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
+    """Grid (cdiv(K, BK) + cdiv(V, BV), chunk slots, B*H): one key block of W or one value block of U."""
+    i_blk, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
+    tm = load_rows(t_in, tok, m, i_h, H, BT, r).to(k.dtype.element_ty)
+    b = load_gate(beta, tok, m, i_h, H)
+    n_key_blocks = tl.cdiv(K, BK)
+    if i_blk < n_key_blocks:
+        s = b * tl.where(m, tl.exp(load_gate(gc, tok, m, i_h, H)), 0.0)
+        lr = _lam_rows(lam, tok, m, i_h, H, HAS_LAM)
+        _wy_w_block(q, k, lr, s, tm, w_out, tok, m, i_h, i_blk * BK + tl.arange(0, BK), H, K, HAS_LAM, DOT_PREC)
+    else:
+        _wy_u_block(v, b, tm, u_out, tok, m, i_h, (i_blk - n_key_blocks) * BV + tl.arange(0, BV), H, V, DOT_PREC)
 
 
 @triton.jit
