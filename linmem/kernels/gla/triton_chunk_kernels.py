@@ -143,12 +143,13 @@ def gla_intra_A_kernel(q, k, gcs, A, table, T, NT, scale, max_exponent,
     sm = srows < t1
     keys = t0 + r_t
     ref = tl.minimum(first - 1, t1 - 1)  # the row just before this block
-    if _exponent_spread(gcs, first, t1, ref, (i_r > 0) & (t1 > t0), i_h, H, K, BC, BK) <= max_exponent:
+    ref_valid = (i_r > 0) & (t1 > t0)  # b_ref = 0 for the chunk's first sub-chunk
+    if _exponent_spread(gcs, first, t1, ref, ref_valid, i_h, H, K, BC, BK) <= max_exponent:
         upto = (keys < t1) & (r_t < i_r * BC + BC)
         row_block = tl.zeros([BC, BT], tl.float32)
         for kb in range(0, tl.cdiv(K, BK)):
             offs_k = kb * BK + tl.arange(0, BK)
-            g_ref = _row(gcs, ref, (i_r > 0) & (t1 > t0), i_h, H, K, offs_k)
+            g_ref = _row(gcs, ref, ref_valid, i_h, H, K, offs_k)
             qd = _tile(q, srows, sm, i_h, H, K, offs_k) * tl.exp(
                 tl.where(sm[:, None], _tile(gcs, srows, sm, i_h, H, K, offs_k) - g_ref[None, :], 0.0))
             kd = _tile(k, keys, upto, i_h, H, K, offs_k) * tl.exp(
