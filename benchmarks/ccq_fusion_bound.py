@@ -10,7 +10,12 @@ shares the loads of q and k and never writes q̃ out, so what it can save is mem
     read back in the backward: 6 x |q̃| bytes (q̃ itself must still be written: the backward reads it).
 Each saving is priced at the copy bandwidth measured here (a clone of q̃ moves 2 x |q̃| bytes) and set against
 the measured time of the CCQ op, its statistic pass and the backbone alone. A fused kernel cannot beat the two
-launches by more than that, whatever its code. Writes ccq-fusion-bound-<gpu>.json.
+launches by more than that, whatever its code.
+
+The statistic pass is itself a scalar-decay linear attention with values := k̂ (d_v = d_k). With fla installed,
+fla's `chunk_simple_gla(q, k̂, k̂, log γ, scale=1)` is timed at the same shape as its peer: the CCQ / backbone
+ratio the op would reach if the statistic ran at that speed (`ccq_over_backbone_at_peer_speed`, fwd+bwd) says
+how far kernel work alone can take the CCQ targets. Writes ccq-fusion-bound-<gpu>.json.
 """
 
 from __future__ import annotations
@@ -69,6 +74,18 @@ def measure_pair(ccq_op: str, backbone_op: str, shape: tuple, smoke: bool) -> di
         t.requires_grad_(True)
     with K.use_backend("triton"):
         row["ccq_fwdbwd_ms"] = time_ms(fwd_bwd_call(ccq, x, torch.randn_like(ccq(**x)[0])))
+        row["backbone_fwdbwd_ms"] = time_ms(fwd_bwd_call(backbone, {"q": x["q"], **rest},
+                                                          torch.randn_like(ccq(**x)[0])))
+        stat_inputs = {"q": x["q"], "k": keys.detach().requires_grad_(True),
+                       "g": log_gamma.detach().requires_grad_(True), "lam": x["lam"]}
+        row["statistic_fwdbwd_ms"] = time_ms(fwd_bwd_call(
+            lambda q, k, g, lam: contract_query_from_state(q, k, g, lam, None, center=False, output_final_state=False),
+            stat_inputs, torch.randn_like(x["q"])))
+    row.update(peer_statistic(stat_inputs, time_ms, smoke))
+    if row.get("peer_fwdbwd_ms") is not None:
+        at_peer = row["ccq_fwdbwd_ms"] - row["statistic_fwdbwd_ms"] + row["peer_fwdbwd_ms"]
+        row["ccq_over_backbone_fwdbwd"] = row["ccq_fwdbwd_ms"] / row["backbone_fwdbwd_ms"]
+        row["ccq_over_backbone_at_peer_speed"] = at_peer / row["backbone_fwdbwd_ms"]
     q_bytes = q_tilde.numel() * q_tilde.element_size()
     row["q_tilde_MB"] = q_bytes / 1e6
     row["copy_GB_per_s"] = 2 * q_bytes / row["copy_ms"] / 1e6
@@ -78,6 +95,28 @@ def measure_pair(ccq_op: str, backbone_op: str, shape: tuple, smoke: bool) -> di
         row[f"{use}_most_saved_ms"] = saved_ms
         row[f"{use}_most_saved_fraction"] = saved_ms / total
     return {"ccq": ccq_op, "backbone": backbone_op, "shape": f"B{B} T{T} H{H} d{D}", **row}
+
+
+def peer_statistic(stat_inputs: dict, time_ms, smoke: bool) -> dict:
+    """fla's chunk_simple_gla on the statistic's own inputs (values := keys, scale 1): fwd and fwd+bwd ms, or
+    {"peer": None} without fla (or on the CPU)."""
+    try:
+        if smoke:
+            raise ImportError
+        import fla.ops.common.chunk_o as fla_chunk_o
+        from fla.ops.simple_gla import chunk_simple_gla
+    except ImportError:
+        return {"peer": None}
+    fla_chunk_o.IS_NVIDIA_HOPPER = False  # timing only: fla's #640 guard (see kernels.py)
+
+    def peer(q, k, g, lam):
+        return chunk_simple_gla(q, k, k, g=g, scale=1.0)
+
+    with torch.no_grad():
+        fwd = time_ms(lambda: peer(**stat_inputs))
+    fwdbwd = time_ms(fwd_bwd_call(peer, stat_inputs, torch.randn_like(stat_inputs["q"])))
+    return {"peer": "fla chunk_simple_gla(q, k_hat, k_hat, log_gamma, scale=1)", "peer_fwd_ms": fwd,
+            "peer_fwdbwd_ms": fwdbwd}
 
 
 def main() -> None:
