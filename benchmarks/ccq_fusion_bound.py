@@ -76,7 +76,7 @@ def measure_pair(ccq_op: str, backbone_op: str, shape: tuple, smoke: bool) -> di
         row["ccq_fwdbwd_ms"] = time_ms(fwd_bwd_call(ccq, x, torch.randn_like(ccq(**x)[0])))
         row["backbone_fwdbwd_ms"] = time_ms(fwd_bwd_call(backbone, {"q": x["q"], **rest},
                                                           torch.randn_like(ccq(**x)[0])))
-        stat_inputs = {"q": x["q"], "k": keys.detach().requires_grad_(True),
+        stat_inputs = {"q": x["q"], "k": keys.detach().to(x["q"].dtype).requires_grad_(True),
                        "g": log_gamma.detach().requires_grad_(True), "lam": x["lam"]}
         row["statistic_fwdbwd_ms"] = time_ms(fwd_bwd_call(
             lambda q, k, g, lam: contract_query_from_state(q, k, g, lam, None, center=False, output_final_state=False),

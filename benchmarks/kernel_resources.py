@@ -61,19 +61,16 @@ def ccq_statistic_kernels(K: int):
                 FP32_DOTS=False), 8, 3)
     yield ("forward outputs", kernels.ccq_stats_fwd_chunk_kernel,
            dict(starts, q=bf16, k=bf16, g=f32, lam=f32, S_st=f32, z_st=f32, m_st=f32, out=bf16, u_s=f32, z_s=f32,
-                m_s=f32), dict(common, BV=fwd.bv, SPLIT=fwd.split, RAW_U=False, SAVE=True, FP32_DOTS=False), fwd.warps,
+                m_s=f32), dict(common, BV=fwd.bv, SPLIT=fwd.split, SAVE=True, FP32_DOTS=False), fwd.warps,
            fwd.stages)
     grads = dict(q=bf16, k=bf16, g=f32, du=f32, dz=f32, dm=f32, dMT=None, dzT=None, dmT=None, dM0=None, dz0=None,
                  dm0=None, cu_seqlens=None, chunk_offsets=None, table=None)
     flags = dict(HAS_DMT=False, HAS_DZT=False, HAS_DMMT=False, STORE_D0=False)
     yield ("backward recurrence", kernels.ccq_stats_bwd_state_kernel,
            dict(grads, dS_st=f32, dz_st=f32, dm_st=f32), dict(common, BV=bv_state, **flags), 8, 3)
-    yield ("backward value gradients", kernels.ccq_stats_bwd_value_kernel,
-           dict(grads, dS_st=f32, dz_st=f32, dm_st=f32, dk_val=f32, writer=f32), dict(common, BV=bwd.bv), bwd.warps,
-           bwd.stages)
-    key = {n: v for n, v in common.items() if n != "CENTER"}
-    yield ("backward key gradients", kernels.ccq_stats_bwd_key_kernel, dict(grads, dS_st=f32, dk_val=f32, dk=bf16),
-           dict(key, BV=bwd.bv), bwd.warps, bwd.stages)
+    yield ("backward chunk gradients", kernels.ccq_stats_bwd_chunk_kernel,
+           dict(grads, S_st=f32, dS_st=f32, dz_st=f32, dm_st=f32, dq=f32, dk=bf16, writer_part=f32),
+           dict(common, BK=bwd.bk, BV=bwd.bv), bwd.warps, bwd.stages)
 
 
 def gla_kernels(K: int, warps: int | None = None, stages: int = 3):

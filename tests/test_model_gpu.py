@@ -90,21 +90,32 @@ def test_compiled_training_step_matches_eager(name):
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_autocast_bf16_training_step_on_triton(name):
     """float32 weights under torch.autocast(bfloat16) (Trainer(bf16=True)): the Triton kernels get bf16 q/k/v and
-    float32 gates; every gradient float32 and finite, the whole gradient within relative RMS 5e-2 of the float32
-    step's and the loss within 1e-3 (tests/test_autocast.py: the same on the CPU path)."""
+    float32 gates; every gradient float32 and finite and the loss within 1e-3 of the float32 step's. The whole
+    gradient's distance from the float32 step's is what bf16 rounding costs anyway: it must stay within 1.5x the
+    distance of the same autocast step on the PyTorch chunk path (and within 0.1), so the kernels add no error
+    of their own (tests/test_autocast.py: the CPU path against float32 directly)."""
+    from linmem.kernels import use_backend
+
     model = cuda_model(name, torch.float32).train()
     x = ids(2, 300)
-    runs = []
-    for autocast in (False, True):
+
+    def step(autocast: bool, backend: str):
         model.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        with use_backend(backend), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             loss = model(x, labels=x).loss
         loss.backward()
-        runs.append((loss.detach().float(), [p.grad for p in model.parameters()]))
-    (loss, grads), (mixed_loss, mixed_grads) = runs
+        return loss.detach().float(), [p.grad.clone() for p in model.parameters()]
+
+    loss, grads = step(False, "triton")
+    mixed_loss, mixed_grads = step(True, "triton")
+    _, torch_mixed_grads = step(True, "torch")
     assert all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in mixed_grads)
     assert relative_rms(mixed_loss, loss) <= 1e-3
-    assert relative_rms(torch.cat([g.flatten() for g in mixed_grads]), torch.cat([g.flatten() for g in grads])) <= 5e-2
+    flat = torch.cat([g.flatten() for g in grads])
+    triton_error = relative_rms(torch.cat([g.flatten() for g in mixed_grads]), flat)
+    torch_error = relative_rms(torch.cat([g.flatten() for g in torch_mixed_grads]), flat)
+    print(f"{name}: bf16 autocast gradient error {triton_error:.3e} (Triton) vs {torch_error:.3e} (PyTorch path)")
+    assert triton_error <= min(1.5 * torch_error, 0.1), (triton_error, torch_error)
 
 
 RECURRENT = [name for name in VARIANTS if "hybrid" not in name]
