@@ -1,12 +1,11 @@
 """Which launch settings of the CCQ statistic's chunk-parallel kernels are correct and fastest on this GPU?
 
-    python benchmarks/ccq_stats_configs.py [--configs 8:32:1:64,8:32:1:32+4:32:2:1,...] [--repeats 3] [--out DIR]
-                                          [--smoke]
+    python benchmarks/ccq_stats_configs.py [--configs 8:32:2,8:32:2+4:32:2:1,...] [--repeats 3] [--out DIR] [--smoke]
 
-A configuration is warps:BV:stages[:BK] of the backward's chunk kernel (ccq_stats_bwd_chunk; BK key coordinates
-per program), set through the LINMEM_CCQ_CHUNK_* variables read by linmem.kernels.ccq.triton_stats, optionally
-followed by +warps:BV:stages:split for the forward's chunk kernel (LINMEM_CCQ_FWD_*; split 1 gives each program
-one value block instead of a loop over all of them; without it the forward keeps its table entry). For each:
+A configuration is warps:BV:stages of the three chunk-parallel kernels (ccq_stats_fwd_chunk, ccq_stats_bwd_value,
+ccq_stats_bwd_key), set through the LINMEM_CCQ_CHUNK_* variables read by linmem.kernels.ccq.triton_stats,
+optionally followed by +warps:BV:stages:split for the forward chunk kernel alone (LINMEM_CCQ_FWD_*; split 1 gives
+each program one value block instead of a loop over all of them). For each:
 the GPU accuracy checks of tests/test_kernels_triton_ccq_stats.py (K = 64 dense, K = 128 varlen with centring;
 every output and gradient against float64), whether `--repeats` fwd+bwd calls on the same inputs are bitwise
 equal, and the time of ccq_contract_query fwd and fwd+bwd at B8 T4K H16 K128 (bf16, median of
@@ -29,21 +28,17 @@ from benchmarks.launch_settings import arguments, sweep  # noqa: E402
 from linmem.kernels.ccq.triton_stats import ccq_contract_query  # noqa: E402
 from tests.test_kernels_triton_ccq_stats import CPU_CASES, GPU_CASES, check  # noqa: E402
 
-DEFAULT_CONFIGS = "8:32:1:64,8:32:1:32,8:32:2:64,8:32:2:32,4:32:1:64,8:64:1:64,8:16:1:64"
+DEFAULT_CONFIGS = "8:32:2,8:32:2+4:32:2:0,8:32:2+4:32:2:1,8:32:2+8:32:2:1,8:32:2+4:64:2:1,8:32:2+8:64:2:1"
 FORWARD_VARIABLES = ("LINMEM_CCQ_FWD_WARPS", "LINMEM_CCQ_FWD_BV", "LINMEM_CCQ_FWD_STAGES", "LINMEM_CCQ_FWD_SPLIT")
 
 
 def apply(config: str) -> dict:
-    """Set the LINMEM_CCQ_CHUNK_* (and LINMEM_CCQ_FWD_*) variables for
-    'warps:BV:stages[:BK][+warps:BV:stages:split]'; -> the config as a dict."""
-    backward, _, forward = config.partition("+")
-    warps, bv, stages, *bk = backward.split(":")
+    """Set the LINMEM_CCQ_CHUNK_* (and LINMEM_CCQ_FWD_*) variables for 'warps:BV:stages[+warps:BV:stages:split]';
+    -> the config as a dict."""
+    every, _, forward = config.partition("+")
+    warps, bv, stages = every.split(":")
     os.environ.update(LINMEM_CCQ_CHUNK_WARPS=warps, LINMEM_CCQ_CHUNK_BV=bv, LINMEM_CCQ_CHUNK_STAGES=stages)
     described = {"num_warps": int(warps), "BV": int(bv), "num_stages": int(stages)}
-    os.environ.pop("LINMEM_CCQ_CHUNK_BK", None)
-    if bk:
-        os.environ["LINMEM_CCQ_CHUNK_BK"] = bk[0]
-        described["BK"] = int(bk[0])
     for name in FORWARD_VARIABLES:
         os.environ.pop(name, None)
     if forward:

@@ -61,16 +61,19 @@ def ccq_statistic_kernels(K: int):
                 FP32_DOTS=False), 8, 3)
     yield ("forward outputs", kernels.ccq_stats_fwd_chunk_kernel,
            dict(starts, q=bf16, k=bf16, g=f32, lam=f32, S_st=f32, z_st=f32, m_st=f32, out=bf16, u_s=f32, z_s=f32,
-                m_s=f32), dict(common, BV=fwd.bv, SPLIT=fwd.split, SAVE=True, FP32_DOTS=False), fwd.warps,
+                m_s=f32), dict(common, BV=fwd.bv, SPLIT=fwd.split, RAW_U=False, SAVE=True, FP32_DOTS=False), fwd.warps,
            fwd.stages)
     grads = dict(q=bf16, k=bf16, g=f32, du=f32, dz=f32, dm=f32, dMT=None, dzT=None, dmT=None, dM0=None, dz0=None,
                  dm0=None, cu_seqlens=None, chunk_offsets=None, table=None)
     flags = dict(HAS_DMT=False, HAS_DZT=False, HAS_DMMT=False, STORE_D0=False)
     yield ("backward recurrence", kernels.ccq_stats_bwd_state_kernel,
            dict(grads, dS_st=f32, dz_st=f32, dm_st=f32), dict(common, BV=bv_state, **flags), 8, 3)
-    yield ("backward chunk gradients", kernels.ccq_stats_bwd_chunk_kernel,
-           dict(grads, S_st=f32, dS_st=f32, dz_st=f32, dm_st=f32, dq=f32, dk=bf16, writer_part=f32),
-           dict(common, BK=bwd.bk, BV=bwd.bv), bwd.warps, bwd.stages)
+    yield ("backward value gradients", kernels.ccq_stats_bwd_value_kernel,
+           dict(grads, dS_st=f32, dz_st=f32, dm_st=f32, dk_val=f32, writer=f32), dict(common, BV=bwd.bv), bwd.warps,
+           bwd.stages)
+    key = {n: v for n, v in common.items() if n != "CENTER"}
+    yield ("backward key gradients", kernels.ccq_stats_bwd_key_kernel, dict(grads, dS_st=f32, dk_val=f32, dk=bf16),
+           dict(key, BV=bwd.bv), bwd.warps, bwd.stages)
 
 
 def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
@@ -122,14 +125,13 @@ def gdn_kernels(K: int):
     wy_fwd = dict(q=bf16, k=bf16, v=bf16, g=f32, beta=f32, lam=f32, gc_out=f32, t_out=f32, w_out=bf16, u_out=bf16)
     setting = host._wy_bwd_config()
     fwd_bk = min(host._wy_fwd_block(), triton.next_power_of_2(K))
-    split_warps = host._wy_fwd_split()[1]
+    wy_warps = host._wy_fwd_warps()
     for op, has_lam in (("gdn", False), ("qdelta", True)):
-        yield (f"{op} wy forward", triton_wy.wy_fwd_kernel, wy_fwd, dict(base, BK=fwd_bk, HAS_LAM=has_lam), nw, stages)
-        yield (f"{op} wy fwd A (split)", triton_wy.wy_A_kernel, wy_fwd, dict(base, BK=fwd_bk, HAS_LAM=has_lam),
-               split_warps, stages)
-        yield (f"{op} wy fwd W/U (split)", triton_wy.wy_wu_kernel, dict(wy_fwd, gc=f32, t_in=f32),
-               dict(base, BK=fwd_bk, HAS_LAM=has_lam), split_warps, stages)
-    yield ("wy fwd solve (split)", triton_wy.wy_solve_kernel, dict(t_io=f32), base, split_warps, stages)
+        yield (f"{op} wy fwd A", triton_wy.wy_A_kernel, wy_fwd, dict(base, BK=fwd_bk, HAS_LAM=has_lam), wy_warps,
+               stages)
+        yield (f"{op} wy fwd W/U", triton_wy.wy_wu_kernel, dict(wy_fwd, gc=f32, t_in=f32),
+               dict(base, BK=fwd_bk, HAS_LAM=has_lam), wy_warps, stages)
+    yield ("wy fwd solve", triton_wy.wy_solve_kernel, dict(t_io=f32), base, wy_warps, stages)
     gates = dict(q=bf16, k=bf16, v=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, du=bf16, dgc_part=f32,
                  dv_out=bf16, dg_out=f32, dbeta_out=f32, e_out=bf16)
     keys = dict(q=bf16, k=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, e_in=bf16, dq_part=f32, dk_part=f32,

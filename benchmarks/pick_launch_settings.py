@@ -31,8 +31,6 @@ def ccq_exports(rows: list[dict]) -> dict[str, str]:
     best = min(good, key=lambda r: r["fwdbwd_ms_B8_T4096_H16_K128"])["config"]
     out = {"LINMEM_CCQ_CHUNK_WARPS": best["num_warps"], "LINMEM_CCQ_CHUNK_BV": best["BV"],
            "LINMEM_CCQ_CHUNK_STAGES": best["num_stages"]}
-    if "BK" in best:
-        out["LINMEM_CCQ_CHUNK_BK"] = best["BK"]
     forward = best.get("forward")
     if forward:
         out.update(LINMEM_CCQ_FWD_WARPS=forward["num_warps"], LINMEM_CCQ_FWD_BV=forward["BV"],

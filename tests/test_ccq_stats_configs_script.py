@@ -11,9 +11,9 @@ from tests.benchmark_smoke import run_smoke
 
 def test_smoke_run_writes_every_configuration(tmp_path):
     rows = run_smoke("ccq_stats_configs.py", "ccq-stats-configs", tmp_path,
-                     "--configs", "8:16:1:16,4:32:2+2:16:1:1", "--repeats", "2")["rows"]
+                     "--configs", "8:16:1,4:32:2+2:16:1:1", "--repeats", "2")["rows"]
     assert [r["config"] for r in rows] == [
-        {"num_warps": 8, "BV": 16, "num_stages": 1, "BK": 16},
+        {"num_warps": 8, "BV": 16, "num_stages": 1},
         {"num_warps": 4, "BV": 32, "num_stages": 2, "forward": {"num_warps": 2, "BV": 16, "num_stages": 1,
                                                                 "split": True}}]
     for row in rows:
@@ -24,20 +24,15 @@ def test_smoke_run_writes_every_configuration(tmp_path):
 def test_chunk_kernel_settings_come_from_the_table_or_the_environment(monkeypatch):
     from linmem.kernels.ccq.triton_stats import ChunkSetting, _split_tiles
 
-    assert _split_tiles(128) == (128, 64, ChunkSetting(32, 4, 2), ChunkSetting(32, 8, 1, bk=64))
-    assert _split_tiles(20) == (32, 32, ChunkSetting(32, 8, 3), ChunkSetting(32, 8, 1, bk=32))
+    assert _split_tiles(128) == (128, 64, ChunkSetting(32, 4, 2), ChunkSetting(32, 8, 2))
+    assert _split_tiles(20) == (32, 32, ChunkSetting(32, 8, 3), ChunkSetting(32, 8, 3))
     monkeypatch.setenv("LINMEM_CCQ_CHUNK_WARPS", "4")
     monkeypatch.setenv("LINMEM_CCQ_CHUNK_BV", "64")
-    monkeypatch.setenv("LINMEM_CCQ_CHUNK_STAGES", "2")
-    monkeypatch.setenv("LINMEM_CCQ_CHUNK_BK", "32")
-    assert _split_tiles(128) == (128, 64, ChunkSetting(32, 4, 2), ChunkSetting(64, 4, 2, bk=32))
+    monkeypatch.setenv("LINMEM_CCQ_CHUNK_STAGES", "1")
+    assert _split_tiles(128) == (128, 64, ChunkSetting(64, 4, 1), ChunkSetting(64, 4, 1))
     monkeypatch.setenv("LINMEM_CCQ_FWD_SPLIT", "1")
     monkeypatch.setenv("LINMEM_CCQ_FWD_BV", "16")
-    assert _split_tiles(128) == (128, 64, ChunkSetting(16, 4, 2, True), ChunkSetting(64, 4, 2, bk=32))
-    monkeypatch.setenv("LINMEM_CCQ_CHUNK_BK", "24")
-    with pytest.raises(ValueError, match="LINMEM_CCQ_CHUNK_BK"):
-        _split_tiles(128)
-    monkeypatch.setenv("LINMEM_CCQ_CHUNK_BK", "32")
+    assert _split_tiles(128) == (128, 64, ChunkSetting(16, 4, 1, True), ChunkSetting(64, 4, 1))
     monkeypatch.delenv("LINMEM_CCQ_FWD_SPLIT")
     monkeypatch.delenv("LINMEM_CCQ_FWD_BV")
     with pytest.raises(ValueError, match="LINMEM_CCQ_CHUNK_BV"):

@@ -181,12 +181,9 @@ def test_diagonal_block_inverse_is_exact_on_long_chains():
 @cpu_only
 @pytest.mark.parametrize("chunk", [16, 32, 64])
 @pytest.mark.parametrize("with_lam", [False, True])
-@pytest.mark.parametrize("split", ["0", "1"], ids=["one-kernel", "three-kernels"])
-def test_wy_forward_matches_naive_at_every_chunk_size(monkeypatch, chunk, with_lam, split):
-    """The WY forward (its diagonal blocks of BT/4 inverted by squaring) at every chunk size, varlen with an empty
-    sequence, fwd and all gradients, GDN and Q-Delta; in both forms (wy_fwd_kernel, and the opt-in three kernels of
-    LINMEM_GDN_WY_FWD_SPLIT=1)."""
-    monkeypatch.setenv("LINMEM_GDN_WY_FWD_SPLIT", split)
+def test_wy_forward_matches_naive_at_every_chunk_size(chunk, with_lam):
+    """The WY forward's three kernels (A; its diagonal blocks of BT/4 inverted by squaring, joined; W and U) at every
+    chunk size, varlen with an empty sequence, fwd and all gradients, GDN and Q-Delta."""
     from linmem.kernels.qdelta.naive import naive_qdelta_rule
     from linmem.kernels.qdelta.triton_chunk import triton_qdelta_rule
 
@@ -246,12 +243,11 @@ def test_gpu_varlen_bf16():
 @needs_cuda
 @pytest.mark.parametrize("with_lam", [False, True])
 @pytest.mark.parametrize("dtype,tol_o,tol_g", [(torch.bfloat16, 5e-3, 1e-2), (torch.float32, 1e-4, 1e-3)])
-def test_gpu_wy_forward_split(monkeypatch, with_lam, dtype, tol_o, tol_g):
-    """The opt-in three-kernel WY forward (LINMEM_GDN_WY_FWD_SPLIT=1) at real sizes, varlen, GDN and Q-Delta."""
+def test_gpu_wy_forward_varlen(with_lam, dtype, tol_o, tol_g):
+    """The WY forward's three kernels at real sizes, varlen, GDN and Q-Delta, bf16 and fp32."""
     from linmem.kernels.qdelta.naive import naive_qdelta_rule
     from linmem.kernels.qdelta.triton_chunk import triton_qdelta_rule
 
-    monkeypatch.setenv("LINMEM_GDN_WY_FWD_SPLIT", "1")
     fn, ref, names = triton_gated_delta_rule, naive_gated_delta_rule, NAMES
     if with_lam:
         fn, ref, names = triton_qdelta_rule, naive_qdelta_rule, GATES + ("lam", "initial_state")

@@ -56,9 +56,9 @@ def test_wy_picks_the_fastest_deterministic_accurate_row():
 
 
 def test_command_line_prints_export_lines(tmp_path):
-    rows = [ccq_row({"num_warps": 8, "BV": 32, "num_stages": 3, "BK": 64}, 9.0)]
+    rows = [ccq_row({"num_warps": 8, "BV": 32, "num_stages": 3}, 9.0)]
     (tmp_path / "ccq-stats-configs-h200.json").write_text(json.dumps({"rows": rows}))
     run = subprocess.run([sys.executable, "benchmarks/pick_launch_settings.py", "--results", str(tmp_path),
                           "--gpu", "h200"], capture_output=True, text=True, check=True)
     assert run.stdout.splitlines() == ["export LINMEM_CCQ_CHUNK_WARPS=8", "export LINMEM_CCQ_CHUNK_BV=32",
-                                       "export LINMEM_CCQ_CHUNK_STAGES=3", "export LINMEM_CCQ_CHUNK_BK=64"]
+                                       "export LINMEM_CCQ_CHUNK_STAGES=3"]

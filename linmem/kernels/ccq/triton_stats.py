@@ -5,10 +5,9 @@ With unit keys k̂ and a scalar log decay g_t = log γ_t per head:
     q̃_t = q_t − λ_t (M_t q_t / z_t − μ_t (μ_t · q_t)),  μ_t = m_t / z_t (the μ term only with centring).
 Scalar-decay kernels (triton_stats_kernels.py): a light recurrence stores the statistics at chunk starts, and
 a chunk-parallel kernel computes q̃ (and the final M, z, m come from the recurrence).
-Backward (CCQStatsFunction): the elementwise part (u, z, m -> q̃) in one prep kernel; the forward recurrence
-again (the chunk-start M), the reverse recurrence (the chunk-end gradients and the initial-state gradients),
-then one chunk-parallel kernel gives M_tᵀ du_t (q's gradient through M), k̂'s gradient and the decay "writer"
-terms.
+Backward (CCQStatsFunction): the elementwise part (u, z, m -> q̃) in one prep kernel; M_tᵀ du_t (the q
+gradient through M) is the forward pass again with query du and initial state M0ᵀ; a reverse recurrence and
+two chunk-parallel kernels give k̂'s gradient, the decay "writer" terms and the initial-state gradients.
 The log-decay gradient is, per sequence,
     dg_j = sum_{t >= j} (du_t·u_t + dz_t z_t + dm_t·m_t − k̂_t·dk̂_t^{value} − zw_t)   (+ final-state terms),
 a reverse cumulative sum done in torch (float64 for varlen, where it runs across sequences).
@@ -24,9 +23,10 @@ import triton
 from ..backend import env_int
 from ..triton_layout import ChunkLayout
 from .triton_stats_kernels import (
-    ccq_stats_bwd_chunk_kernel,
+    ccq_stats_bwd_key_kernel,
     ccq_stats_bwd_prep_kernel,
     ccq_stats_bwd_state_kernel,
+    ccq_stats_bwd_value_kernel,
     ccq_stats_fwd_chunk_kernel,
     ccq_stats_fwd_state_kernel,
 )
@@ -54,13 +54,12 @@ def _buffer(shape, like: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
 
 
 class ChunkSetting(NamedTuple):
-    """Launch setting of a chunk-parallel statistic kernel."""
+    """Launch setting of chunk-parallel statistic kernels."""
 
-    bv: int  # width of the blocks its loop runs over (value blocks; the contracted key blocks in the backward)
+    bv: int  # value-block width
     warps: int
     stages: int  # software-pipelining depth
-    split: bool = False  # forward: one value block per program (a third grid axis) instead of a loop over them
-    bk: int = 0  # backward: the key coordinates one program writes (a third grid axis); 0 in the forward
+    split: bool = False  # one value block per program (a third grid axis) instead of a loop over them
 
 
 class Tiles(NamedTuple):
@@ -68,43 +67,36 @@ class Tiles(NamedTuple):
 
     kp: int  # the key dim padded to a power of two
     bv_state: int  # value-block width of the two recurrences
-    forward: ChunkSetting  # ccq_stats_fwd_chunk_kernel
-    backward: ChunkSetting  # ccq_stats_bwd_chunk_kernel
-
-
-def _power_of_two_up_to(name: str, value: int, kp: int) -> int:
-    if value not in (16, 32, 64, 128, 256) or value > kp:
-        raise ValueError(f"{name}: expected a power of two from 16 to {kp}, got {value}")
-    return value
+    forward: ChunkSetting  # the forward's chunk-parallel kernel (it also runs the backward's Mᵀdu pass)
+    backward: ChunkSetting  # the backward's two chunk-parallel kernels (they sum over value blocks: no split)
 
 
 def _chunk_setting(prefix: str, kp: int, default: ChunkSetting) -> ChunkSetting:
     setting = ChunkSetting(env_int(f"{prefix}_BV", default.bv), env_int(f"{prefix}_WARPS", default.warps),
                            env_int(f"{prefix}_STAGES", default.stages),
-                           bool(env_int(f"{prefix}_SPLIT", int(default.split))), env_int(f"{prefix}_BK", default.bk))
-    _power_of_two_up_to(f"{prefix}_BV", setting.bv, kp)
-    if default.bk:
-        _power_of_two_up_to(f"{prefix}_BK", setting.bk, kp)
+                           bool(env_int(f"{prefix}_SPLIT", int(default.split))))
+    if setting.bv not in (16, 32, 64, 128, 256) or setting.bv > kp:
+        raise ValueError(f"{prefix}_BV: expected a power of two from 16 to {kp}, got {setting.bv}")
     if setting.warps not in (1, 2, 4, 8, 16) or setting.stages < 1:
         raise ValueError(f"{prefix}_WARPS / _STAGES: got {setting.warps} warps, {setting.stages} stages")
     return setting
 
 
 def _split_tiles(K: int) -> Tiles:
-    """The fixed table, chosen from offline sm_90 builds (benchmarks/kernel_resources.py): wider blocks or deeper
-    pipelines need more shared memory than the H100/H200 have, or spill.
+    """The fixed table, chosen from offline sm_90 builds: wider blocks or deeper pipelines need more shared memory
+    than the H100/H200 have at K = 128 (245 KB for BV = 64 with 3 stages), or spill more.
 
     The environment overrides it at each call, so one GPU session can time the alternatives
-    (benchmarks/ccq_stats_configs.py): LINMEM_CCQ_CHUNK_BK, _BV, _WARPS and _STAGES set the backward's chunk
-    kernel, LINMEM_CCQ_FWD_BV, _WARPS, _STAGES and _SPLIT the forward's.
+    (benchmarks/ccq_stats_configs.py): LINMEM_CCQ_CHUNK_BV, _WARPS and _STAGES set every chunk-parallel kernel;
+    LINMEM_CCQ_FWD_BV, _WARPS, _STAGES and _SPLIT then override the forward's.
     """
     kp = _padded_k(K)
-    # The forward chunk kernel at 4 warps for wider heads (the statistic's fwd 1.56 -> 1.18 ms at B8 T4K H16 K128
-    # on the H200; a value block per program was slower: ccq-stats-configs-h200.json).
-    forward = _chunk_setting("LINMEM_CCQ_FWD", kp, ChunkSetting(kp, 8, 3) if kp <= 64 else ChunkSetting(32, 4, 2))
-    # The backward's chunk kernel: at 8 warps, 32-wide contracted blocks and no pipelining it does not spill at
-    # any K up to 256 with 32 key coordinates per program, and spills 72 bytes with 64.
-    backward = _chunk_setting("LINMEM_CCQ_CHUNK", kp, ChunkSetting(min(kp, 32), 8, 1, bk=min(kp, 64)))
+    bv, stages = (kp, 3) if kp <= 64 else (32, 2)
+    backward = _chunk_setting("LINMEM_CCQ_CHUNK", kp, ChunkSetting(bv, 8, stages))
+    # Wider heads: the forward chunk kernel at 4 warps (the statistic's fwd 1.56 -> 1.18 ms, fwd+bwd 6.76 -> 5.91 ms
+    # at B8 T4K H16 K128 on the H200; a value block per program was slower: ccq-stats-configs-h200.json).
+    forward_warps = env_int("LINMEM_CCQ_CHUNK_WARPS", 8 if kp <= 64 else 4)
+    forward = _chunk_setting("LINMEM_CCQ_FWD", kp, backward._replace(warps=forward_warps))
     return Tiles(kp, bv_state=kp if kp <= 64 else 64, forward=forward, backward=backward)
 
 
@@ -115,43 +107,38 @@ def _per_chunk_statistics(layout: ChunkLayout, H: int, K: int, like: torch.Tenso
     return _buffer((n, H, K, K), like), _buffer((n, H), like), _buffer((n, H, K), like) if center else None
 
 
-def _chunk_start_statistics(k, g, M0, z0, m0, layout: ChunkLayout, center: bool, store_final: bool,
-                            fp32_dots: bool):
-    """The recurrence alone (ccq_stats_fwd_state_kernel): (S_st, z_st, m_st) at every chunk start (the
-    _per_chunk_statistics buffers) and the finals (MT, zT, mT) or None."""
-    B, T, H, K = k.shape
+def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, save: bool, store_final: bool,
+                   add_u_to: torch.Tensor | None = None, dot_dtype: torch.dtype | None = None):
+    """-> out [B,T,H,K] (q̃ in q.dtype; or, given add_u_to (fp32), that tensor with u added), saved (u, z, m) or
+    None, finals or None.
+
+    dot_dtype: the precision of the matrix products (default q's dtype). The backward's Mᵀdu pass runs with an
+    fp32 query du but the inputs' dtype here: with fp32 ("ieee") products it was 4x slower than the forward.
+    """
+    dot_dtype = q.dtype if dot_dtype is None else dot_dtype
+    B, T, H, K = q.shape
     N = layout.n_seqs
     tiles = _split_tiles(K)
-    MT = _buffer((N, H, K, K), k) if store_final else None
-    zT = _buffer((N, H), k) if store_final else None
-    mT = _buffer((N, H, K), k) if store_final and center else None
-    S_st, z_st, m_st = _per_chunk_statistics(layout, H, K, k, center)
-    ccq_stats_fwd_state_kernel[(triton.cdiv(K, tiles.bv_state), N * H)](
-        k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, layout.cu_seqlens, layout.chunk_offsets, T,
-        layout.n_chunks, H=H, K=K, BT=layout.chunk_size, KP=tiles.kp, BV=tiles.bv_state, HAS_M0=M0 is not None,
-        HAS_Z0=z0 is not None, HAS_MM0=m0 is not None, CENTER=center, STORE_FINAL=store_final,
-        IS_VARLEN=layout.is_varlen, PREC=_prec(torch.float32 if fp32_dots else k.dtype), FP32_DOTS=fp32_dots,
-        num_warps=8)
-    return (S_st, z_st, m_st), ((MT, zT, mT) if store_final else None)
-
-
-def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, save: bool, store_final: bool):
-    """-> q̃ [B,T,H,K] (q.dtype), saved (u, z, m) or None, finals (MT, zT, mT) or None."""
-    B, T, H, K = q.shape
-    tiles = _split_tiles(K)
-    fp32_dots = q.dtype == torch.float32
-    (S_st, z_st, m_st), finals = _chunk_start_statistics(k, g, M0, z0, m0, layout, center, store_final, fp32_dots)
-    out = _buffer((B, T, H, K), q, q.dtype)
+    raw_u = add_u_to is not None
+    out = add_u_to if raw_u else _buffer((B, T, H, K), q, q.dtype)
     u_s = _buffer((B, T, H, K), q) if save else None
     z_s = _buffer((B, T, H), q) if save else None
     m_s = _buffer((B, T, H, K), q) if save and center else None
+    MT = _buffer((N, H, K, K), q) if store_final else None
+    zT = _buffer((N, H), q) if store_final else None
+    mT = _buffer((N, H, K), q) if store_final and center else None
+    flags = dict(H=H, K=K, BT=layout.chunk_size, KP=tiles.kp, CENTER=center, IS_VARLEN=layout.is_varlen,
+                 PREC=_prec(dot_dtype), FP32_DOTS=dot_dtype == torch.float32)
+    starts = dict(HAS_M0=M0 is not None, HAS_Z0=z0 is not None, HAS_MM0=m0 is not None, STORE_FINAL=store_final)
+    S_st, z_st, m_st = _per_chunk_statistics(layout, H, K, q, center)
+    ccq_stats_fwd_state_kernel[(triton.cdiv(K, tiles.bv_state), N * H)](
+        k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, layout.cu_seqlens, layout.chunk_offsets, T,
+        layout.n_chunks, **flags, BV=tiles.bv_state, **starts, num_warps=8)
     fwd = tiles.forward
     ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H, triton.cdiv(K, fwd.bv) if fwd.split else 1)](
         q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, layout.table, T, layout.n_chunks,
-        H=H, K=K, BT=layout.chunk_size, KP=tiles.kp, BV=fwd.bv, SPLIT=fwd.split, CENTER=center, SAVE=save,
-        IS_VARLEN=layout.is_varlen, PREC=_prec(q.dtype), FP32_DOTS=fp32_dots, num_warps=fwd.warps,
-        num_stages=fwd.stages)
-    return out, ((u_s, z_s, m_s) if save else None), finals
+        **flags, BV=fwd.bv, SPLIT=fwd.split, RAW_U=raw_u, SAVE=save, num_warps=fwd.warps, num_stages=fwd.stages)
+    return out, ((u_s, z_s, m_s) if save else None), ((MT, zT, mT) if store_final else None)
 
 
 def _reverse_cumsum_over_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -184,10 +171,8 @@ def _add_at_last_token(x: torch.Tensor, per_seq: torch.Tensor, layout: ChunkLayo
     return x.index_add(1, last, torch.where(nonempty, per_seq, 0).unsqueeze(0))
 
 
-def _chunk_gradients(q, k, g, du, dz, dm, dq, S_st, dMT, dzT, dmT, layout: ChunkLayout, center: bool,
-                     store_d0: bool):
-    """Everything the statistics pass back to q (through M, added to dq in place), k̂ and the decay, given du, dz, dm
-    (fp32, per token), the chunk-start statistics S_st and the final-state gradients.
+def _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, center: bool, store_d0: bool):
+    """Gradients through the statistics' keys, given du, dz, dm (fp32, per token) and the final-state grads.
 
     -> dk [B, T, H, K] in k's dtype, writer [B, T, H] (the writer part of the log-decay gradient: the z writes
     and k̂ · dk̂ through the values), and dM0, dz0, dm0 when store_d0 (else None).
@@ -195,6 +180,8 @@ def _chunk_gradients(q, k, g, du, dz, dm, dq, S_st, dMT, dzT, dmT, layout: Chunk
     B, T, H, K = q.shape
     N = layout.n_seqs
     tiles = _split_tiles(K)
+    dk_val = _buffer((B, T, H, K), q)
+    writer = _buffer((B, T, H), q)
     dM0 = _buffer((N, H, K, K), q) if store_d0 else None
     dz0 = _buffer((N, H), q) if store_d0 else None
     dm0 = _buffer((N, H, K), q) if store_d0 and center else None
@@ -206,14 +193,16 @@ def _chunk_gradients(q, k, g, du, dz, dm, dq, S_st, dMT, dzT, dmT, layout: Chunk
     ccq_stats_bwd_state_kernel[(triton.cdiv(K, tiles.bv_state), N * H)](
         q, g, du, dz, dm, *finals, dS_st, dz_st, dm_st, dM0, dz0, dm0, layout.cu_seqlens, layout.chunk_offsets,
         T, layout.n_chunks, **dict(flags, BV=tiles.bv_state), **has, num_warps=8)
-    bwd = tiles.backward
-    n_key_blocks = triton.cdiv(K, bwd.bk)
+    grid = (layout.slot_grid, B * H)
+    flags = dict(flags, BV=tiles.backward.bv)
+    launch = dict(num_warps=tiles.backward.warps, num_stages=tiles.backward.stages)
+    ccq_stats_bwd_value_kernel[grid](q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val, writer, layout.table, T,
+                                     layout.n_chunks, **flags, **launch)
     dk = _buffer((B, T, H, K), q, k.dtype)
-    writer_part = _buffer((B, T, H, n_key_blocks), q)
-    ccq_stats_bwd_chunk_kernel[(layout.slot_grid, B * H, n_key_blocks)](
-        q, k, g, du, dz, dm, S_st, dS_st, dz_st, dm_st, dq, dk, writer_part, layout.table, T, layout.n_chunks,
-        **flags, BK=bwd.bk, BV=bwd.bv, num_warps=bwd.warps, num_stages=bwd.stages)
-    return dk, writer_part.sum(-1), dM0, dz0, dm0
+    flags.pop("CENTER")
+    ccq_stats_bwd_key_kernel[grid](q, k, g, du, dS_st, dk_val, dk, layout.table, T, layout.n_chunks, **flags,
+                                   **launch)
+    return dk, writer, dM0, dz0, dm0
 
 
 class CCQStatsFunction(torch.autograd.Function):
@@ -246,12 +235,12 @@ class CCQStatsFunction(torch.autograd.Function):
         ccq_stats_bwd_prep_kernel[(triton.cdiv(B * T, prep_rows), H)](
             dqt, q, lam, u, z, m, du, dz, dm, dq, dlam, reader, B * T,
             H=H, K=K, BT=prep_rows, KP=kp, CENTER=center, num_warps=4)
-        # the forward's chunk-start statistics again (only M is read: q's gradient through M is M_tᵀ du_t)
-        (S_st, _, _), _ = _chunk_start_statistics(k, g, M0, None, None, layout, center=False, store_final=False,
-                                                  fp32_dots=q.dtype == torch.float32)
+        # q's gradient through M: M_tᵀ du_t, i.e. the forward statistics with query du and state M0ᵀ
+        M0t = M0.transpose(-1, -2).contiguous() if M0 is not None else None
+        _stats_forward(du, k, g, lam, M0t, None, None, layout, center=False, save=False, store_final=False,
+                       add_u_to=dq, dot_dtype=q.dtype)
         store_d0 = any(x is not None for x in (M0, z0, m0))
-        dk, writer, dM0, dz0, dm0 = _chunk_gradients(q, k, g, du, dz, dm, dq, S_st, dMT, dzT, dmT, layout, center,
-                                                     store_d0)
+        dk, writer, dM0, dz0, dm0 = _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout, center, store_d0)
         dG = reader - writer
         final = torch.zeros(N, H, device=q.device, dtype=torch.float32)
         for d, x in ((dMT, MT), (dzT, zT), (dmT, mT)):

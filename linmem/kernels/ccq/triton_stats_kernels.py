@@ -11,9 +11,8 @@ Forward: ccq_stats_fwd_state_kernel runs only the recurrence of the state (one p
 and column block, the state in registers) and stores it at every chunk start; ccq_stats_fwd_chunk_kernel
 then takes one chunk per program and writes every token's output.
 Reverse: ccq_stats_bwd_state_kernel runs only the recurrence of the state gradient dS [K, BV]
-(dS_T = dM_Tᵀ) backwards and stores it at every chunk end; ccq_stats_bwd_chunk_kernel then takes one chunk
-and one block of key coordinates per program and writes q's gradient through M, k̂'s whole gradient and the
-decay's writer terms (one kernel in place of three passes, each recomputing products the others had).
+(dS_T = dM_Tᵀ) backwards and stores it at every chunk end; ccq_stats_bwd_value_kernel and
+ccq_stats_bwd_key_kernel then take one chunk per program.
 (One sequential kernel per direction did everything before; on the H200 it was no faster, spilled at
 K = 128 and did not fit in shared memory at K = 256, so it was removed.)
 """
@@ -142,11 +141,13 @@ def ccq_stats_fwd_state_kernel(k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, c
 @triton.jit
 def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, table, T, NT,
                                H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
-                               BV: tl.constexpr, SPLIT: tl.constexpr, CENTER: tl.constexpr, SAVE: tl.constexpr,
-                               IS_VARLEN: tl.constexpr, PREC: tl.constexpr, FP32_DOTS: tl.constexpr):
+                               BV: tl.constexpr, SPLIT: tl.constexpr, CENTER: tl.constexpr, RAW_U: tl.constexpr,
+                               SAVE: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
+                               FP32_DOTS: tl.constexpr):
     """Grid (slots, B*H, cdiv(K, BV) if SPLIT else 1), one chunk per program (and one value block with SPLIT),
     from the chunk-start statistics of ccq_stats_fwd_state_kernel: u, z, m per token and out = q̃ for the chunk's
-    tokens (module docstring). FP32_DOTS: fp32 products, else in k's dtype.
+    tokens (module docstring); RAW_U: out += u instead (the backward adds M_tᵀ du_t to q's gradient this way).
+    FP32_DOTS: fp32 products, else in k's dtype (also when q is an fp32 gradient).
     """
     i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
     if FP32_DOTS:
@@ -180,10 +181,13 @@ def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_
         if CENTER:
             m_blk = tl.load(m_st + at * K + cv, mask=tl.where(live, cv < K, False), other=0.0)
             mv = eb[:, None] * m_blk[None, :] + _mm(D, kv, DT, PREC)
-        sig = u / z[:, None]
-        if CENTER:
-            sig -= mv * (mq / (z * z))[:, None]
-        _put(out, _tile(q, rows, rm, i_h, H, K, cv) - lt[:, None] * sig, rows, rm, i_h, H, K, cv)
+        if RAW_U:
+            _put(out, _tile(out, rows, rm, i_h, H, K, cv) + u, rows, rm, i_h, H, K, cv)
+        else:
+            sig = u / z[:, None]
+            if CENTER:
+                sig -= mv * (mq / (z * z))[:, None]
+            _put(out, _tile(q, rows, rm, i_h, H, K, cv) - lt[:, None] * sig, rows, rm, i_h, H, K, cv)
         if SAVE:
             _put(u_s, u, rows, rm, i_h, H, K, cv)
             if CENTER:
@@ -236,64 +240,55 @@ def ccq_stats_bwd_state_kernel(q, g, du, dz, dm, dMT, dzT, dmT, dS_st, dz_st, dm
 
 
 @triton.jit
-def _row_major_block(st, at, rr, cc, live, K: tl.constexpr):
-    """Block [rows rr, columns cc] of the row-major [K, K] matrix stored at state index `at` (for S_st that is M,
-    for dS_st the gradient of M), fp32; zeros for a program whose chunk has no tokens."""
-    return tl.load(st + at * K * K + rr[:, None] * K + cc[None, :],
-                   mask=tl.where(live, (rr < K)[:, None] & (cc < K)[None, :], False), other=0.0)
+def ccq_stats_bwd_value_kernel(q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val, writer, table, T, NT,
+                               H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
+                               BV: tl.constexpr, CENTER: tl.constexpr, IS_VARLEN: tl.constexpr,
+                               PREC: tl.constexpr):
+    """Grid (slots, B*H), one chunk per program, from the chunk-end gradients of ccq_stats_bwd_state_kernel:
+        dk_val[blk] = (D ∘ Q K̂ᵀ)ᵀ du_blk + w ∘ (K̂ dS_blk) [+ Dᵀ dm_blk + w dm_end[blk]]   (k̂ as the value of u)
+        writer = Dᵀ dz + w dz_end + k̂ · dk_val                        (the writer part of the log-decay gradient)
+    """
+    i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
+    ck = tl.arange(0, KP)
+    one = tl.arange(0, 1)
+    kt = _tile(k, rows, rm, i_h, H, K, ck)
+    D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
+    A = _mm(_tile(q, rows, rm, i_h, H, K, ck), tl.trans(kt), k.dtype.element_ty, PREC) * D  # exact in k's dtype
+    dzt = tl.load(dz + rows * H + i_h, mask=rm, other=0.0)
+    dz_end = tl.sum(tl.load(dz_st + at + one, mask=tl.where(live, one == 0, False), other=0.0), 0)
+    wr = tl.sum(D * dzt[:, None], 0) + w * dz_end
+    for vb in range(0, tl.cdiv(K, BV)):
+        cv = vb * BV + tl.arange(0, BV)
+        duv = _tile(du, rows, rm, i_h, H, K, cv)
+        dSb = _stat_block(dS_st, at, ck, cv, live, K)
+        dkv = _mm(tl.trans(A), duv, tl.float32, PREC) + w[:, None] * _mm(kt, dSb, tl.float32, PREC)
+        if CENTER:
+            dm_end = tl.load(dm_st + at * K + cv, mask=tl.where(live, cv < K, False), other=0.0)
+            dkv += _mm(tl.trans(D), _tile(dm, rows, rm, i_h, H, K, cv), tl.float32, PREC) + w[:, None] * dm_end[None, :]
+        wr += tl.sum(_tile(k, rows, rm, i_h, H, K, cv) * dkv, 1)
+        _put(dk_val, dkv, rows, rm, i_h, H, K, cv)
+    tl.store(writer + rows * H + i_h, wr, mask=rm)
 
 
 @triton.jit
-def ccq_stats_bwd_chunk_kernel(q, k, g, du, dz, dm, S_st, dS_st, dz_st, dm_st, dq, dk, writer_part, table, T, NT,
-                               H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
-                               BK: tl.constexpr, BV: tl.constexpr, CENTER: tl.constexpr, IS_VARLEN: tl.constexpr,
-                               PREC: tl.constexpr):
-    """Grid (slots, B*H, cdiv(K, BK)): one chunk and one block kb of BK key coordinates per program, every
-    chunk-local part of the statistic's backward. With M_s the chunk-start statistic (S_st), dM_e the chunk-end
-    gradient (dS_st), A = D ∘ Q K̂ᵀ and P = D ∘ dU K̂ᵀ (full contractions, recomputed by each key block's program):
-        dq[:, kb]    += e^b ∘ (dU M_s[:, kb]) + P K̂[:, kb]          (M_tᵀ du_t, added to the direct part)
-        dk_val[:, kb] = Aᵀ dU[:, kb] + w ∘ (K̂ dM_e[kb, :]ᵀ) [+ Dᵀ dm[:, kb] + w dm_e[kb]]   (k̂ as the value of u)
-        dk[:, kb]     = dk_val[:, kb] + Pᵀ Q[:, kb] + w ∘ (K̂ dM_e[:, kb])                   (and as its key)
-        writer_part[.., kb] = k̂[:, kb] · dk_val[:, kb] (+ Dᵀ dz + w dz_e in block 0); the host sums over kb
-    The loop runs over BV-wide blocks of the contracted key coordinates.
+def ccq_stats_bwd_key_kernel(q, k, g, du, dS_st, dk_val, dk, table, T, NT,
+                             H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
+                             BV: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+    """Grid (slots, B*H), one chunk per program: k̂'s whole gradient dk (in dk's dtype) = dk_val plus
+        dk_key = sum_blk [(D ∘ du_blk k_blkᵀ)ᵀ Q + w ∘ (k_blk dS_blkᵀ)]      (k̂ as the key of u)
     """
     i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
-    i_kb = tl.program_id(2)
-    cb = i_kb * BK + tl.arange(0, BK)
+    ck = tl.arange(0, KP)
+    qt = _tile(q, rows, rm, i_h, H, K, ck)
     D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
-    A = tl.zeros([BT, BT], tl.float32)
-    P = tl.zeros([BT, BT], tl.float32)
-    dq_inter = tl.zeros([BT, BK], tl.float32)
-    dkv_inter = tl.zeros([BT, BK], tl.float32)
-    dkk_inter = tl.zeros([BT, BK], tl.float32)
+    dkk = tl.zeros([BT, KP], tl.float32)
     for vb in range(0, tl.cdiv(K, BV)):
         cv = vb * BV + tl.arange(0, BV)
         kv = _tile(k, rows, rm, i_h, H, K, cv)
-        duv = _tile(du, rows, rm, i_h, H, K, cv)
-        A += _mm(_tile(q, rows, rm, i_h, H, K, cv), tl.trans(kv), k.dtype.element_ty, PREC)  # exact in k's dtype
-        P += _mm(duv, tl.trans(kv), tl.float32, PREC)
-        dq_inter += _mm(duv, _row_major_block(S_st, at, cv, cb, live, K), tl.float32, PREC)
-        dkv_inter += _mm(kv, _stat_block(dS_st, at, cv, cb, live, K), tl.float32, PREC)
-        dkk_inter += _mm(kv, _row_major_block(dS_st, at, cv, cb, live, K), tl.float32, PREC)
-    A = A * D
-    P = P * D
-    kb = _tile(k, rows, rm, i_h, H, K, cb)
-    dub = _tile(du, rows, rm, i_h, H, K, cb)
-    dq_new = eb[:, None] * dq_inter + _mm(P, kb, tl.float32, PREC)
-    _put(dq, _tile(dq, rows, rm, i_h, H, K, cb) + dq_new, rows, rm, i_h, H, K, cb)
-    dkv = _mm(tl.trans(A), dub, tl.float32, PREC) + w[:, None] * dkv_inter
-    if CENTER:
-        dm_end = tl.load(dm_st + at * K + cb, mask=tl.where(live, cb < K, False), other=0.0)
-        dkv += _mm(tl.trans(D), _tile(dm, rows, rm, i_h, H, K, cb), tl.float32, PREC) + w[:, None] * dm_end[None, :]
-    wr = tl.sum(kb * dkv, 1)
-    if i_kb == 0:
-        dzt = tl.load(dz + rows * H + i_h, mask=rm, other=0.0)
-        one = tl.arange(0, 1)
-        dz_end = tl.sum(tl.load(dz_st + at + one, mask=tl.where(live, one == 0, False), other=0.0), 0)
-        wr += tl.sum(D * dzt[:, None], 0) + w * dz_end
-    tl.store(writer_part + (rows * H + i_h) * tl.cdiv(K, BK) + i_kb, wr, mask=rm)
-    dk_b = dkv + _mm(tl.trans(P), _tile(q, rows, rm, i_h, H, K, cb), tl.float32, PREC) + w[:, None] * dkk_inter
-    _put(dk, dk_b, rows, rm, i_h, H, K, cb)
+        dSb = _stat_block(dS_st, at, ck, cv, live, K)
+        P = _mm(_tile(du, rows, rm, i_h, H, K, cv), tl.trans(kv), tl.float32, PREC) * D
+        dkk += _mm(tl.trans(P), qt, tl.float32, PREC) + w[:, None] * _mm(kv, tl.trans(dSb), tl.float32, PREC)
+    _put(dk, dkk + _tile(dk_val, rows, rm, i_h, H, K, ck), rows, rm, i_h, H, K, ck)
 
 
 @triton.jit

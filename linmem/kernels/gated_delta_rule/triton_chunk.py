@@ -15,11 +15,10 @@ import triton
 
 from ..triton_layout import ChunkLayout
 from .triton_config import (_dot_precision, _num_warps, _pow2, _stages, _state_tiles, _wy_bwd_config,
-                            _wy_fwd_block, _wy_fwd_split)
+                            _wy_fwd_block, _wy_fwd_warps)
 from .triton_output import output_dqk_kernel, output_dv_kernel, output_fwd_kernel
 from .triton_state import state_bwd_kernel, state_fwd_kernel
-from .triton_wy import (wy_A_kernel, wy_bwd_gates_kernel, wy_bwd_keys_kernel, wy_fwd_kernel, wy_solve_kernel,
-                        wy_wu_kernel)
+from .triton_wy import wy_A_kernel, wy_bwd_gates_kernel, wy_bwd_keys_kernel, wy_solve_kernel, wy_wu_kernel
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # Chunk length. Fixed at 64 on GPUs (the sub-block inverse uses BT/4 = 16 rows, the tensor-core minimum);
@@ -41,19 +40,13 @@ def _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, la
     lam_arg = lam if lam is not None else beta
     bk, bv = min(_wy_fwd_block(), _pow2(K)), min(64, _pow2(V))
     flags = dict(H=H, BT=BT, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_stages=_stages(dt))
-    split, split_warps = _wy_fwd_split()
-    if split:
-        grid = (layout.slot_grid, B * H)
-        wy_A_kernel[grid](q, k, g, beta, lam_arg, gc, tm, table, T_arg, NT, K=K, BK=bk, HAS_LAM=lam is not None,
-                          num_warps=split_warps, **flags)
-        wy_solve_kernel[grid](tm, table, T_arg, NT, num_warps=split_warps, **flags)
-        wy_wu_kernel[(triton.cdiv(K, bk) + triton.cdiv(V, bv), layout.slot_grid, B * H)](
-            q, k, v, beta, lam_arg, gc, tm, w, u, table, T_arg, NT, K=K, V=V, BK=bk, BV=bv, HAS_LAM=lam is not None,
-            num_warps=split_warps, **flags)
-    else:
-        wy_fwd_kernel[(layout.slot_grid, B * H)](
-            q, k, v, g, beta, lam_arg, gc, tm, w, u, table, T_arg, NT, K=K, V=V, BK=bk, BV=bv,
-            HAS_LAM=lam is not None, num_warps=_num_warps(), **flags)
+    wy_warps, grid = _wy_fwd_warps(), (layout.slot_grid, B * H)
+    wy_A_kernel[grid](q, k, g, beta, lam_arg, gc, tm, table, T_arg, NT, K=K, BK=bk, HAS_LAM=lam is not None,
+                      num_warps=wy_warps, **flags)
+    wy_solve_kernel[grid](tm, table, T_arg, NT, num_warps=wy_warps, **flags)
+    wy_wu_kernel[(triton.cdiv(K, bk) + triton.cdiv(V, bv), layout.slot_grid, B * H)](
+        q, k, v, beta, lam_arg, gc, tm, w, u, table, T_arg, NT, K=K, V=V, BK=bk, BV=bv, HAS_LAM=lam is not None,
+        num_warps=wy_warps, **flags)
     h = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=dt)
     vnew = torch.empty(B, T, H, V, device=dev, dtype=dt)
     final = torch.empty(layout.n_seqs, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None

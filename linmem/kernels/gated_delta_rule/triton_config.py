@@ -60,24 +60,20 @@ WY_BWD_KEYS_NUM_WARPS = 4
 WY_BWD_GATES_BLOCK = 16
 WY_BWD_KEYS_BLOCK = 32
 
-#: Key block of the WY forward (LINMEM_GDN_WY_FWD_BLOCK overrides it). At 64 Q-Delta's build keeps a 160 B stack at
-#: 8 warps, at 32 neither GDN's nor Q-Delta's has one (offline sm_90, Triton 3.6); on the H200 the forward takes
-#: 1.28 ms instead of 1.38 (GDN, T 2K; benchmarks/results/h200-2026-12-03-blocks).
+#: Key block of the WY forward (LINMEM_GDN_WY_FWD_BLOCK overrides it). Chosen for the earlier one-kernel forward
+#: (at 64 Q-Delta's build kept a 160 B stack, at 32 none; 1.28 against 1.38 ms on the H200,
+#: benchmarks/results/h200-2026-12-03-blocks); the three kernels build without a stack at 32 (offline sm_90).
 WY_FWD_BLOCK = 32
 
 
-#: 1: the WY forward as three kernels (wy_A_kernel, wy_solve_kernel, wy_wu_kernel) instead of wy_fwd_kernel, at
-#: WY_FWD_SPLIT_WARPS warps. Off until timed on a GPU (LINMEM_GDN_WY_FWD_SPLIT and LINMEM_GDN_WY_FWD_SPLIT_WARPS
-#: override them at each call): wy_fwd takes 0.84 ms of GDN's 4.39 ms fwd+bwd at B8 T4K on the H200, about four
-#: times its I/O, and its 242 registers per thread at 8 warps leave one program per SM.
-WY_FWD_SPLIT = 0
-WY_FWD_SPLIT_WARPS = 4
+#: Warps of the three WY forward kernels (LINMEM_GDN_WY_FWD_WARPS overrides it). GDN fwd+bwd at B16 T2K on the
+#: H200, in one run that shared the GPU with a background compile: 3.96 ms at 4 warps, 4.11 at 8
+#: (benchmarks/results/h200-2026-12-03-wy-split).
+WY_FWD_NUM_WARPS = 4
 
 
-def _wy_fwd_split() -> tuple[bool, int]:
-    """(whether the WY forward runs as three kernels, their warps)."""
-    return bool(env_int("LINMEM_GDN_WY_FWD_SPLIT", WY_FWD_SPLIT)), env_int("LINMEM_GDN_WY_FWD_SPLIT_WARPS",
-                                                                            WY_FWD_SPLIT_WARPS)
+def _wy_fwd_warps() -> int:
+    return env_int("LINMEM_GDN_WY_FWD_WARPS", WY_FWD_NUM_WARPS)
 
 
 def _wy_fwd_block() -> int:

@@ -161,36 +161,10 @@ def _wy_u_block(v, b, tm, u_out, tok, m, i_h, offs_v, H: tl.constexpr, V: tl.con
     store_rows(u_out, tl.dot(tm, y, input_precision=DOT_PREC), tok, m, i_h, H, V, offs_v)
 
 
-@triton.jit
-def wy_fwd_kernel(
-    q, k, v, g, beta, lam, gc_out, t_out, w_out, u_out, chunk_table, T, NT,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
-    BV: tl.constexpr, HAS_LAM: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
-):
-    """Grid (chunk slots, B*H). Writes G (fp32), T (fp32 [*, H, BT]), W, U.
-
-    A, W and U are whole-chunk [BT, *] products (one tensor-core dot per key/value block). The inverse
-    works on BC x BC sub-blocks, which need A split into blocks: A goes through the program's own rows
-    of t_out (scratch, later overwritten by T) with barriers between the write and the reads.
-    """
-    i_c, i_bh = tl.program_id(0), tl.program_id(1)
-    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
-    a, gk, b, lr = _wy_gated_A(q, k, g, beta, lam, gc_out, tok, m, r, i_h, H, K, BT, BK, HAS_LAM, DOT_PREC)
-    store_rows(t_out, a, tok, m, i_h, H, BT, r)
-    tl.debug_barrier()
-    _wy_invert_in_place(t_out, t0, t1, i_h, H, BT, DOT_PREC)
-    tl.debug_barrier()
-    tm = load_rows(t_out, tok, m, i_h, H, BT, r).to(k.dtype.element_ty)
-    s = b * tl.where(m, tl.exp(gk), 0.0)
-    for i_k in range(0, tl.cdiv(K, BK)):
-        _wy_w_block(q, k, lr, s, tm, w_out, tok, m, i_h, i_k * BK + tl.arange(0, BK), H, K, HAS_LAM, DOT_PREC)
-    for i_v in range(0, tl.cdiv(V, BV)):
-        _wy_u_block(v, b, tm, u_out, tok, m, i_h, i_v * BV + tl.arange(0, BV), H, V, DOT_PREC)
-
-
-# The same forward as three kernels (opt-in, triton_config.WY_FWD_SPLIT): wy_fwd_kernel holds a whole chunk per
-# 8-warp program (242 registers per thread on sm_90: one program per SM); these smaller programs can share an SM, and
-# W and U get one program per key or value block.
+# The forward runs as three kernels: A (wy_A_kernel), the block inverse in place (wy_solve_kernel), then W and U with
+# one program per key or value block (wy_wu_kernel). One 8-warp program per chunk doing all three (242 registers per
+# thread on sm_90: one program per SM) took GDN's forward 1.365 ms at B16 T2K on the H200 against 1.097 for these
+# (benchmarks/results/h200-2026-12-03-ccq-bwd/gdn-*).
 
 @triton.jit
 def wy_A_kernel(q, k, g, beta, lam, gc_out, t_out, chunk_table, T, NT, H: tl.constexpr, K: tl.constexpr,
