@@ -39,10 +39,16 @@ class CCQReadMixin:
 
     def ccq_lambda(self, q: torch.Tensor) -> torch.Tensor:
         """q [B, T, H, d_k] -> lambda [B, T, H] float32 in [0, 1] (also under autocast, which would run the
-        contraction in bf16/fp16)."""
-        with torch.autocast(q.device.type, enabled=False):
-            logits = torch.einsum("bthd,hd->bth", upcast(q), upcast(self.ccq_w)) + upcast(self.ccq_b)
-            return upcast(self.ccq_scale).clamp(0.0, 1.0) * torch.sigmoid(logits)
+        contraction in bf16/fp16). The autocast-off block is entered only under autocast, so compiled training
+        without autocast traces the same graph as before it existed."""
+        if torch.is_autocast_enabled(q.device.type):
+            with torch.autocast(q.device.type, enabled=False):
+                return self._float32_lambda(q)
+        return self._float32_lambda(q)
+
+    def _float32_lambda(self, q: torch.Tensor) -> torch.Tensor:
+        logits = torch.einsum("bthd,hd->bth", upcast(q), upcast(self.ccq_w)) + upcast(self.ccq_b)
+        return upcast(self.ccq_scale).clamp(0.0, 1.0) * torch.sigmoid(logits)
 
 
 class CCQGatedDeltaNetMixer(CCQReadMixin, GatedDeltaNetMixer):
