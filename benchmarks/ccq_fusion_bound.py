@@ -73,9 +73,9 @@ def measure_pair(ccq_op: str, backbone_op: str, shape: tuple, smoke: bool) -> di
     for t in x.values():
         t.requires_grad_(True)
     with K.use_backend("triton"):
-        row["ccq_fwdbwd_ms"] = time_ms(fwd_bwd_call(ccq, x, torch.randn_like(ccq(**x)[0])))
-        row["backbone_fwdbwd_ms"] = time_ms(fwd_bwd_call(backbone, {"q": x["q"], **rest},
-                                                          torch.randn_like(ccq(**x)[0])))
+        grad_out = torch.randn_like(ccq(**x)[0])  # the CCQ op's output and the backbone's have one shape
+        row["ccq_fwdbwd_ms"] = time_ms(fwd_bwd_call(ccq, x, grad_out))
+        row["backbone_fwdbwd_ms"] = time_ms(fwd_bwd_call(backbone, {"q": x["q"], **rest}, grad_out))
         stat_inputs = {"q": x["q"], "k": keys.detach().to(x["q"].dtype).requires_grad_(True),
                        "g": log_gamma.detach().requires_grad_(True), "lam": x["lam"]}
         row["statistic_fwdbwd_ms"] = time_ms(fwd_bwd_call(

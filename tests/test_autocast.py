@@ -13,6 +13,8 @@ test_autocast_bf16_training_step_on_triton asks the same in bf16 of the compiled
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -24,12 +26,19 @@ from .variants import VARIANTS, make_model
 LOSS_TOL, GRAD_TOL = 1e-3, 5e-2
 
 
-def train_step(model, ids: torch.Tensor, autocast: bool):
+def train_step(model, ids: torch.Tensor, autocast: bool, dtype: torch.dtype = torch.bfloat16,
+               backend: str | None = None):
+    """-> (output, {name: gradient}); backend None: the one in force (LINMEM_KERNEL_BACKEND or auto)."""
     model.zero_grad(set_to_none=True)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with use_backend(backend) if backend else contextlib.nullcontext(), \
+            torch.autocast("cpu", dtype=dtype, enabled=autocast):
         out = model(ids, labels=ids)
     out.loss.backward()
     return out, {n: p.grad for n, p in model.named_parameters()}
+
+
+def whole_gradient(grads: dict) -> torch.Tensor:
+    return torch.cat([grad.flatten() for grad in grads.values()])
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -42,9 +51,7 @@ def test_autocast_bf16_training_step(name):
     assert relative_rms(out.loss, ref.loss) <= LOSS_TOL
     for param_name, grad in grads.items():
         assert grad is not None and grad.dtype == torch.float32 and torch.isfinite(grad).all(), param_name
-    whole = torch.cat([grad.flatten() for grad in grads.values()])
-    ref_whole = torch.cat([ref_grads[param_name].flatten() for param_name in grads])
-    assert relative_rms(whole, ref_whole) <= GRAD_TOL
+    assert relative_rms(whole_gradient(grads), whole_gradient(ref_grads)) <= GRAD_TOL
 
 
 def test_ccq_lambda_is_float32_under_autocast():
@@ -66,10 +73,7 @@ def test_triton_kernels_under_fp16_autocast_add_no_error(name):
     ids = torch.randint(3, model.config.vocab_size, (2, 150), generator=torch.Generator().manual_seed(1))
 
     def gradient(backend: str, autocast: bool) -> torch.Tensor:
-        model.zero_grad(set_to_none=True)
-        with use_backend(backend), torch.autocast("cpu", dtype=torch.float16, enabled=autocast):
-            model(ids, labels=ids).loss.backward()
-        return torch.cat([p.grad.flatten() for p in model.parameters()])
+        return whole_gradient(train_step(model, ids, autocast, torch.float16, backend)[1])
 
     reference = gradient("torch", autocast=False)
     triton_error = relative_rms(gradient("triton", autocast=True), reference)

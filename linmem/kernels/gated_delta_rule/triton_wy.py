@@ -98,11 +98,19 @@ def _store_block_row(t_io, tok, m, i_h, H: tl.constexpr, BT: tl.constexpr, BC: t
     store_rows(t_io, b3, tok, m, i_h, H, BT, 3 * BC + rc)
 
 
+# The forward runs as three kernels: A (wy_A_kernel), the block inverse in place (wy_solve_kernel), then W and U with
+# one program per key or value block (wy_wu_kernel). One 8-warp program per chunk doing all three (242 registers per
+# thread on sm_90: one program per SM) took GDN's forward 1.365 ms at B16 T2K on the H200 against 1.097 for these
+# (benchmarks/results/h200-2026-12-03-ccq-bwd/gdn-*).
+
 @triton.jit
-def _wy_gated_A(q, k, g, beta, lam, gc_out, tok, m, r, i_h, H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr,
-                BK: tl.constexpr, HAS_LAM: tl.constexpr, DOT_PREC: tl.constexpr):
-    """A = strict_lower(diag(beta) (Gamma o X K^T)) of the chunk's rows, fp32 [BT, BT]; writes G to gc_out.
-    -> (A, G, beta, lam) of the rows (fp32)."""
+def wy_A_kernel(q, k, g, beta, lam, gc_out, t_out, chunk_table, T, NT, H: tl.constexpr, K: tl.constexpr,
+                BT: tl.constexpr, BK: tl.constexpr, HAS_LAM: tl.constexpr, IS_VARLEN: tl.constexpr,
+                DOT_PREC: tl.constexpr):
+    """Grid (chunk slots, B*H). Writes G (fp32) and A = strict_lower(diag(beta) (Gamma o X K^T)) into t_out
+    (fp32 [*, H, BT]), where wy_solve_kernel inverts it."""
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
     dt = k.dtype.element_ty
     gk = tl.cumsum(load_gate(g, tok, m, i_h, H), 0)
     tl.store(gc_out + tok * H + i_h, gk, mask=m)
@@ -115,13 +123,17 @@ def _wy_gated_A(q, k, g, beta, lam, gc_out, tok, m, r, i_h, H: tl.constexpr, K: 
         a += tl.dot(xr.to(dt), tl.trans(kr.to(dt)), input_precision=DOT_PREC)
     strict = (r[:, None] > r[None, :]) & m[:, None] & m[None, :]
     a = tl.where(strict, a * b[:, None] * tl.exp(tl.where(strict, gk[:, None] - gk[None, :], 0.0)), 0.0)
-    return a, gk, b, lr
+    store_rows(t_out, a, tok, m, i_h, H, BT, r)
 
 
 @triton.jit
-def _wy_invert_in_place(t_io, t0, t1, i_h, H: tl.constexpr, BT: tl.constexpr, DOT_PREC: tl.constexpr):
-    """Replace the chunk's A in t_io (rows t0 .. t1) by T = (I + A)^-1, by blocks (_inv_unit_lower, _invert_blocks).
-    The program's own rows of t_io are scratch: every read of A is done (barrier) before T overwrites it."""
+def wy_solve_kernel(t_io, chunk_table, T, NT, H: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr,
+                    DOT_PREC: tl.constexpr):
+    """Grid (chunk slots, B*H). The chunk's A -> T = (I + A)^-1 in place, by blocks (_inv_unit_lower,
+    _invert_blocks). The program's own rows of t_io are scratch: every read of A is done (barrier) before T
+    overwrites it."""
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
     BC: tl.constexpr = BT // 4
     rc = tl.arange(0, BC)
     tk0, tk1, tk2, tk3 = t0 + rc, t0 + BC + rc, t0 + 2 * BC + rc, t0 + 3 * BC + rc
@@ -146,62 +158,26 @@ def _wy_invert_in_place(t_io, t0, t1, i_h, H: tl.constexpr, BT: tl.constexpr, DO
 
 
 @triton.jit
-def _wy_w_block(q, k, lr, s, tm, w_out, tok, m, i_h, offs_k, H: tl.constexpr, K: tl.constexpr,
-                HAS_LAM: tl.constexpr, DOT_PREC: tl.constexpr):
-    """W[:, offs_k] = T diag(s) X[:, offs_k], s = beta e^G; T (tm) in the input dtype."""
-    kr, qr, xr = _probe_rows(q, k, lr, tok, m, i_h, offs_k, H, K, HAS_LAM)
-    store_rows(w_out, tl.dot(tm, (xr * s[:, None]).to(k.dtype.element_ty), input_precision=DOT_PREC),
-               tok, m, i_h, H, K, offs_k)
-
-
-@triton.jit
-def _wy_u_block(v, b, tm, u_out, tok, m, i_h, offs_v, H: tl.constexpr, V: tl.constexpr, DOT_PREC: tl.constexpr):
-    """U[:, offs_v] = T diag(beta) V[:, offs_v]."""
-    y = (load_rows(v, tok, m, i_h, H, V, offs_v).to(tl.float32) * b[:, None]).to(v.dtype.element_ty)
-    store_rows(u_out, tl.dot(tm, y, input_precision=DOT_PREC), tok, m, i_h, H, V, offs_v)
-
-
-# The forward runs as three kernels: A (wy_A_kernel), the block inverse in place (wy_solve_kernel), then W and U with
-# one program per key or value block (wy_wu_kernel). One 8-warp program per chunk doing all three (242 registers per
-# thread on sm_90: one program per SM) took GDN's forward 1.365 ms at B16 T2K on the H200 against 1.097 for these
-# (benchmarks/results/h200-2026-12-03-ccq-bwd/gdn-*).
-
-@triton.jit
-def wy_A_kernel(q, k, g, beta, lam, gc_out, t_out, chunk_table, T, NT, H: tl.constexpr, K: tl.constexpr,
-                BT: tl.constexpr, BK: tl.constexpr, HAS_LAM: tl.constexpr, IS_VARLEN: tl.constexpr,
-                DOT_PREC: tl.constexpr):
-    """Grid (chunk slots, B*H). Writes G and A (into t_out, fp32 [*, H, BT])."""
-    i_c, i_bh = tl.program_id(0), tl.program_id(1)
-    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
-    a, gk, b, lr = _wy_gated_A(q, k, g, beta, lam, gc_out, tok, m, r, i_h, H, K, BT, BK, HAS_LAM, DOT_PREC)
-    store_rows(t_out, a, tok, m, i_h, H, BT, r)
-
-
-@triton.jit
-def wy_solve_kernel(t_io, chunk_table, T, NT, H: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr,
-                    DOT_PREC: tl.constexpr):
-    """Grid (chunk slots, B*H). A -> T = (I + A)^-1 in place."""
-    i_c, i_bh = tl.program_id(0), tl.program_id(1)
-    i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
-    _wy_invert_in_place(t_io, t0, t1, i_h, H, BT, DOT_PREC)
-
-
-@triton.jit
 def wy_wu_kernel(q, k, v, beta, lam, gc, t_in, w_out, u_out, chunk_table, T, NT, H: tl.constexpr, K: tl.constexpr,
                  V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, HAS_LAM: tl.constexpr,
                  IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
-    """Grid (cdiv(K, BK) + cdiv(V, BV), chunk slots, B*H): one key block of W or one value block of U."""
+    """Grid (cdiv(K, BK) + cdiv(V, BV), chunk slots, B*H): one key block of W = T diag(beta e^G) X or one value
+    block of U = T diag(beta) V, with T (from wy_solve_kernel) in the input dtype."""
     i_blk, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
-    tm = load_rows(t_in, tok, m, i_h, H, BT, r).to(k.dtype.element_ty)
+    dt = k.dtype.element_ty
+    tm = load_rows(t_in, tok, m, i_h, H, BT, r).to(dt)
     b = load_gate(beta, tok, m, i_h, H)
     n_key_blocks = tl.cdiv(K, BK)
     if i_blk < n_key_blocks:
         s = b * tl.where(m, tl.exp(load_gate(gc, tok, m, i_h, H)), 0.0)
-        lr = _lam_rows(lam, tok, m, i_h, H, HAS_LAM)
-        _wy_w_block(q, k, lr, s, tm, w_out, tok, m, i_h, i_blk * BK + tl.arange(0, BK), H, K, HAS_LAM, DOT_PREC)
+        offs_k = i_blk * BK + tl.arange(0, BK)
+        kr, qr, xr = _probe_rows(q, k, _lam_rows(lam, tok, m, i_h, H, HAS_LAM), tok, m, i_h, offs_k, H, K, HAS_LAM)
+        store_rows(w_out, tl.dot(tm, (xr * s[:, None]).to(dt), input_precision=DOT_PREC), tok, m, i_h, H, K, offs_k)
     else:
-        _wy_u_block(v, b, tm, u_out, tok, m, i_h, (i_blk - n_key_blocks) * BV + tl.arange(0, BV), H, V, DOT_PREC)
+        offs_v = (i_blk - n_key_blocks) * BV + tl.arange(0, BV)
+        y = (load_rows(v, tok, m, i_h, H, V, offs_v).to(tl.float32) * b[:, None]).to(v.dtype.element_ty)
+        store_rows(u_out, tl.dot(tm, y, input_precision=DOT_PREC), tok, m, i_h, H, V, offs_v)
 
 
 @triton.jit
