@@ -135,6 +135,19 @@ def test_stats_half_precision(monkeypatch, split):
 
 
 @cpu_only
+@pytest.mark.parametrize("state_bv", ["auto", "32"])
+def test_recurrence_column_blocks(monkeypatch, state_bv):
+    """The recurrences narrow their column block for few sequences (16 here, two blocks at K = 20); the widest
+    block (LINMEM_CCQ_STATE_BV = 32, one block) gives the same results."""
+    from linmem.kernels.ccq.triton_stats import _recurrence_block, _split_tiles
+
+    if state_bv != "auto":
+        monkeypatch.setenv("LINMEM_CCQ_STATE_BV", state_bv)
+    assert _recurrence_block(_split_tiles(20), 20, 8) == (16 if state_bv == "auto" else 32)
+    check(1, 70, 2, 20, 16, [0, 0, 5, 22, 70], True, True, True, torch.float32, "cpu", 1e-4, 1e-3)
+
+
+@cpu_only
 def test_stats_strong_decay_stays_finite_and_exact():
     """log γ down to -12 per token: every exponent in the kernels is a difference <= 0, nothing overflows."""
     check(1, 40, 1, 16, 16, [0, 13, 40], True, True, True, torch.float32, "cpu", 1e-4, 1e-3, seed=3, decay=12.0)

@@ -5,9 +5,11 @@ With unit keys k̂ and a scalar log decay g_t = log γ_t per head:
     q̃_t = q_t − λ_t (M_t q_t / z_t − μ_t (μ_t · q_t)),  μ_t = m_t / z_t (the μ term only with centring).
 Scalar-decay kernels (triton_stats_kernels.py): a light recurrence stores the statistics at chunk starts, and
 a chunk-parallel kernel computes q̃ (and the final M, z, m come from the recurrence).
-Backward (CCQStatsFunction): the elementwise part (u, z, m -> q̃) in one prep kernel; M_tᵀ du_t (the q
-gradient through M) is the forward pass again with query du and initial state M0ᵀ; a reverse recurrence and
-two chunk-parallel kernels give k̂'s gradient, the decay "writer" terms and the initial-state gradients.
+Backward (CCQStatsFunction): the elementwise part (u, z, m -> q̃) in one prep kernel; u's gradient is
+du_t = r_t dq̃_t with r_t = −λ_t / z_t, so q's gradient through M, M_tᵀ du_t, is the forward pass again with query
+dq̃ and initial state M0ᵀ: without centring, dq = dq̃ − λ M_tᵀ dq̃ / z is exactly that pass's q̃. A reverse
+recurrence and two chunk-parallel kernels give k̂'s gradient, the decay "writer" terms and the initial-state
+gradients. The chunk-start statistics are stored in the products' dtype (the chunk kernel rounds them to it).
 The log-decay gradient is, per sequence,
     dg_j = sum_{t >= j} (du_t·u_t + dz_t z_t + dm_t·m_t − k̂_t·dk̂_t^{value} − zw_t)   (+ final-state terms),
 a reverse cumulative sum done in torch (float64 for varlen, where it runs across sequences).
@@ -66,7 +68,7 @@ class Tiles(NamedTuple):
     """Launch settings of the statistic kernels at one head dim (8 warps for the recurrences)."""
 
     kp: int  # the key dim padded to a power of two
-    bv_state: int  # value-block width of the two recurrences
+    bv_state: int  # widest value block of the two recurrences (_recurrence_block narrows it for few sequences)
     forward: ChunkSetting  # the forward's chunk-parallel kernel (it also runs the backward's Mᵀdu pass)
     backward: ChunkSetting  # the backward's two chunk-parallel kernels (they sum over value blocks: no split)
 
@@ -100,22 +102,38 @@ def _split_tiles(K: int) -> Tiles:
     return Tiles(kp, bv_state=kp if kp <= 64 else 64, forward=forward, backward=backward)
 
 
-def _per_chunk_statistics(layout: ChunkLayout, H: int, K: int, like: torch.Tensor, center: bool):
-    """fp32 buffers for one (M, z, m) (or their gradients) per chunk slot: [slots, H, K, K],
-    [slots, H], [slots, H, K] (None without centring)."""
+#: The recurrences walk a sequence's chunks one after another, one program per (sequence, head, column block):
+#: with few sequences (B1 T32K H16: 32 programs at 64 columns) most of the GPU idles, so the column block narrows
+#: until there are at least this many programs (or it is 16 wide).
+MIN_RECURRENCE_PROGRAMS = 256
+
+
+def _recurrence_block(tiles: Tiles, K: int, n_seq_heads: int) -> int:
+    """Column-block width of the two recurrences (LINMEM_CCQ_STATE_BV overrides it)."""
+    bv = tiles.bv_state
+    while bv > 16 and triton.cdiv(K, bv) * n_seq_heads < MIN_RECURRENCE_PROGRAMS:
+        bv //= 2
+    bv = env_int("LINMEM_CCQ_STATE_BV", bv)
+    if bv not in (16, 32, 64, 128, 256) or bv > tiles.kp:
+        raise ValueError(f"LINMEM_CCQ_STATE_BV: expected a power of two from 16 to {tiles.kp}, got {bv}")
+    return bv
+
+
+def _per_chunk_statistics(layout: ChunkLayout, H: int, K: int, like: torch.Tensor, center: bool,
+                          m_dtype: torch.dtype = torch.float32):
+    """Buffers for one (M, z, m) (or their gradients) per chunk slot: [slots, H, K, K] in m_dtype,
+    [slots, H] and [slots, H, K] (None without centring) in fp32."""
     n = layout.n_slots
-    return _buffer((n, H, K, K), like), _buffer((n, H), like), _buffer((n, H, K), like) if center else None
+    return (_buffer((n, H, K, K), like, m_dtype), _buffer((n, H), like),
+            _buffer((n, H, K), like) if center else None)
 
 
 def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, save: bool, store_final: bool,
-                   add_u_to: torch.Tensor | None = None, dot_dtype: torch.dtype | None = None):
-    """-> out [B,T,H,K] (q̃ in q.dtype; or, given add_u_to (fp32), that tensor with u added), saved (u, z, m) or
-    None, finals or None.
-
-    dot_dtype: the precision of the matrix products (default q's dtype). The backward's Mᵀdu pass runs with an
-    fp32 query du but the inputs' dtype here: with fp32 ("ieee") products it was 4x slower than the forward.
+                   add_u_to: torch.Tensor | None = None):
+    """-> out [B,T,H,K] (q̃ in q.dtype; or, given add_u_to (fp32), that tensor plus lam ∘ u), saved (u, z, m)
+    or None, finals or None. q and k share a dtype: that of the matrix products, and of the chunk-start M stored
+    between the two kernels (the chunk kernel rounds it to that dtype anyway).
     """
-    dot_dtype = q.dtype if dot_dtype is None else dot_dtype
     B, T, H, K = q.shape
     N = layout.n_seqs
     tiles = _split_tiles(K)
@@ -128,12 +146,13 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     zT = _buffer((N, H), q) if store_final else None
     mT = _buffer((N, H, K), q) if store_final and center else None
     flags = dict(H=H, K=K, BT=layout.chunk_size, KP=tiles.kp, CENTER=center, IS_VARLEN=layout.is_varlen,
-                 PREC=_prec(dot_dtype), FP32_DOTS=dot_dtype == torch.float32)
+                 PREC=_prec(q.dtype))
     starts = dict(HAS_M0=M0 is not None, HAS_Z0=z0 is not None, HAS_MM0=m0 is not None, STORE_FINAL=store_final)
-    S_st, z_st, m_st = _per_chunk_statistics(layout, H, K, q, center)
-    ccq_stats_fwd_state_kernel[(triton.cdiv(K, tiles.bv_state), N * H)](
+    S_st, z_st, m_st = _per_chunk_statistics(layout, H, K, q, center, q.dtype)
+    bv = _recurrence_block(tiles, K, N * H)
+    ccq_stats_fwd_state_kernel[(triton.cdiv(K, bv), N * H)](
         k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, layout.cu_seqlens, layout.chunk_offsets, T,
-        layout.n_chunks, **flags, BV=tiles.bv_state, **starts, num_warps=8)
+        layout.n_chunks, **flags, BV=bv, **starts, num_warps=8)
     fwd = tiles.forward
     ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H, triton.cdiv(K, fwd.bv) if fwd.split else 1)](
         q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, layout.table, T, layout.n_chunks,
@@ -171,8 +190,10 @@ def _add_at_last_token(x: torch.Tensor, per_seq: torch.Tensor, layout: ChunkLayo
     return x.index_add(1, last, torch.where(nonempty, per_seq, 0).unsqueeze(0))
 
 
-def _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, center: bool, store_d0: bool):
-    """Gradients through the statistics' keys, given du, dz, dm (fp32, per token) and the final-state grads.
+def _key_gradients(q, k, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, center: bool,
+                   store_d0: bool):
+    """Gradients through the statistics' keys, given du = du_scale ∘ dqt, dz, dm (fp32, per token) and the
+    final-state grads.
 
     -> dk [B, T, H, K] in k's dtype, writer [B, T, H] (the writer part of the log-decay gradient: the z writes
     and k̂ · dk̂ through the values), and dM0, dz0, dm0 when store_d0 (else None).
@@ -190,17 +211,18 @@ def _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, cent
                  PREC=_prec(q.dtype))
     has = dict(HAS_DMT=dMT is not None, HAS_DZT=dzT is not None, HAS_DMMT=dmT is not None, STORE_D0=store_d0)
     dS_st, dz_st, dm_st = _per_chunk_statistics(layout, H, K, q, center)
-    ccq_stats_bwd_state_kernel[(triton.cdiv(K, tiles.bv_state), N * H)](
-        q, g, du, dz, dm, *finals, dS_st, dz_st, dm_st, dM0, dz0, dm0, layout.cu_seqlens, layout.chunk_offsets,
-        T, layout.n_chunks, **dict(flags, BV=tiles.bv_state), **has, num_warps=8)
+    bv = _recurrence_block(tiles, K, N * H)
+    ccq_stats_bwd_state_kernel[(triton.cdiv(K, bv), N * H)](
+        q, g, dqt, du_scale, dz, dm, *finals, dS_st, dz_st, dm_st, dM0, dz0, dm0, layout.cu_seqlens, layout.chunk_offsets,
+        T, layout.n_chunks, **dict(flags, BV=bv), **has, num_warps=8)
     grid = (layout.slot_grid, B * H)
     flags = dict(flags, BV=tiles.backward.bv)
     launch = dict(num_warps=tiles.backward.warps, num_stages=tiles.backward.stages)
-    ccq_stats_bwd_value_kernel[grid](q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val, writer, layout.table, T,
+    ccq_stats_bwd_value_kernel[grid](q, k, g, dqt, du_scale, dz, dm, dS_st, dz_st, dm_st, dk_val, writer, layout.table, T,
                                      layout.n_chunks, **flags, **launch)
     dk = _buffer((B, T, H, K), q, k.dtype)
     flags.pop("CENTER")
-    ccq_stats_bwd_key_kernel[grid](q, k, g, du, dS_st, dk_val, dk, layout.table, T, layout.n_chunks, **flags,
+    ccq_stats_bwd_key_kernel[grid](q, k, g, dqt, du_scale, dS_st, dk_val, dk, layout.table, T, layout.n_chunks, **flags,
                                    **launch)
     return dk, writer, dM0, dz0, dm0
 
@@ -228,19 +250,24 @@ class CCQStatsFunction(torch.autograd.Function):
         B, T, H, K = q.shape
         N = layout.n_seqs
         kp = _padded_k(K)
-        dqt = dqt.contiguous() if dqt is not None else torch.zeros_like(q)
-        du, dq, dm = _buffer((B, T, H, K), q), _buffer((B, T, H, K), q), _buffer((B, T, H, K), q) if center else None
-        dz, dlam, reader = _buffer((B, T, H), q), _buffer((B, T, H), q), _buffer((B, T, H), q)
+        dqt = dqt.to(q.dtype).contiguous() if dqt is not None else torch.zeros_like(q)
+        dq, dm = (_buffer((B, T, H, K), q), _buffer((B, T, H, K), q)) if center else (None, None)
+        du_scale, dz, dlam, reader = (_buffer((B, T, H), q) for _ in range(4))
         prep_rows = 16
         ccq_stats_bwd_prep_kernel[(triton.cdiv(B * T, prep_rows), H)](
-            dqt, q, lam, u, z, m, du, dz, dm, dq, dlam, reader, B * T,
+            dqt, q, lam, u, z, m, du_scale, dz, dm, dq, dlam, reader, B * T,
             H=H, K=K, BT=prep_rows, KP=kp, CENTER=center, num_warps=4)
-        # q's gradient through M: M_tᵀ du_t, i.e. the forward statistics with query du and state M0ᵀ
+        # q's gradient through M: M_tᵀ du_t = r_t M_tᵀ dq̃_t, the forward statistics with query dq̃ and state M0ᵀ
         M0t = M0.transpose(-1, -2).contiguous() if M0 is not None else None
-        _stats_forward(du, k, g, lam, M0t, None, None, layout, center=False, save=False, store_final=False,
-                       add_u_to=dq, dot_dtype=q.dtype)
+        if center:
+            _stats_forward(dqt, k, g, du_scale, M0t, None, None, layout, center=False, save=False,
+                           store_final=False, add_u_to=dq)
+        else:  # dq = dq̃ − λ M_tᵀ dq̃ / z_t: the forward's own formula, with the forward's z (z0 included)
+            dq, _, _ = _stats_forward(dqt, k, g, lam, M0t, z0, None, layout, center=False, save=False,
+                                      store_final=False)
         store_d0 = any(x is not None for x in (M0, z0, m0))
-        dk, writer, dM0, dz0, dm0 = _key_gradients(q, k, g, du, dz, dm, dMT, dzT, dmT, layout, center, store_d0)
+        dk, writer, dM0, dz0, dm0 = _key_gradients(q, k, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, layout, center,
+                                                   store_d0)
         dG = reader - writer
         final = torch.zeros(N, H, device=q.device, dtype=torch.float32)
         for d, x in ((dMT, MT), (dzT, zT), (dmT, mT)):

@@ -10,7 +10,9 @@ coordinates blk of u (they are independent given q):
 Forward: ccq_stats_fwd_state_kernel runs only the recurrence of the state (one program per sequence, head
 and column block, the state in registers) and stores it at every chunk start; ccq_stats_fwd_chunk_kernel
 then takes one chunk per program and writes every token's output.
-Reverse: ccq_stats_bwd_state_kernel runs only the recurrence of the state gradient dS [K, BV]
+Reverse: u's gradient is du_t = r_t dq̃_t (r_t = −λ_t / z_t, a scalar per token), so the kernels read the
+bf16 dq̃ and r instead of an fp32 du.
+ccq_stats_bwd_state_kernel runs only the recurrence of the state gradient dS [K, BV]
 (dS_T = dM_Tᵀ) backwards and stores it at every chunk end; ccq_stats_bwd_value_kernel and
 ccq_stats_bwd_key_kernel then take one chunk per program.
 (One sequential kernel per direction did everything before; on the H200 it was no faster, spilled at
@@ -29,6 +31,13 @@ from ..triton_layout import chunk_span, seq_span
 @triton.jit
 def _mm(a, b, DT: tl.constexpr, PREC: tl.constexpr):
     return tl.dot(a.to(DT), b.to(DT), input_precision=PREC)
+
+
+@triton.jit
+def _stored_tile(ptr, rows, rmask, i_h, H: tl.constexpr, D: tl.constexpr, cols):
+    """As gla's _tile, but in the stored dtype (a bf16 operand of tl.dot takes half the registers of fp32)."""
+    p = ptr + (rows[:, None] * H + i_h) * D + cols[None, :]
+    return tl.load(p, mask=rmask[:, None] & (cols < D)[None, :], other=0.0)
 
 
 @triton.jit
@@ -78,8 +87,8 @@ def _store_stats(M, z, m, S, zs, mvec, s_off, s_mask, i_nh, one, lead_one, m_col
 
 @triton.jit
 def _stat_block(st, at, ck, cv, live, K: tl.constexpr):
-    """Columns cv of the [K, K] statistic stored at state index `at` (S_st, dS_st layout), fp32 [KP, BV];
-    zeros for a program whose chunk has no tokens."""
+    """Columns cv of the [K, K] statistic stored at state index `at` (S_st, dS_st layout), [KP, BV] in the stored
+    dtype; zeros for a program whose chunk has no tokens."""
     return tl.load(st + at * K * K + cv[None, :] * K + ck[:, None],
                    mask=tl.where(live, (ck < K)[:, None] & (cv < K)[None, :], False), other=0.0)
 
@@ -98,18 +107,15 @@ def ccq_stats_fwd_state_kernel(k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, c
                                H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
                                BV: tl.constexpr, HAS_M0: tl.constexpr, HAS_Z0: tl.constexpr,
                                HAS_MM0: tl.constexpr, CENTER: tl.constexpr, STORE_FINAL: tl.constexpr,
-                               IS_VARLEN: tl.constexpr, PREC: tl.constexpr, FP32_DOTS: tl.constexpr):
+                               IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
     """Grid (cdiv(K, BV), N*H). The recurrence alone: the statistics at each chunk START, S_st [slots, H, K, K]
-    (stored like M: (c, r) at r*K + c), z_st [slots, H], m_st [slots, H, K] (CENTER), for the chunk-parallel
-    ccq_stats_fwd_chunk_kernel; STORE_FINAL: MT, zT, mT. FP32_DOTS: fp32 products (fp32 queries), else k's dtype.
+    (stored like M: (c, r) at r*K + c, in S_st's dtype), z_st [slots, H], m_st [slots, H, K] (CENTER), for the
+    chunk-parallel ccq_stats_fwd_chunk_kernel; STORE_FINAL: MT, zT, mT (fp32). Products in k's dtype.
     """
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
     bos, eos, slot0 = seq_span(i_n, T, NT, cu_seqlens, chunk_offsets, IS_VARLEN)
-    if FP32_DOTS:
-        DT = tl.float32
-    else:
-        DT = k.dtype.element_ty
+    DT = k.dtype.element_ty
     S, s_off, s_mask, ck, cv, one, lead_row, lead_one = _column_block(M0, i_nh, i_v, K, KP, BV, BT, HAS_M0)
     tile_off = cv[None, :] * K + ck[:, None]
     lead_k = (ck < K) & ((ck * 0 + i_v) == 0)  # the full m vector: column block 0 stores it
@@ -142,23 +148,20 @@ def ccq_stats_fwd_state_kernel(k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, c
 def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, table, T, NT,
                                H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
                                BV: tl.constexpr, SPLIT: tl.constexpr, CENTER: tl.constexpr, RAW_U: tl.constexpr,
-                               SAVE: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
-                               FP32_DOTS: tl.constexpr):
+                               SAVE: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
     """Grid (slots, B*H, cdiv(K, BV) if SPLIT else 1), one chunk per program (and one value block with SPLIT),
     from the chunk-start statistics of ccq_stats_fwd_state_kernel: u, z, m per token and out = q̃ for the chunk's
-    tokens (module docstring); RAW_U: out += u instead (the backward adds M_tᵀ du_t to q's gradient this way).
-    FP32_DOTS: fp32 products, else in k's dtype (also when q is an fp32 gradient).
+    tokens (module docstring); RAW_U: out += lam ∘ u instead (the backward adds M_tᵀ du_t = r_t M_tᵀ dq̃_t to q's
+    gradient this way, with query dq̃ and lam := r, the du scale of ccq_stats_bwd_prep_kernel).
+    Products in k's dtype (q's).
     """
     i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
-    if FP32_DOTS:
-        DT = tl.float32
-    else:
-        DT = k.dtype.element_ty
+    DT = k.dtype.element_ty
     ck = tl.arange(0, KP)
     one = tl.arange(0, 1)
-    qt = _tile(q, rows, rm, i_h, H, K, ck)
+    qt = _stored_tile(q, rows, rm, i_h, H, K, ck)
     D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
-    A = _mm(qt, tl.trans(_tile(k, rows, rm, i_h, H, K, ck)), DT, PREC) * D
+    A = _mm(qt, tl.trans(_stored_tile(k, rows, rm, i_h, H, K, ck)), DT, PREC) * D
     z_start = tl.sum(tl.load(z_st + at + one, mask=tl.where(live, one == 0, False), other=0.0), 0)
     z = eb * z_start + tl.sum(D, 1)
     if SPLIT:
@@ -171,18 +174,19 @@ def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_
         tl.store(z_s + rows * H + i_h, z, mask=rm & ((rows * 0 + first_block) == 0))  # value block 0 alone
     if CENTER:
         m_start = tl.load(m_st + at * K + ck, mask=tl.where(live, ck < K, False), other=0.0)
-        mq = eb * tl.sum(qt * m_start[None, :], 1) + tl.sum(A, 1)  # m_t · q_t
+        mq = eb * tl.sum(qt.to(tl.float32) * m_start[None, :], 1) + tl.sum(A, 1)  # m_t · q_t
     lt = tl.load(lam + rows * H + i_h, mask=rm, other=0.0).to(tl.float32)
+    A = A.to(DT)  # rounded once, not in every value block
     for vb in range(first_block, end_block):
         cv = vb * BV + tl.arange(0, BV)
         Sb = _stat_block(S_st, at, ck, cv, live, K)
-        kv = _tile(k, rows, rm, i_h, H, K, cv)
+        kv = _stored_tile(k, rows, rm, i_h, H, K, cv)
         u = eb[:, None] * _mm(qt, Sb, DT, PREC) + _mm(A, kv, DT, PREC)
         if CENTER:
             m_blk = tl.load(m_st + at * K + cv, mask=tl.where(live, cv < K, False), other=0.0)
             mv = eb[:, None] * m_blk[None, :] + _mm(D, kv, DT, PREC)
         if RAW_U:
-            _put(out, _tile(out, rows, rm, i_h, H, K, cv) + u, rows, rm, i_h, H, K, cv)
+            _put(out, _tile(out, rows, rm, i_h, H, K, cv) + lt[:, None] * u, rows, rm, i_h, H, K, cv)
         else:
             sig = u / z[:, None]
             if CENTER:
@@ -195,7 +199,7 @@ def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_
 
 
 @triton.jit
-def ccq_stats_bwd_state_kernel(q, g, du, dz, dm, dMT, dzT, dmT, dS_st, dz_st, dm_st, dM0, dz0, dm0,
+def ccq_stats_bwd_state_kernel(q, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, dS_st, dz_st, dm_st, dM0, dz0, dm0,
                                cu_seqlens, chunk_offsets, T, NT,
                                H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
                                BV: tl.constexpr, CENTER: tl.constexpr, HAS_DMT: tl.constexpr,
@@ -227,20 +231,21 @@ def ccq_stats_bwd_state_kernel(q, g, du, dz, dm, dMT, dzT, dmT, dS_st, dz_st, dm
         tl.store(dS_st + at * K * K + tile_off, dS, mask=s_mask)
         tl.store(dz_st + at + one, dzs, mask=lead_one)
         qt = _tile(q, rows, rm, i_h, H, K, ck)
-        duv = _tile(du, rows, rm, i_h, H, K, cv)
+        dqv = _tile(dqt, rows, rm, i_h, H, K, cv)
+        rs = tl.load(du_scale + rows * H + i_h, mask=rm, other=0.0)
         dzt = tl.load(dz + rows * H + i_h, mask=rm, other=0.0)
         D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
         if CENTER:
             tl.store(dm_st + at * K + cv, dms, mask=cv < K)
             dms = dms * e_last + tl.sum(eb[:, None] * _tile(dm, rows, rm, i_h, H, K, cv), 0)
-        dS = dS * e_last + _mm(tl.trans(qt * eb[:, None]), duv, tl.float32, PREC)
+        dS = dS * e_last + _mm(tl.trans(qt * (eb * rs)[:, None]), dqv, tl.float32, PREC)  # Σ e^b q duᵀ
         dzs = dzs * e_last + tl.sum(eb * dzt, 0)
     if STORE_D0:
         _store_stats(dM0, dz0, dm0, dS, dzs, dms, s_off, s_mask, i_nh, one, lead_one, cv, cv < K, K, CENTER)
 
 
 @triton.jit
-def ccq_stats_bwd_value_kernel(q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val, writer, table, T, NT,
+def ccq_stats_bwd_value_kernel(q, k, g, dqt, du_scale, dz, dm, dS_st, dz_st, dm_st, dk_val, writer, table, T, NT,
                                H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
                                BV: tl.constexpr, CENTER: tl.constexpr, IS_VARLEN: tl.constexpr,
                                PREC: tl.constexpr):
@@ -251,17 +256,17 @@ def ccq_stats_bwd_value_kernel(q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val,
     i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
     ck = tl.arange(0, KP)
     one = tl.arange(0, 1)
-    kt = _tile(k, rows, rm, i_h, H, K, ck)
+    kt = _stored_tile(k, rows, rm, i_h, H, K, ck)
     D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
-    A = _mm(_tile(q, rows, rm, i_h, H, K, ck), tl.trans(kt), k.dtype.element_ty, PREC) * D  # exact in k's dtype
+    A = _mm(_stored_tile(q, rows, rm, i_h, H, K, ck), tl.trans(kt), k.dtype.element_ty, PREC) * D
+    A *= tl.load(du_scale + rows * H + i_h, mask=rm, other=0.0)[:, None]  # Aᵀ du = (diag(r) A)ᵀ dq̃
     dzt = tl.load(dz + rows * H + i_h, mask=rm, other=0.0)
     dz_end = tl.sum(tl.load(dz_st + at + one, mask=tl.where(live, one == 0, False), other=0.0), 0)
     wr = tl.sum(D * dzt[:, None], 0) + w * dz_end
     for vb in range(0, tl.cdiv(K, BV)):
         cv = vb * BV + tl.arange(0, BV)
-        duv = _tile(du, rows, rm, i_h, H, K, cv)
         dSb = _stat_block(dS_st, at, ck, cv, live, K)
-        dkv = _mm(tl.trans(A), duv, tl.float32, PREC) + w[:, None] * _mm(kt, dSb, tl.float32, PREC)
+        dkv = _mm(tl.trans(A), _tile(dqt, rows, rm, i_h, H, K, cv), tl.float32, PREC) + w[:, None] * _mm(kt, dSb, tl.float32, PREC)
         if CENTER:
             dm_end = tl.load(dm_st + at * K + cv, mask=tl.where(live, cv < K, False), other=0.0)
             dkv += _mm(tl.trans(D), _tile(dm, rows, rm, i_h, H, K, cv), tl.float32, PREC) + w[:, None] * dm_end[None, :]
@@ -271,50 +276,50 @@ def ccq_stats_bwd_value_kernel(q, k, g, du, dz, dm, dS_st, dz_st, dm_st, dk_val,
 
 
 @triton.jit
-def ccq_stats_bwd_key_kernel(q, k, g, du, dS_st, dk_val, dk, table, T, NT,
+def ccq_stats_bwd_key_kernel(q, k, g, dqt, du_scale, dS_st, dk_val, dk, table, T, NT,
                              H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
                              BV: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
     """Grid (slots, B*H), one chunk per program: k̂'s whole gradient dk (in dk's dtype) = dk_val plus
-        dk_key = sum_blk [(D ∘ du_blk k_blkᵀ)ᵀ Q + w ∘ (k_blk dS_blkᵀ)]      (k̂ as the key of u)
+        dk_key = (D ∘ dU K̂ᵀ)ᵀ Q + w ∘ sum_blk K̂_blk dS_blkᵀ      (k̂ as the key of u; dU = diag(r) dQ̃)
     """
     i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
     ck = tl.arange(0, KP)
-    qt = _tile(q, rows, rm, i_h, H, K, ck)
     D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
-    dkk = tl.zeros([BT, KP], tl.float32)
+    D *= tl.load(du_scale + rows * H + i_h, mask=rm, other=0.0)[:, None]
+    P = _mm(_stored_tile(dqt, rows, rm, i_h, H, K, ck), tl.trans(_stored_tile(k, rows, rm, i_h, H, K, ck)),
+            tl.float32, PREC) * D
+    dkk = _mm(tl.trans(P), _stored_tile(q, rows, rm, i_h, H, K, ck), tl.float32, PREC)
     for vb in range(0, tl.cdiv(K, BV)):
         cv = vb * BV + tl.arange(0, BV)
-        kv = _tile(k, rows, rm, i_h, H, K, cv)
         dSb = _stat_block(dS_st, at, ck, cv, live, K)
-        P = _mm(_tile(du, rows, rm, i_h, H, K, cv), tl.trans(kv), tl.float32, PREC) * D
-        dkk += _mm(tl.trans(P), qt, tl.float32, PREC) + w[:, None] * _mm(kv, tl.trans(dSb), tl.float32, PREC)
+        dkk += w[:, None] * _mm(_stored_tile(k, rows, rm, i_h, H, K, cv), tl.trans(dSb), tl.float32, PREC)
     _put(dk, dkk + _tile(dk_val, rows, rm, i_h, H, K, ck), rows, rm, i_h, H, K, ck)
 
 
 @triton.jit
-def ccq_stats_bwd_prep_kernel(dqt, q, lam, u, z, m, du, dz, dm, dq, dlam, reader, n_tok,
+def ccq_stats_bwd_prep_kernel(dqt, q, lam, u, z, m, du_scale, dz, dm, dq, dlam, reader, n_tok,
                               H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
                               CENTER: tl.constexpr):
     """Grid (cdiv(B*T, BT), H). Elementwise backward of q̃ = q − λ σ, σ = u/z − μ (μ·q), μ = m/z, per token:
-    du, dm [B*T, H, K] and dz [B*T, H] (fp32 upstream of the statistics), dq [B*T, H, K] (fp32, the direct
-    part), dlam [B*T, H] and reader [B*T, H] = du·u + dz z + dm·m (the log-decay "reader" term).
+    du_scale [B*T, H] = r = −λ/z (u's gradient is du = r dq̃, never stored), dz [B*T, H], dlam [B*T, H] and
+    reader [B*T, H] = du·u + dz z + dm·m (the log-decay "reader" term); with CENTER also dm [B*T, H, K] (fp32)
+    and dq [B*T, H, K] (fp32, the direct part: dq̃ and the μ term; without centring it is dq̃ itself).
     """
     i_t, i_h = tl.program_id(0), tl.program_id(1)
     rows = i_t.to(tl.int64) * BT + tl.arange(0, BT)
     rm = rows < n_tok
     ck = tl.arange(0, KP)
     g_ = _tile(dqt, rows, rm, i_h, H, K, ck)
-    qt = _tile(q, rows, rm, i_h, H, K, ck)
     ut = _tile(u, rows, rm, i_h, H, K, ck)
     zt = tl.load(z + rows * H + i_h, mask=rm, other=1.0)
     lt = tl.load(lam + rows * H + i_h, mask=rm, other=0.0).to(tl.float32)
+    rs = -lt / zt
     dsig = -lt[:, None] * g_
-    dut = dsig / zt[:, None]
     sig = ut / zt[:, None]
     dzt = -tl.sum(dsig * ut, 1) / (zt * zt)
-    dqo = g_
-    rd = tl.sum(dut * ut, 1)
+    rd = rs * tl.sum(g_ * ut, 1)  # du · u
     if CENTER:
+        qt = _tile(q, rows, rm, i_h, H, K, ck)
         mt = _tile(m, rows, rm, i_h, H, K, ck)
         mu = mt / zt[:, None]
         mq = tl.sum(mu * qt, 1)
@@ -322,13 +327,12 @@ def ccq_stats_bwd_prep_kernel(dqt, q, lam, u, z, m, du, dz, dm, dq, dlam, reader
         ds_mu = tl.sum(dsig * mu, 1)
         dmu = -mq[:, None] * dsig - ds_mu[:, None] * qt
         dmt = dmu / zt[:, None]
-        dqo -= ds_mu[:, None] * mu
         dzt -= tl.sum(dmu * mt, 1) / (zt * zt)
         rd += tl.sum(dmt * mt, 1)
         _put(dm, dmt, rows, rm, i_h, H, K, ck)
+        _put(dq, g_ - ds_mu[:, None] * mu, rows, rm, i_h, H, K, ck)
     rd += dzt * zt
-    _put(du, dut, rows, rm, i_h, H, K, ck)
-    _put(dq, dqo, rows, rm, i_h, H, K, ck)
+    tl.store(du_scale + rows * H + i_h, rs, mask=rm)
     tl.store(dz + rows * H + i_h, dzt, mask=rm)
     tl.store(dlam + rows * H + i_h, -tl.sum(g_ * sig, 1), mask=rm)
     tl.store(reader + rows * H + i_h, rd, mask=rm)

@@ -122,12 +122,17 @@ def _stages(dtype: torch.dtype) -> int:
     return 1 if dtype == torch.float32 else 3
 
 
+#: Fewest programs the sequential state kernels should run (about one per SM of an H100/H200).
+MIN_STATE_PROGRAMS = 128
+
+
 def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
                  backward: bool = False) -> tuple[int, int, int, int]:
     """(BK, BV, num_warps, num_stages) of the sequential state kernels: the whole key dim is one tile.
 
     These kernels walk the chunks one after another, so their speed is set by how many programs run at
-    once: BV = 32 unless 64-wide value blocks already give >= 512 programs (H100: 132 SMs).
+    once: BV = 32 unless 64-wide value blocks already give >= 512 programs (H100: 132 SMs), and 16 while
+    32-wide blocks would give fewer than MIN_STATE_PROGRAMS (B1 T32K H16: 64). LINMEM_GDN_STATE_BV overrides BV.
     Key dims above 128 and fp32 inputs use no pipelining: at depth 3 state_bwd asked for 295 KB (d = 256)
     and 254 KB (fp32, d = 128) of shared memory on the H100 (Triton 3.6), over the 227 KB limit. With
     depth 1 an offline sm_90 build with Triton 3.6 gave 52-80 KB (see benchmarks/kernel_resources.py).
@@ -135,4 +140,7 @@ def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
     bk = _pow2(k_dim)
     wide = bk <= 128 and not backward and n_seq_heads * triton.cdiv(v_dim, 64) >= 512
     bv = min(_pow2(v_dim), 64 if wide else 32)
+    if n_seq_heads * triton.cdiv(v_dim, bv) < MIN_STATE_PROGRAMS:
+        bv = min(bv, 16)
+    bv = _block("LINMEM_GDN_STATE_BV", bv)
     return bk, bv, _num_warps(), (1 if bk > 128 else _stages(dtype))
