@@ -70,6 +70,9 @@ def ccq_statistic_kernels(K: int):
     yield ("backward value gradients", kernels.ccq_stats_bwd_value_kernel,
            dict(grads, dS_st=f32, dz_st=f32, dm_st=f32, dk_val=f32, writer=f32), dict(common, BV=bwd.bv), bwd.warps,
            bwd.stages)
+    yield ("backward key gradients (merged)", kernels.ccq_stats_bwd_keys_kernel,
+           dict(grads, dS_st=f32, dz_st=f32, dm_st=f32, dk=bf16, writer=f32), dict(common, BV=bwd.bv), bwd.warps,
+           1 if kp > 128 else bwd.stages)
     key = {n: v for n, v in common.items() if n != "CENTER"}
     yield ("backward key gradients", kernels.ccq_stats_bwd_key_kernel, dict(grads, dS_st=f32, dk_val=f32, dk=bf16),
            dict(key, BV=bwd.bv), bwd.warps, bwd.stages)

@@ -26,6 +26,7 @@ from ..backend import env_int
 from ..triton_layout import ChunkLayout
 from .triton_stats_kernels import (
     ccq_stats_bwd_key_kernel,
+    ccq_stats_bwd_keys_kernel,
     ccq_stats_bwd_prep_kernel,
     ccq_stats_bwd_state_kernel,
     ccq_stats_bwd_value_kernel,
@@ -201,7 +202,6 @@ def _key_gradients(q, k, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, layout: ChunkL
     B, T, H, K = q.shape
     N = layout.n_seqs
     tiles = _split_tiles(K)
-    dk_val = _buffer((B, T, H, K), q)
     writer = _buffer((B, T, H), q)
     dM0 = _buffer((N, H, K, K), q) if store_d0 else None
     dz0 = _buffer((N, H), q) if store_d0 else None
@@ -218,6 +218,14 @@ def _key_gradients(q, k, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, layout: ChunkL
     grid = (layout.slot_grid, B * H)
     flags = dict(flags, BV=tiles.backward.bv)
     launch = dict(num_warps=tiles.backward.warps, num_stages=tiles.backward.stages)
+    if env_int("LINMEM_CCQ_BWD_ONE_KEY_KERNEL", 1):
+        dk = _buffer((B, T, H, K), q, k.dtype)
+        if tiles.kp > 128:  # offline sm_90 build (Triton 3.6), K 256: 236 KB of shared memory at 2 stages, 168 at 1
+            launch["num_stages"] = 1
+        ccq_stats_bwd_keys_kernel[grid](q, k, g, dqt, du_scale, dz, dm, dS_st, dz_st, dm_st, dk, writer, layout.table,
+                                        T, layout.n_chunks, **flags, **launch)
+        return dk, writer, dM0, dz0, dm0
+    dk_val = _buffer((B, T, H, K), q)
     ccq_stats_bwd_value_kernel[grid](q, k, g, dqt, du_scale, dz, dm, dS_st, dz_st, dm_st, dk_val, writer, layout.table, T,
                                      layout.n_chunks, **flags, **launch)
     dk = _buffer((B, T, H, K), q, k.dtype)

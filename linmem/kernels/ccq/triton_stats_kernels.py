@@ -86,11 +86,15 @@ def _store_stats(M, z, m, S, zs, mvec, s_off, s_mask, i_nh, one, lead_one, m_col
 
 
 @triton.jit
-def _stat_block(st, at, ck, cv, live, K: tl.constexpr):
+def _stat_block(st, at, ck, cv, live, K: tl.constexpr, ROWS: tl.constexpr = False):
     """Columns cv of the [K, K] statistic stored at state index `at` (S_st, dS_st layout), [KP, BV] in the stored
-    dtype; zeros for a program whose chunk has no tokens."""
-    return tl.load(st + at * K * K + cv[None, :] * K + ck[:, None],
-                   mask=tl.where(live, (ck < K)[:, None] & (cv < K)[None, :], False), other=0.0)
+    dtype (ROWS: rows cv, transposed); zeros for a program whose chunk has no tokens."""
+    if ROWS:
+        offsets = ck[:, None] * K + cv[None, :]
+    else:
+        offsets = cv[None, :] * K + ck[:, None]
+    return tl.load(st + at * K * K + offsets, mask=tl.where(live, (ck < K)[:, None] & (cv < K)[None, :], False),
+                   other=0.0)
 
 
 @triton.jit
@@ -242,6 +246,46 @@ def ccq_stats_bwd_state_kernel(q, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, dS_st
         dzs = dzs * e_last + tl.sum(eb * dzt, 0)
     if STORE_D0:
         _store_stats(dM0, dz0, dm0, dS, dzs, dms, s_off, s_mask, i_nh, one, lead_one, cv, cv < K, K, CENTER)
+
+
+@triton.jit
+def ccq_stats_bwd_keys_kernel(q, k, g, dqt, du_scale, dz, dm, dS_st, dz_st, dm_st, dk, writer, table, T, NT,
+                              H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
+                              BV: tl.constexpr, CENTER: tl.constexpr, IS_VARLEN: tl.constexpr,
+                              PREC: tl.constexpr):
+    """Grid (slots, B*H), one chunk per program, from the chunk-end gradients of ccq_stats_bwd_state_kernel:
+    k̂'s whole gradient dk (in dk's dtype), both of its roles in u = M q from one read of the chunk's dS, and the
+    writer part of the log-decay gradient. With Dr = diag(r) D (du = diag(r) dQ̃), per column block blk:
+        value role  dk_val[blk] = (Dr ∘ Q K̂ᵀ)ᵀ dQ̃_blk + w ∘ (K̂ dS[:, blk]) [+ Dᵀ dm_blk + w dm_end[blk]]
+        key role    dk_key[blk] = (Dr ∘ dQ̃ K̂ᵀ)ᵀ Q_blk + w ∘ (K̂ dS[blk, :]ᵀ)
+        writer = Dᵀ dz + w dz_end + k̂ · dk_val
+    """
+    i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
+    ck = tl.arange(0, KP)
+    one = tl.arange(0, 1)
+    DT = k.dtype.element_ty
+    kt = _stored_tile(k, rows, rm, i_h, H, K, ck)
+    D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
+    Dr = D * tl.load(du_scale + rows * H + i_h, mask=rm, other=0.0)[:, None]
+    A = _mm(_stored_tile(q, rows, rm, i_h, H, K, ck), tl.trans(kt), DT, PREC) * Dr  # exact products in k's dtype
+    P = _mm(_stored_tile(dqt, rows, rm, i_h, H, K, ck), tl.trans(kt), DT, PREC) * Dr
+    dzt = tl.load(dz + rows * H + i_h, mask=rm, other=0.0)
+    dz_end = tl.sum(tl.load(dz_st + at + one, mask=tl.where(live, one == 0, False), other=0.0), 0)
+    wr = tl.sum(D * dzt[:, None], 0) + w * dz_end
+    for vb in range(0, tl.cdiv(K, BV)):
+        cv = vb * BV + tl.arange(0, BV)
+        dS_cols = _stat_block(dS_st, at, ck, cv, live, K)
+        dS_rows = _stat_block(dS_st, at, ck, cv, live, K, ROWS=True)
+        dkv = _mm(tl.trans(A), _stored_tile(dqt, rows, rm, i_h, H, K, cv), tl.float32, PREC)
+        dkv += w[:, None] * _mm(kt, dS_cols, tl.float32, PREC)
+        if CENTER:
+            dm_end = tl.load(dm_st + at * K + cv, mask=tl.where(live, cv < K, False), other=0.0)
+            dkv += _mm(tl.trans(D), _tile(dm, rows, rm, i_h, H, K, cv), tl.float32, PREC) + w[:, None] * dm_end[None, :]
+        wr += tl.sum(_tile(k, rows, rm, i_h, H, K, cv) * dkv, 1)
+        dkv += _mm(tl.trans(P), _stored_tile(q, rows, rm, i_h, H, K, cv), tl.float32, PREC)
+        dkv += w[:, None] * _mm(kt, dS_rows, tl.float32, PREC)
+        _put(dk, dkv, rows, rm, i_h, H, K, cv)
+    tl.store(writer + rows * H + i_h, wr, mask=rm)
 
 
 @triton.jit
