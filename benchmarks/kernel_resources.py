@@ -61,21 +61,15 @@ def ccq_statistic_kernels(K: int):
            dict(common, BV=bv_state, HAS_M0=False, HAS_Z0=False, HAS_MM0=False, STORE_FINAL=False), 8, 3)
     yield ("forward outputs", kernels.ccq_stats_fwd_chunk_kernel,
            dict(starts, q=bf16, k=bf16, g=f32, lam=f32, S_st=bf16, z_st=f32, m_st=f32, out=bf16, u_s=f32, z_s=f32,
-                m_s=f32), dict(common, BV=fwd.bv, SPLIT=fwd.split, RAW_U=False, SAVE=True), fwd.warps, fwd.stages)
-    grads = dict(q=bf16, k=bf16, g=f32, dqt=bf16, du_scale=f32, dz=f32, dm=f32, dMT=None, dzT=None, dmT=None, dM0=None, dz0=None,
-                 dm0=None, cu_seqlens=None, chunk_offsets=None, table=None)
+                m_s=f32), dict(common, BV=fwd.bv, SPLIT=fwd.split, SAVE=True), fwd.warps, fwd.stages)
+    grads = dict(q=bf16, k=bf16, g=f32, dqt=bf16, du_scale=f32, dz=f32, dm=None, dMT=None, dzT=None, dmT=None,
+                 dM0=None, dz0=None, dm0=None, cu_seqlens=None, chunk_offsets=None, table=None)
     flags = dict(HAS_DMT=False, HAS_DZT=False, HAS_DMMT=False, STORE_D0=False)
     yield ("backward recurrence", kernels.ccq_stats_bwd_state_kernel,
-           dict(grads, dS_st=f32, dz_st=f32, dm_st=f32), dict(common, BV=bv_state, **flags), 8, 3)
-    yield ("backward value gradients", kernels.ccq_stats_bwd_value_kernel,
-           dict(grads, dS_st=f32, dz_st=f32, dm_st=f32, dk_val=f32, writer=f32), dict(common, BV=bwd.bv), bwd.warps,
-           bwd.stages)
-    yield ("backward key gradients (merged)", kernels.ccq_stats_bwd_keys_kernel,
-           dict(grads, dS_st=f32, dz_st=f32, dm_st=f32, dk=bf16, writer=f32), dict(common, BV=bwd.bv), bwd.warps,
-           1 if kp > 128 else bwd.stages)
-    key = {n: v for n, v in common.items() if n != "CENTER"}
-    yield ("backward key gradients", kernels.ccq_stats_bwd_key_kernel, dict(grads, dS_st=f32, dk_val=f32, dk=bf16),
-           dict(key, BV=bwd.bv), bwd.warps, bwd.stages)
+           dict(grads, dS_st=f32, dz_st=f32, dm_st=None), dict(common, BV=bv_state, **flags), 8, 3)
+    yield ("backward q, k gradients", kernels.ccq_stats_bwd_chunk_kernel,
+           dict(grads, dq_direct=None, S_st=bf16, dS_st=f32, dz_st=f32, dm_st=None, dq=bf16, dk=bf16, writer=f32),
+           dict(common, BV=bwd.bv), bwd.warps, 1 if kp > 128 else bwd.stages)
 
 
 def gla_kernels(K: int, warps: int | None = None, stages: int = 3):

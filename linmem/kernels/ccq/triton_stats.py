@@ -6,10 +6,9 @@ With unit keys k̂ and a scalar log decay g_t = log γ_t per head:
 Scalar-decay kernels (triton_stats_kernels.py): a light recurrence stores the statistics at chunk starts, and
 a chunk-parallel kernel computes q̃ (and the final M, z, m come from the recurrence).
 Backward (CCQStatsFunction): the elementwise part (u, z, m -> q̃) in one prep kernel; u's gradient is
-du_t = r_t dq̃_t with r_t = −λ_t / z_t, so q's gradient through M, M_tᵀ du_t, is the forward pass again with query
-dq̃ and initial state M0ᵀ: without centring, dq = dq̃ − λ M_tᵀ dq̃ / z is exactly that pass's q̃. A reverse
-recurrence and two chunk-parallel kernels give k̂'s gradient, the decay "writer" terms and the initial-state
-gradients. The chunk-start statistics are stored in the products' dtype (the chunk kernel rounds them to it).
+du_t = r_t dq̃_t with r_t = −λ_t / z_t (never stored). A reverse recurrence stores the statistics' gradient at
+every chunk end, and one chunk-parallel kernel gives q's gradient through M (M_tᵀ du_t, read from the forward's
+chunk-start M, kept in the products' dtype), k̂'s gradient in both its roles, and the decay "writer" terms.
 The log-decay gradient is, per sequence,
     dg_j = sum_{t >= j} (du_t·u_t + dz_t z_t + dm_t·m_t − k̂_t·dk̂_t^{value} − zw_t)   (+ final-state terms),
 a reverse cumulative sum done in torch (float64 for varlen, where it runs across sequences).
@@ -25,11 +24,9 @@ import triton
 from ..backend import env_int
 from ..triton_layout import ChunkLayout
 from .triton_stats_kernels import (
-    ccq_stats_bwd_key_kernel,
-    ccq_stats_bwd_keys_kernel,
+    ccq_stats_bwd_chunk_kernel,
     ccq_stats_bwd_prep_kernel,
     ccq_stats_bwd_state_kernel,
-    ccq_stats_bwd_value_kernel,
     ccq_stats_fwd_chunk_kernel,
     ccq_stats_fwd_state_kernel,
 )
@@ -129,17 +126,16 @@ def _per_chunk_statistics(layout: ChunkLayout, H: int, K: int, like: torch.Tenso
             _buffer((n, H, K), like) if center else None)
 
 
-def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, save: bool, store_final: bool,
-                   add_u_to: torch.Tensor | None = None):
-    """-> out [B,T,H,K] (q̃ in q.dtype; or, given add_u_to (fp32), that tensor plus lam ∘ u), saved (u, z, m)
-    or None, finals or None. q and k share a dtype: that of the matrix products, and of the chunk-start M stored
-    between the two kernels (the chunk kernel rounds it to that dtype anyway).
+def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, save: bool, store_final: bool):
+    """-> q̃ [B,T,H,K] (q.dtype), saved (u, z, m, chunk-start M) or None, finals (M, z, m) or None.
+
+    q and k share a dtype: that of the matrix products, and of the chunk-start M (stored between the kernels
+    and kept for the backward; the chunk kernel rounds it to that dtype anyway).
     """
     B, T, H, K = q.shape
     N = layout.n_seqs
     tiles = _split_tiles(K)
-    raw_u = add_u_to is not None
-    out = add_u_to if raw_u else _buffer((B, T, H, K), q, q.dtype)
+    out = _buffer((B, T, H, K), q, q.dtype)
     u_s = _buffer((B, T, H, K), q) if save else None
     z_s = _buffer((B, T, H), q) if save else None
     m_s = _buffer((B, T, H, K), q) if save and center else None
@@ -157,8 +153,8 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     fwd = tiles.forward
     ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H, triton.cdiv(K, fwd.bv) if fwd.split else 1)](
         q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, layout.table, T, layout.n_chunks,
-        **flags, BV=fwd.bv, SPLIT=fwd.split, RAW_U=raw_u, SAVE=save, num_warps=fwd.warps, num_stages=fwd.stages)
-    return out, ((u_s, z_s, m_s) if save else None), ((MT, zT, mT) if store_final else None)
+        **flags, BV=fwd.bv, SPLIT=fwd.split, SAVE=save, num_warps=fwd.warps, num_stages=fwd.stages)
+    return out, ((u_s, z_s, m_s, S_st, z_st) if save else None), ((MT, zT, mT) if store_final else None)
 
 
 def _reverse_cumsum_over_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -191,12 +187,13 @@ def _add_at_last_token(x: torch.Tensor, per_seq: torch.Tensor, layout: ChunkLayo
     return x.index_add(1, last, torch.where(nonempty, per_seq, 0).unsqueeze(0))
 
 
-def _key_gradients(q, k, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, center: bool,
-                   store_d0: bool):
-    """Gradients through the statistics' keys, given du = du_scale ∘ dqt, dz, dm (fp32, per token) and the
+def _chunk_gradients(q, k, g, dqt, du_scale, dq_direct, dz, dm, S_st, dMT, dzT, dmT, layout: ChunkLayout,
+                     center: bool, store_d0: bool, fuse_dq: bool = True):
+    """q's and k̂'s gradients through the statistics, given du = du_scale ∘ dqt, dz, dm (fp32, per token), the
+    forward's chunk-start M (S_st), dq_direct (centring only: the direct part of q's gradient, fp32) and the
     final-state grads.
 
-    -> dk [B, T, H, K] in k's dtype, writer [B, T, H] (the writer part of the log-decay gradient: the z writes
+    -> dq, dk [B, T, H, K] in q's dtype, writer [B, T, H] (the writer part of the log-decay gradient: the z writes
     and k̂ · dk̂ through the values), and dM0, dz0, dm0 when store_d0 (else None).
     """
     B, T, H, K = q.shape
@@ -213,26 +210,16 @@ def _key_gradients(q, k, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, layout: ChunkL
     dS_st, dz_st, dm_st = _per_chunk_statistics(layout, H, K, q, center)
     bv = _recurrence_block(tiles, K, N * H)
     ccq_stats_bwd_state_kernel[(triton.cdiv(K, bv), N * H)](
-        q, g, dqt, du_scale, dz, dm, *finals, dS_st, dz_st, dm_st, dM0, dz0, dm0, layout.cu_seqlens, layout.chunk_offsets,
-        T, layout.n_chunks, **dict(flags, BV=bv), **has, num_warps=8)
-    grid = (layout.slot_grid, B * H)
-    flags = dict(flags, BV=tiles.backward.bv)
-    launch = dict(num_warps=tiles.backward.warps, num_stages=tiles.backward.stages)
-    if env_int("LINMEM_CCQ_BWD_ONE_KEY_KERNEL", 1):
-        dk = _buffer((B, T, H, K), q, k.dtype)
-        if tiles.kp > 128:  # offline sm_90 build (Triton 3.6), K 256: 236 KB of shared memory at 2 stages, 168 at 1
-            launch["num_stages"] = 1
-        ccq_stats_bwd_keys_kernel[grid](q, k, g, dqt, du_scale, dz, dm, dS_st, dz_st, dm_st, dk, writer, layout.table,
-                                        T, layout.n_chunks, **flags, **launch)
-        return dk, writer, dM0, dz0, dm0
-    dk_val = _buffer((B, T, H, K), q)
-    ccq_stats_bwd_value_kernel[grid](q, k, g, dqt, du_scale, dz, dm, dS_st, dz_st, dm_st, dk_val, writer, layout.table, T,
-                                     layout.n_chunks, **flags, **launch)
-    dk = _buffer((B, T, H, K), q, k.dtype)
-    flags.pop("CENTER")
-    ccq_stats_bwd_key_kernel[grid](q, k, g, dqt, du_scale, dS_st, dk_val, dk, layout.table, T, layout.n_chunks, **flags,
-                                   **launch)
-    return dk, writer, dM0, dz0, dm0
+        q, g, dqt, du_scale, dz, dm, *finals, dS_st, dz_st, dm_st, dM0, dz0, dm0, layout.cu_seqlens,
+        layout.chunk_offsets, T, layout.n_chunks, **dict(flags, BV=bv), **has, num_warps=8)
+    dq, dk = _buffer((B, T, H, K), q, q.dtype), _buffer((B, T, H, K), q, q.dtype)
+    chunk = tiles.backward
+    ccq_stats_bwd_chunk_kernel[(layout.slot_grid, B * H)](
+        q, k, g, dqt, du_scale, dq_direct, dz, dm, S_st, dS_st, dz_st, dm_st, dq, dk, writer, layout.table, T,
+        layout.n_chunks, **flags, BV=chunk.bv, FUSE_DQ=fuse_dq, num_warps=chunk.warps,
+        # offline sm_90 build (Triton 3.6), K 256: 236 KB of shared memory at 2 stages (over the 227 KB), 139 at 1
+        num_stages=1 if tiles.kp > 128 else chunk.stages)
+    return dq, dk, writer, dM0, dz0, dm0
 
 
 class CCQStatsFunction(torch.autograd.Function):
@@ -253,29 +240,32 @@ class CCQStatsFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dqt, dMT, dzT, dmT):
-        q, k, g, lam, M0, z0, m0, u, z, m, MT, zT, mT = ctx.saved_tensors
+        q, k, g, lam, M0, z0, m0, u, z, m, S_st, z_st, MT, zT, mT = ctx.saved_tensors
         layout, center = ctx.layout, ctx.center
         B, T, H, K = q.shape
         N = layout.n_seqs
         kp = _padded_k(K)
         dqt = dqt.to(q.dtype).contiguous() if dqt is not None else torch.zeros_like(q)
-        dq, dm = (_buffer((B, T, H, K), q), _buffer((B, T, H, K), q)) if center else (None, None)
+        dq_direct, dm = (_buffer((B, T, H, K), q), _buffer((B, T, H, K), q)) if center else (None, None)
         du_scale, dz, dlam, reader = (_buffer((B, T, H), q) for _ in range(4))
         prep_rows = 16
         ccq_stats_bwd_prep_kernel[(triton.cdiv(B * T, prep_rows), H)](
-            dqt, q, lam, u, z, m, du_scale, dz, dm, dq, dlam, reader, B * T,
+            dqt, q, lam, u, z, m, du_scale, dz, dm, dq_direct, dlam, reader, B * T,
             H=H, K=K, BT=prep_rows, KP=kp, CENTER=center, num_warps=4)
-        # q's gradient through M: M_tᵀ du_t = r_t M_tᵀ dq̃_t, the forward statistics with query dq̃ and state M0ᵀ
-        M0t = M0.transpose(-1, -2).contiguous() if M0 is not None else None
-        if center:
-            _stats_forward(dqt, k, g, du_scale, M0t, None, None, layout, center=False, save=False,
-                           store_final=False, add_u_to=dq)
-        else:  # dq = dq̃ − λ M_tᵀ dq̃ / z_t: the forward's own formula, with the forward's z (z0 included)
-            dq, _, _ = _stats_forward(dqt, k, g, lam, M0t, z0, None, layout, center=False, save=False,
-                                      store_final=False)
         store_d0 = any(x is not None for x in (M0, z0, m0))
-        dk, writer, dM0, dz0, dm0 = _key_gradients(q, k, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, layout, center,
-                                                   store_d0)
+        fuse = bool(env_int("LINMEM_CCQ_BWD_FUSED_DQ", 1))
+        dq, dk, writer, dM0, dz0, dm0 = _chunk_gradients(q, k, g, dqt, du_scale, dq_direct, dz, dm, S_st, dMT, dzT,
+                                                         dmT, layout, center, store_d0, fuse)
+        if not fuse:
+            tiles = _split_tiles(K)
+            fwd = tiles.forward
+            dq = dq_direct if center else dq
+            ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H, triton.cdiv(K, fwd.bv) if fwd.split else 1)](
+                dqt, k, g, du_scale if center else lam, S_st, z_st, None, dq, None, None, None, layout.table, T,
+                layout.n_chunks, H=H, K=K, BT=layout.chunk_size, KP=tiles.kp, CENTER=False,
+                IS_VARLEN=layout.is_varlen, PREC=_prec(q.dtype), BV=fwd.bv, SPLIT=fwd.split, SAVE=False,
+                TRANSPOSED=True, ADD_U=center, num_warps=fwd.warps, num_stages=fwd.stages)
+            dq = dq.to(q.dtype)
         dG = reader - writer
         final = torch.zeros(N, H, device=q.device, dtype=torch.float32)
         for d, x in ((dMT, MT), (dzT, zT), (dmT, mT)):
@@ -283,7 +273,7 @@ class CCQStatsFunction(torch.autograd.Function):
                 final = final + (d.float() * x).reshape(N, H, -1).sum(-1)
         dG = _add_at_last_token(dG, final, layout)
         dg = _seq_reverse_cumsum(dG, layout)
-        return (dq.to(q.dtype), dk, dg.to(g.dtype), dlam.to(lam.dtype),
+        return (dq, dk, dg.to(g.dtype), dlam.to(lam.dtype),
                 dM0 if M0 is not None else None, dz0 if z0 is not None else None,
                 dm0 if m0 is not None else None, None, None, None, None)
 

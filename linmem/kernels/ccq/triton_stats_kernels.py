@@ -13,8 +13,8 @@ then takes one chunk per program and writes every token's output.
 Reverse: u's gradient is du_t = r_t dq̃_t (r_t = −λ_t / z_t, a scalar per token), so the kernels read the
 bf16 dq̃ and r instead of an fp32 du.
 ccq_stats_bwd_state_kernel runs only the recurrence of the state gradient dS [K, BV]
-(dS_T = dM_Tᵀ) backwards and stores it at every chunk end; ccq_stats_bwd_value_kernel and
-ccq_stats_bwd_key_kernel then take one chunk per program.
+(dS_T = dM_Tᵀ) backwards and stores it at every chunk end; ccq_stats_bwd_chunk_kernel then takes one chunk
+per program and writes q's and k̂'s gradients from the forward's chunk-start statistics and dS.
 (One sequential kernel per direction did everything before; on the H200 it was no faster, spilled at
 K = 128 and did not fit in shared memory at K = 256, so it was removed.)
 """
@@ -151,13 +151,14 @@ def ccq_stats_fwd_state_kernel(k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, c
 @triton.jit
 def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, table, T, NT,
                                H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
-                               BV: tl.constexpr, SPLIT: tl.constexpr, CENTER: tl.constexpr, RAW_U: tl.constexpr,
-                               SAVE: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
+                               BV: tl.constexpr, SPLIT: tl.constexpr, CENTER: tl.constexpr,
+                               SAVE: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr,
+                               TRANSPOSED: tl.constexpr = False, ADD_U: tl.constexpr = False):
     """Grid (slots, B*H, cdiv(K, BV) if SPLIT else 1), one chunk per program (and one value block with SPLIT),
     from the chunk-start statistics of ccq_stats_fwd_state_kernel: u, z, m per token and out = q̃ for the chunk's
-    tokens (module docstring); RAW_U: out += lam ∘ u instead (the backward adds M_tᵀ du_t = r_t M_tᵀ dq̃_t to q's
-    gradient this way, with query dq̃ and lam := r, the du scale of ccq_stats_bwd_prep_kernel).
-    Products in k's dtype (q's).
+    tokens (module docstring).
+    Products in k's dtype (q's). TRANSPOSED: read Mᵀ (the backward's Mᵀ du with query dq̃, from the forward's
+    saved statistics); ADD_U: out += lam ∘ u instead of q̃.
     """
     i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
     DT = k.dtype.element_ty
@@ -183,18 +184,18 @@ def ccq_stats_fwd_chunk_kernel(q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_
     A = A.to(DT)  # rounded once, not in every value block
     for vb in range(first_block, end_block):
         cv = vb * BV + tl.arange(0, BV)
-        Sb = _stat_block(S_st, at, ck, cv, live, K)
+        Sb = _stat_block(S_st, at, ck, cv, live, K, ROWS=TRANSPOSED)
         kv = _stored_tile(k, rows, rm, i_h, H, K, cv)
         u = eb[:, None] * _mm(qt, Sb, DT, PREC) + _mm(A, kv, DT, PREC)
         if CENTER:
             m_blk = tl.load(m_st + at * K + cv, mask=tl.where(live, cv < K, False), other=0.0)
             mv = eb[:, None] * m_blk[None, :] + _mm(D, kv, DT, PREC)
-        if RAW_U:
+        sig = u / z[:, None]
+        if CENTER:
+            sig -= mv * (mq / (z * z))[:, None]
+        if ADD_U:
             _put(out, _tile(out, rows, rm, i_h, H, K, cv) + lt[:, None] * u, rows, rm, i_h, H, K, cv)
         else:
-            sig = u / z[:, None]
-            if CENTER:
-                sig -= mv * (mq / (z * z))[:, None]
             _put(out, _tile(q, rows, rm, i_h, H, K, cv) - lt[:, None] * sig, rows, rm, i_h, H, K, cv)
         if SAVE:
             _put(u_s, u, rows, rm, i_h, H, K, cv)
@@ -249,16 +250,18 @@ def ccq_stats_bwd_state_kernel(q, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, dS_st
 
 
 @triton.jit
-def ccq_stats_bwd_keys_kernel(q, k, g, dqt, du_scale, dz, dm, dS_st, dz_st, dm_st, dk, writer, table, T, NT,
-                              H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
-                              BV: tl.constexpr, CENTER: tl.constexpr, IS_VARLEN: tl.constexpr,
-                              PREC: tl.constexpr):
-    """Grid (slots, B*H), one chunk per program, from the chunk-end gradients of ccq_stats_bwd_state_kernel:
-    k̂'s whole gradient dk (in dk's dtype), both of its roles in u = M q from one read of the chunk's dS, and the
-    writer part of the log-decay gradient. With Dr = diag(r) D (du = diag(r) dQ̃), per column block blk:
-        value role  dk_val[blk] = (Dr ∘ Q K̂ᵀ)ᵀ dQ̃_blk + w ∘ (K̂ dS[:, blk]) [+ Dᵀ dm_blk + w dm_end[blk]]
-        key role    dk_key[blk] = (Dr ∘ dQ̃ K̂ᵀ)ᵀ Q_blk + w ∘ (K̂ dS[blk, :]ᵀ)
+def ccq_stats_bwd_chunk_kernel(q, k, g, dqt, du_scale, dq_direct, dz, dm, S_st, dS_st, dz_st, dm_st, dq, dk, writer,
+                               table, T, NT, H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
+                               BV: tl.constexpr, CENTER: tl.constexpr, IS_VARLEN: tl.constexpr,
+                               PREC: tl.constexpr, FUSE_DQ: tl.constexpr = True):
+    """Grid (slots, B*H), one chunk per program: q's and k̂'s gradients (in their dtype) and the writer part of the
+    log-decay gradient, from the forward's chunk-start statistics S_st and the chunk-end gradients dS_st of
+    ccq_stats_bwd_state_kernel, each read once. With du = diag(r) dQ̃ and Dr = diag(r) D, per column block blk:
+        dq[blk]     = dQ̃_blk (CENTER: dq_direct_blk) + diag(r e^b) dQ̃ M_startᵀ[:, blk] + (Dr ∘ dQ̃ K̂ᵀ) K̂_blk
+        k̂ as value  dk_val[blk] = (Dr ∘ Q K̂ᵀ)ᵀ dQ̃_blk + w ∘ (K̂ dS[:, blk]) [+ Dᵀ dm_blk + w dm_end[blk]]
+        k̂ as key    dk_key[blk] = (Dr ∘ dQ̃ K̂ᵀ)ᵀ Q_blk + w ∘ (K̂ dS[blk, :]ᵀ)
         writer = Dᵀ dz + w dz_end + k̂ · dk_val
+    (M_tᵀ du_t, q's gradient through M, is the forward read with query du and the transposed state.)
     """
     i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
     ck = tl.arange(0, KP)
@@ -266,88 +269,44 @@ def ccq_stats_bwd_keys_kernel(q, k, g, dqt, du_scale, dz, dm, dS_st, dz_st, dm_s
     DT = k.dtype.element_ty
     kt = _stored_tile(k, rows, rm, i_h, H, K, ck)
     D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
-    Dr = D * tl.load(du_scale + rows * H + i_h, mask=rm, other=0.0)[:, None]
-    A = _mm(_stored_tile(q, rows, rm, i_h, H, K, ck), tl.trans(kt), DT, PREC) * Dr  # exact products in k's dtype
-    P = _mm(_stored_tile(dqt, rows, rm, i_h, H, K, ck), tl.trans(kt), DT, PREC) * Dr
+    r = tl.load(du_scale + rows * H + i_h, mask=rm, other=0.0)
+    Dr = D * r[:, None]
+    dq_full = _stored_tile(dqt, rows, rm, i_h, H, K, ck)
+    P = _mm(dq_full, tl.trans(kt), DT, PREC) * Dr  # exact products in k's dtype
+    P_dt = P.to(DT)
+    # q's gradient first, then k̂'s: fewer tiles live at once
+    for vb in range(0, tl.cdiv(K, BV) if FUSE_DQ else 0):
+        cv = vb * BV + tl.arange(0, BV)
+        dqv = _tile(dq_direct if CENTER else dqt, rows, rm, i_h, H, K, cv)
+        M_t = _stat_block(S_st, at, ck, cv, live, K, ROWS=True)
+        dqv += (r * eb)[:, None] * _mm(dq_full, M_t, DT, PREC) + _mm(P_dt, _stored_tile(k, rows, rm, i_h, H, K, cv), DT, PREC)
+        _put(dq, dqv, rows, rm, i_h, H, K, cv)
+    A = _mm(_stored_tile(q, rows, rm, i_h, H, K, ck), tl.trans(kt), DT, PREC) * Dr
     dzt = tl.load(dz + rows * H + i_h, mask=rm, other=0.0)
     dz_end = tl.sum(tl.load(dz_st + at + one, mask=tl.where(live, one == 0, False), other=0.0), 0)
     wr = tl.sum(D * dzt[:, None], 0) + w * dz_end
     for vb in range(0, tl.cdiv(K, BV)):
         cv = vb * BV + tl.arange(0, BV)
-        dS_cols = _stat_block(dS_st, at, ck, cv, live, K)
-        dS_rows = _stat_block(dS_st, at, ck, cv, live, K, ROWS=True)
         dkv = _mm(tl.trans(A), _stored_tile(dqt, rows, rm, i_h, H, K, cv), tl.float32, PREC)
-        dkv += w[:, None] * _mm(kt, dS_cols, tl.float32, PREC)
+        dkv += w[:, None] * _mm(kt, _stat_block(dS_st, at, ck, cv, live, K), tl.float32, PREC)
         if CENTER:
             dm_end = tl.load(dm_st + at * K + cv, mask=tl.where(live, cv < K, False), other=0.0)
             dkv += _mm(tl.trans(D), _tile(dm, rows, rm, i_h, H, K, cv), tl.float32, PREC) + w[:, None] * dm_end[None, :]
         wr += tl.sum(_tile(k, rows, rm, i_h, H, K, cv) * dkv, 1)
         dkv += _mm(tl.trans(P), _stored_tile(q, rows, rm, i_h, H, K, cv), tl.float32, PREC)
-        dkv += w[:, None] * _mm(kt, dS_rows, tl.float32, PREC)
+        dkv += w[:, None] * _mm(kt, _stat_block(dS_st, at, ck, cv, live, K, ROWS=True), tl.float32, PREC)
         _put(dk, dkv, rows, rm, i_h, H, K, cv)
     tl.store(writer + rows * H + i_h, wr, mask=rm)
 
 
 @triton.jit
-def ccq_stats_bwd_value_kernel(q, k, g, dqt, du_scale, dz, dm, dS_st, dz_st, dm_st, dk_val, writer, table, T, NT,
-                               H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
-                               BV: tl.constexpr, CENTER: tl.constexpr, IS_VARLEN: tl.constexpr,
-                               PREC: tl.constexpr):
-    """Grid (slots, B*H), one chunk per program, from the chunk-end gradients of ccq_stats_bwd_state_kernel:
-        dk_val[blk] = (D ∘ Q K̂ᵀ)ᵀ du_blk + w ∘ (K̂ dS_blk) [+ Dᵀ dm_blk + w dm_end[blk]]   (k̂ as the value of u)
-        writer = Dᵀ dz + w dz_end + k̂ · dk_val                        (the writer part of the log-decay gradient)
-    """
-    i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
-    ck = tl.arange(0, KP)
-    one = tl.arange(0, 1)
-    kt = _stored_tile(k, rows, rm, i_h, H, K, ck)
-    D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
-    A = _mm(_stored_tile(q, rows, rm, i_h, H, K, ck), tl.trans(kt), k.dtype.element_ty, PREC) * D
-    A *= tl.load(du_scale + rows * H + i_h, mask=rm, other=0.0)[:, None]  # Aᵀ du = (diag(r) A)ᵀ dq̃
-    dzt = tl.load(dz + rows * H + i_h, mask=rm, other=0.0)
-    dz_end = tl.sum(tl.load(dz_st + at + one, mask=tl.where(live, one == 0, False), other=0.0), 0)
-    wr = tl.sum(D * dzt[:, None], 0) + w * dz_end
-    for vb in range(0, tl.cdiv(K, BV)):
-        cv = vb * BV + tl.arange(0, BV)
-        dSb = _stat_block(dS_st, at, ck, cv, live, K)
-        dkv = _mm(tl.trans(A), _tile(dqt, rows, rm, i_h, H, K, cv), tl.float32, PREC) + w[:, None] * _mm(kt, dSb, tl.float32, PREC)
-        if CENTER:
-            dm_end = tl.load(dm_st + at * K + cv, mask=tl.where(live, cv < K, False), other=0.0)
-            dkv += _mm(tl.trans(D), _tile(dm, rows, rm, i_h, H, K, cv), tl.float32, PREC) + w[:, None] * dm_end[None, :]
-        wr += tl.sum(_tile(k, rows, rm, i_h, H, K, cv) * dkv, 1)
-        _put(dk_val, dkv, rows, rm, i_h, H, K, cv)
-    tl.store(writer + rows * H + i_h, wr, mask=rm)
-
-
-@triton.jit
-def ccq_stats_bwd_key_kernel(q, k, g, dqt, du_scale, dS_st, dk_val, dk, table, T, NT,
-                             H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
-                             BV: tl.constexpr, IS_VARLEN: tl.constexpr, PREC: tl.constexpr):
-    """Grid (slots, B*H), one chunk per program: k̂'s whole gradient dk (in dk's dtype) = dk_val plus
-        dk_key = (D ∘ dU K̂ᵀ)ᵀ Q + w ∘ sum_blk K̂_blk dS_blkᵀ      (k̂ as the key of u; dU = diag(r) dQ̃)
-    """
-    i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
-    ck = tl.arange(0, KP)
-    D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
-    D *= tl.load(du_scale + rows * H + i_h, mask=rm, other=0.0)[:, None]
-    P = _mm(_stored_tile(dqt, rows, rm, i_h, H, K, ck), tl.trans(_stored_tile(k, rows, rm, i_h, H, K, ck)),
-            tl.float32, PREC) * D
-    dkk = _mm(tl.trans(P), _stored_tile(q, rows, rm, i_h, H, K, ck), tl.float32, PREC)
-    for vb in range(0, tl.cdiv(K, BV)):
-        cv = vb * BV + tl.arange(0, BV)
-        dSb = _stat_block(dS_st, at, ck, cv, live, K)
-        dkk += w[:, None] * _mm(_stored_tile(k, rows, rm, i_h, H, K, cv), tl.trans(dSb), tl.float32, PREC)
-    _put(dk, dkk + _tile(dk_val, rows, rm, i_h, H, K, ck), rows, rm, i_h, H, K, ck)
-
-
-@triton.jit
-def ccq_stats_bwd_prep_kernel(dqt, q, lam, u, z, m, du_scale, dz, dm, dq, dlam, reader, n_tok,
+def ccq_stats_bwd_prep_kernel(dqt, q, lam, u, z, m, du_scale, dz, dm, dq_direct, dlam, reader, n_tok,
                               H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
                               CENTER: tl.constexpr):
     """Grid (cdiv(B*T, BT), H). Elementwise backward of q̃ = q − λ σ, σ = u/z − μ (μ·q), μ = m/z, per token:
     du_scale [B*T, H] = r = −λ/z (u's gradient is du = r dq̃, never stored), dz [B*T, H], dlam [B*T, H] and
     reader [B*T, H] = du·u + dz z + dm·m (the log-decay "reader" term); with CENTER also dm [B*T, H, K] (fp32)
-    and dq [B*T, H, K] (fp32, the direct part: dq̃ and the μ term; without centring it is dq̃ itself).
+    and dq_direct [B*T, H, K] (fp32, dq̃ and the μ term; without centring the direct part is dq̃ itself).
     """
     i_t, i_h = tl.program_id(0), tl.program_id(1)
     rows = i_t.to(tl.int64) * BT + tl.arange(0, BT)
@@ -374,7 +333,7 @@ def ccq_stats_bwd_prep_kernel(dqt, q, lam, u, z, m, du_scale, dz, dm, dq, dlam, 
         dzt -= tl.sum(dmu * mt, 1) / (zt * zt)
         rd += tl.sum(dmt * mt, 1)
         _put(dm, dmt, rows, rm, i_h, H, K, ck)
-        _put(dq, g_ - ds_mu[:, None] * mu, rows, rm, i_h, H, K, ck)
+        _put(dq_direct, g_ - ds_mu[:, None] * mu, rows, rm, i_h, H, K, ck)
     rd += dzt * zt
     tl.store(du_scale + rows * H + i_h, rs, mask=rm)
     tl.store(dz + rows * H + i_h, dzt, mask=rm)
