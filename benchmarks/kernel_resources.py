@@ -67,9 +67,13 @@ def ccq_statistic_kernels(K: int):
     flags = dict(HAS_DMT=False, HAS_DZT=False, HAS_DMMT=False, STORE_D0=False)
     yield ("backward recurrence", kernels.ccq_stats_bwd_state_kernel,
            dict(grads, dS_st=f32, dz_st=f32, dm_st=None), dict(common, BV=bv_state, **flags), 8, 3)
-    yield ("backward q, k gradients", kernels.ccq_stats_bwd_chunk_kernel,
-           dict(grads, dq_direct=None, S_st=bf16, dS_st=f32, dz_st=f32, dm_st=None, dq=bf16, dk=bf16, writer=f32),
+    yield ("backward k gradients", kernels.ccq_stats_bwd_chunk_kernel,
+           dict(grads, dS_st=f32, dz_st=f32, dm_st=None, dk=bf16, writer=f32),
            dict(common, BV=bwd.bv), bwd.warps, 1 if kp > 128 else bwd.stages)
+    yield ("backward q gradient (Mᵀ)", kernels.ccq_stats_fwd_chunk_kernel,
+           dict(starts, q=bf16, k=bf16, g=f32, lam=f32, S_st=bf16, z_st=f32, m_st=None, out=bf16, u_s=None,
+                z_s=None, m_s=None),
+           dict(common, BV=fwd.bv, SPLIT=fwd.split, SAVE=False, TRANSPOSED=True, ADD_U=False), fwd.warps, fwd.stages)
 
 
 def gla_kernels(K: int, warps: int | None = None, stages: int = 3):

@@ -6,9 +6,10 @@ With unit keys k̂ and a scalar log decay g_t = log γ_t per head:
 Scalar-decay kernels (triton_stats_kernels.py): a light recurrence stores the statistics at chunk starts, and
 a chunk-parallel kernel computes q̃ (and the final M, z, m come from the recurrence).
 Backward (CCQStatsFunction): the elementwise part (u, z, m -> q̃) in one prep kernel; u's gradient is
-du_t = r_t dq̃_t with r_t = −λ_t / z_t (never stored). A reverse recurrence stores the statistics' gradient at
-every chunk end, and one chunk-parallel kernel gives q's gradient through M (M_tᵀ du_t, read from the forward's
-chunk-start M, kept in the products' dtype), k̂'s gradient in both its roles, and the decay "writer" terms.
+du_t = r_t dq̃_t with r_t = −λ_t / z_t (never stored). q's gradient through M, M_tᵀ du_t, is the forward's chunk
+kernel again, with query dq̃ and the forward's chunk-start M (kept for the backward, in the products' dtype) read
+transposed. A reverse recurrence stores the statistics' gradient at every chunk end, and one chunk-parallel kernel
+gives k̂'s gradient in both its roles (value and key of u) and the decay "writer" terms.
 The log-decay gradient is, per sequence,
     dg_j = sum_{t >= j} (du_t·u_t + dz_t z_t + dm_t·m_t − k̂_t·dk̂_t^{value} − zw_t)   (+ final-state terms),
 a reverse cumulative sum done in torch (float64 for varlen, where it runs across sequences).
@@ -187,13 +188,28 @@ def _add_at_last_token(x: torch.Tensor, per_seq: torch.Tensor, layout: ChunkLayo
     return x.index_add(1, last, torch.where(nonempty, per_seq, 0).unsqueeze(0))
 
 
-def _chunk_gradients(q, k, g, dqt, du_scale, dq_direct, dz, dm, S_st, dMT, dzT, dmT, layout: ChunkLayout,
-                     center: bool, store_d0: bool, fuse_dq: bool = True):
-    """q's and k̂'s gradients through the statistics, given du = du_scale ∘ dqt, dz, dm (fp32, per token), the
-    forward's chunk-start M (S_st), dq_direct (centring only: the direct part of q's gradient, fp32) and the
+def _query_gradient(dqt, k, g, lam, du_scale, dq_direct, S_st, z_st, layout: ChunkLayout, center: bool):
+    """q's gradient dq = dq_direct + diag(r) M_tᵀ dq̃ (q.dtype), M_t read transposed from the forward's chunk-start
+    statistics S_st, z_st. Without centring (dq_direct = dq̃ and r = −λ/z) that is the forward's own formula
+    q̃ = q − λ M q / z with Mᵀ and query dq̃; with centring the kernel adds r ∘ Mᵀdq̃ to dq_direct (fp32)."""
+    B, T, H, K = dqt.shape
+    tiles = _split_tiles(K)
+    fwd = tiles.forward
+    dq = dq_direct if center else _buffer((B, T, H, K), dqt, dqt.dtype)
+    ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H, triton.cdiv(K, fwd.bv) if fwd.split else 1)](
+        dqt, k, g, du_scale if center else lam, S_st, z_st, None, dq, None, None, None, layout.table, T,
+        layout.n_chunks, H=H, K=K, BT=layout.chunk_size, KP=tiles.kp, CENTER=False, IS_VARLEN=layout.is_varlen,
+        PREC=_prec(dqt.dtype), BV=fwd.bv, SPLIT=fwd.split, SAVE=False, TRANSPOSED=True, ADD_U=center,
+        num_warps=fwd.warps, num_stages=fwd.stages)
+    return dq.to(dqt.dtype)
+
+
+def _key_gradients(q, k, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, layout: ChunkLayout, center: bool,
+                   store_d0: bool):
+    """k̂'s gradient through the statistics, given du = du_scale ∘ dqt, dz, dm (fp32, per token) and the
     final-state grads.
 
-    -> dq, dk [B, T, H, K] in q's dtype, writer [B, T, H] (the writer part of the log-decay gradient: the z writes
+    -> dk [B, T, H, K] in k's dtype, writer [B, T, H] (the writer part of the log-decay gradient: the z writes
     and k̂ · dk̂ through the values), and dM0, dz0, dm0 when store_d0 (else None).
     """
     B, T, H, K = q.shape
@@ -212,14 +228,14 @@ def _chunk_gradients(q, k, g, dqt, du_scale, dq_direct, dz, dm, S_st, dMT, dzT, 
     ccq_stats_bwd_state_kernel[(triton.cdiv(K, bv), N * H)](
         q, g, dqt, du_scale, dz, dm, *finals, dS_st, dz_st, dm_st, dM0, dz0, dm0, layout.cu_seqlens,
         layout.chunk_offsets, T, layout.n_chunks, **dict(flags, BV=bv), **has, num_warps=8)
-    dq, dk = _buffer((B, T, H, K), q, q.dtype), _buffer((B, T, H, K), q, q.dtype)
+    dk = _buffer((B, T, H, K), q, k.dtype)
     chunk = tiles.backward
     ccq_stats_bwd_chunk_kernel[(layout.slot_grid, B * H)](
-        q, k, g, dqt, du_scale, dq_direct, dz, dm, S_st, dS_st, dz_st, dm_st, dq, dk, writer, layout.table, T,
-        layout.n_chunks, **flags, BV=chunk.bv, FUSE_DQ=fuse_dq, num_warps=chunk.warps,
-        # offline sm_90 build (Triton 3.6), K 256: 236 KB of shared memory at 2 stages (over the 227 KB), 139 at 1
+        q, k, g, dqt, du_scale, dz, dm, dS_st, dz_st, dm_st, dk, writer, layout.table, T, layout.n_chunks, **flags,
+        BV=chunk.bv, num_warps=chunk.warps,
+        # offline sm_90 build (Triton 3.6), K 256: 236 KB of shared memory at 2 stages (over the 227 KB), 168 at 1
         num_stages=1 if tiles.kp > 128 else chunk.stages)
-    return dq, dk, writer, dM0, dz0, dm0
+    return dk, writer, dM0, dz0, dm0
 
 
 class CCQStatsFunction(torch.autograd.Function):
@@ -252,20 +268,10 @@ class CCQStatsFunction(torch.autograd.Function):
         ccq_stats_bwd_prep_kernel[(triton.cdiv(B * T, prep_rows), H)](
             dqt, q, lam, u, z, m, du_scale, dz, dm, dq_direct, dlam, reader, B * T,
             H=H, K=K, BT=prep_rows, KP=kp, CENTER=center, num_warps=4)
+        dq = _query_gradient(dqt, k, g, lam, du_scale, dq_direct, S_st, z_st, layout, center)
         store_d0 = any(x is not None for x in (M0, z0, m0))
-        fuse = bool(env_int("LINMEM_CCQ_BWD_FUSED_DQ", 1))
-        dq, dk, writer, dM0, dz0, dm0 = _chunk_gradients(q, k, g, dqt, du_scale, dq_direct, dz, dm, S_st, dMT, dzT,
-                                                         dmT, layout, center, store_d0, fuse)
-        if not fuse:
-            tiles = _split_tiles(K)
-            fwd = tiles.forward
-            dq = dq_direct if center else dq
-            ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H, triton.cdiv(K, fwd.bv) if fwd.split else 1)](
-                dqt, k, g, du_scale if center else lam, S_st, z_st, None, dq, None, None, None, layout.table, T,
-                layout.n_chunks, H=H, K=K, BT=layout.chunk_size, KP=tiles.kp, CENTER=False,
-                IS_VARLEN=layout.is_varlen, PREC=_prec(q.dtype), BV=fwd.bv, SPLIT=fwd.split, SAVE=False,
-                TRANSPOSED=True, ADD_U=center, num_warps=fwd.warps, num_stages=fwd.stages)
-            dq = dq.to(q.dtype)
+        dk, writer, dM0, dz0, dm0 = _key_gradients(q, k, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, layout, center,
+                                                   store_d0)
         dG = reader - writer
         final = torch.zeros(N, H, device=q.device, dtype=torch.float32)
         for d, x in ((dMT, MT), (dzT, zT), (dmT, mT)):

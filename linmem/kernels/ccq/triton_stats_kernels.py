@@ -14,7 +14,8 @@ Reverse: u's gradient is du_t = r_t dq̃_t (r_t = −λ_t / z_t, a scalar per to
 bf16 dq̃ and r instead of an fp32 du.
 ccq_stats_bwd_state_kernel runs only the recurrence of the state gradient dS [K, BV]
 (dS_T = dM_Tᵀ) backwards and stores it at every chunk end; ccq_stats_bwd_chunk_kernel then takes one chunk
-per program and writes q's and k̂'s gradients from the forward's chunk-start statistics and dS.
+per program and writes k̂'s gradient; q's gradient through M (Mᵀ du) is ccq_stats_fwd_chunk_kernel reading the
+forward's saved chunk-start M transposed, with query dq̃.
 (One sequential kernel per direction did everything before; on the H200 it was no faster, spilled at
 K = 128 and did not fit in shared memory at K = 256, so it was removed.)
 """
@@ -250,18 +251,16 @@ def ccq_stats_bwd_state_kernel(q, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, dS_st
 
 
 @triton.jit
-def ccq_stats_bwd_chunk_kernel(q, k, g, dqt, du_scale, dq_direct, dz, dm, S_st, dS_st, dz_st, dm_st, dq, dk, writer,
-                               table, T, NT, H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
+def ccq_stats_bwd_chunk_kernel(q, k, g, dqt, du_scale, dz, dm, dS_st, dz_st, dm_st, dk, writer, table, T, NT,
+                               H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr,
                                BV: tl.constexpr, CENTER: tl.constexpr, IS_VARLEN: tl.constexpr,
-                               PREC: tl.constexpr, FUSE_DQ: tl.constexpr = True):
-    """Grid (slots, B*H), one chunk per program: q's and k̂'s gradients (in their dtype) and the writer part of the
-    log-decay gradient, from the forward's chunk-start statistics S_st and the chunk-end gradients dS_st of
-    ccq_stats_bwd_state_kernel, each read once. With du = diag(r) dQ̃ and Dr = diag(r) D, per column block blk:
-        dq[blk]     = dQ̃_blk (CENTER: dq_direct_blk) + diag(r e^b) dQ̃ M_startᵀ[:, blk] + (Dr ∘ dQ̃ K̂ᵀ) K̂_blk
-        k̂ as value  dk_val[blk] = (Dr ∘ Q K̂ᵀ)ᵀ dQ̃_blk + w ∘ (K̂ dS[:, blk]) [+ Dᵀ dm_blk + w dm_end[blk]]
-        k̂ as key    dk_key[blk] = (Dr ∘ dQ̃ K̂ᵀ)ᵀ Q_blk + w ∘ (K̂ dS[blk, :]ᵀ)
+                               PREC: tl.constexpr):
+    """Grid (slots, B*H), one chunk per program, from the chunk-end gradients of ccq_stats_bwd_state_kernel:
+    k̂'s whole gradient dk (in dk's dtype), both of its roles in u = M q from one read of the chunk's dS, and the
+    writer part of the log-decay gradient. With Dr = diag(r) D (du = diag(r) dQ̃), per column block blk:
+        value role  dk_val[blk] = (Dr ∘ Q K̂ᵀ)ᵀ dQ̃_blk + w ∘ (K̂ dS[:, blk]) [+ Dᵀ dm_blk + w dm_end[blk]]
+        key role    dk_key[blk] = (Dr ∘ dQ̃ K̂ᵀ)ᵀ Q_blk + w ∘ (K̂ dS[blk, :]ᵀ)
         writer = Dᵀ dz + w dz_end + k̂ · dk_val
-    (M_tᵀ du_t, q's gradient through M, is the forward read with query du and the transposed state.)
     """
     i_h, rows, rm, live, at = _chunk_start(tl.program_id(0), tl.program_id(1), table, T, NT, H, BT, IS_VARLEN)
     ck = tl.arange(0, KP)
@@ -269,19 +268,9 @@ def ccq_stats_bwd_chunk_kernel(q, k, g, dqt, du_scale, dq_direct, dz, dm, S_st, 
     DT = k.dtype.element_ty
     kt = _stored_tile(k, rows, rm, i_h, H, K, ck)
     D, eb, e_last, w = _chunk_decay(g, rows, rm, i_h, H, BT)
-    r = tl.load(du_scale + rows * H + i_h, mask=rm, other=0.0)
-    Dr = D * r[:, None]
-    dq_full = _stored_tile(dqt, rows, rm, i_h, H, K, ck)
-    P = _mm(dq_full, tl.trans(kt), DT, PREC) * Dr  # exact products in k's dtype
-    P_dt = P.to(DT)
-    # q's gradient first, then k̂'s: fewer tiles live at once
-    for vb in range(0, tl.cdiv(K, BV) if FUSE_DQ else 0):
-        cv = vb * BV + tl.arange(0, BV)
-        dqv = _tile(dq_direct if CENTER else dqt, rows, rm, i_h, H, K, cv)
-        M_t = _stat_block(S_st, at, ck, cv, live, K, ROWS=True)
-        dqv += (r * eb)[:, None] * _mm(dq_full, M_t, DT, PREC) + _mm(P_dt, _stored_tile(k, rows, rm, i_h, H, K, cv), DT, PREC)
-        _put(dq, dqv, rows, rm, i_h, H, K, cv)
-    A = _mm(_stored_tile(q, rows, rm, i_h, H, K, ck), tl.trans(kt), DT, PREC) * Dr
+    Dr = D * tl.load(du_scale + rows * H + i_h, mask=rm, other=0.0)[:, None]
+    A = _mm(_stored_tile(q, rows, rm, i_h, H, K, ck), tl.trans(kt), DT, PREC) * Dr  # exact products in k's dtype
+    P = _mm(_stored_tile(dqt, rows, rm, i_h, H, K, ck), tl.trans(kt), DT, PREC) * Dr
     dzt = tl.load(dz + rows * H + i_h, mask=rm, other=0.0)
     dz_end = tl.sum(tl.load(dz_st + at + one, mask=tl.where(live, one == 0, False), other=0.0), 0)
     wr = tl.sum(D * dzt[:, None], 0) + w * dz_end
