@@ -1,0 +1,1 @@
+export PYTHONPATH=$PWD; mkdir -p $OUT; timeout 95 python3 -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 90 -n 5 tests/test_kernels_triton_ccq_stats.py tests/test_kernels_ccq.py > $OUT/gpu_tests.log 2>&1
