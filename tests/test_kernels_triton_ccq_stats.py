@@ -126,8 +126,9 @@ def test_stats_match_token_reference(case):
 @cpu_only
 @pytest.mark.parametrize("split", [False, True], ids=["loop", "split"])
 def test_stats_half_precision(monkeypatch, split):
-    """fp16 inputs: q̃ comes back in fp16, and the backward's Mᵀdu pass multiplies in fp16 (its query du is fp32);
-    the forward chunk kernel with one value block per program (LINMEM_CCQ_FWD_SPLIT) gives the same results.
+    """fp16 inputs: q̃ comes back in fp16, and the backward's Mᵀ du pass (query dq̃, the saved M read transposed)
+    multiplies in fp16; the forward chunk kernel with one value block per program (LINMEM_CCQ_FWD_SPLIT) gives
+    the same results.
     (The interpreter's bf16 products are wrong, so bf16 is checked on the GPU: test_stats_gpu_bf16.)"""
     monkeypatch.setenv("LINMEM_CCQ_FWD_SPLIT", str(int(split)))
     monkeypatch.setenv("LINMEM_CCQ_FWD_BV", "16")
