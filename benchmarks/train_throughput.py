@@ -1,9 +1,11 @@
 """Training throughput and decode speed of a ~340M CCQ-GDN model on one GPU.
 
-    python benchmarks/train_throughput.py [--seq-len 4096] [--batch-size 4] [--steps 10] [--compile] [--out results/]
+    python benchmarks/train_throughput.py [--seq-len 4096] [--batch-size 4] [--steps 10] [--repeats 3] [--compile]
+                                          [--out results/]
 
 Trains in bf16 autocast-free pure bf16 weights with fp32 AdamW states (the usual fla recipe) and reports
-tokens/s; then measures `generate()` decode tokens/s at batch 1 and the recurrent-state bytes, which
+tokens/s (the median of --repeats timed windows of --steps steps each, every window recorded: single runs of 6
+steps moved by up to 25% from one GPU session to the next); then measures `generate()` decode tokens/s at batch 1 and the recurrent-state bytes, which
 do not depend on the context length. With --compile the training step runs `model.compile()` (Inductor fuses the
 glue around the Triton kernels, which stay eager: linmem.kernels.backend.kernel_op); the warm-up steps include the
 compilation. Writes `train_throughput-<gpu>.json` (`train_throughput-<gpu>-compiled.json` with --compile).
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -42,17 +45,29 @@ def training_step(model, optimizer, data: torch.Tensor) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def measure_training(model, batch_size: int, seq_len: int, steps: int, warmup: int) -> float:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+def measure_training(model, batch_size: int, seq_len: int, steps: int, warmup: int, repeats: int = 1) -> list[float]:
+    """Training tokens/s of `repeats` back-to-back windows of `steps` steps each, after `warmup` steps, on the
+    model's device."""
+    device = next(model.parameters()).device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     model.train()
-    data = torch.randint(0, model.config.vocab_size, (batch_size, seq_len), device="cuda")
-    for step in range(warmup + steps):
-        if step == warmup:
+    data = torch.randint(0, model.config.vocab_size, (batch_size, seq_len), device=device)
+
+    def sync():
+        if device.type == "cuda":
             torch.cuda.synchronize()
-            start = time.perf_counter()
+
+    for _ in range(warmup):
         training_step(model, optimizer, data)
-    torch.cuda.synchronize()
-    return steps * batch_size * seq_len / (time.perf_counter() - start)
+    windows = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        for _ in range(steps):
+            training_step(model, optimizer, data)
+        sync()
+        windows.append(steps * batch_size * seq_len / (time.perf_counter() - start))
+    return windows
 
 
 @torch.no_grad()
@@ -99,6 +114,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed windows of --steps steps; the median is reported")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--compile", action="store_true", help="train with model.compile() (Inductor)")
     parser.add_argument("--variants", default="ccq-gdn,gdn", help="comma-separated subset of ccq-gdn,gdn")
@@ -123,7 +139,10 @@ def main() -> None:
                "seq_len": args.seq_len}
         if args.compile:
             model.compile()
-        row["train_tokens_per_s"] = measure_training(model, args.batch_size, args.seq_len, args.steps, args.warmup)
+        windows = measure_training(model, args.batch_size, args.seq_len, args.steps, args.warmup, args.repeats)
+        row["train_tokens_per_s"] = statistics.median(windows)
+        row["train_tokens_per_s_windows"] = windows
+        row["train_steps_per_window"] = args.steps
         if not args.compile:  # decode is measured eagerly (the run without --compile)
             row.update(measure_decoding(model, args.new_tokens))
         results[variant] = row
