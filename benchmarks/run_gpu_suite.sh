@@ -70,6 +70,8 @@ stage "train throughput" "${TRAIN_S:-120}" train.log $PY benchmarks/train_throug
 stage "train throughput, compiled" "${TRAIN_COMPILED_S:-200}" train_compiled.log \
   $PY benchmarks/train_throughput.py --compile --out "$OUT"
 stage "profile" "${PROFILE_S:-240}" profile.log $PY benchmarks/profile_gpu.py ${PROFILE_ARGS:-} --out "$OUT"
+# Which pass of each CCQ op (statistic or backbone) carries its bf16-autocast gradient error?
+stage "autocast bisect" "${BISECT_S:-90}" autocast_bisect.log $PY benchmarks/autocast_bisect.py --out "$OUT"
 
 echo "suite done" >> "$OUT/gpu.txt"
 cat "$OUT/gpu.txt"
