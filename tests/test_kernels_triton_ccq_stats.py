@@ -217,3 +217,27 @@ def test_wide_heads_on_cuda_match_the_reference():
     out, _ = ccq_gated_delta_rule(*xs)
     ref, _ = naive_ccq_gated_delta_rule(*[x.double() for x in xs])
     assert relative_rms(out, ref) <= 1e-4
+
+
+@cpu_only
+def test_backward_reuses_the_forward_statistics(monkeypatch):
+    """The backward reads the forward's saved chunk-start M (transposed, for q's gradient) instead of running the
+    forward recurrence again: one recurrence launch per direction, the forward chunk kernel twice (q̃, then Mᵀ du)."""
+    from linmem.kernels.ccq import triton_stats
+
+    launches = {}
+
+    class Counted:
+        def __init__(self, name, kernel):
+            self.name, self.kernel = name, kernel
+
+        def __getitem__(self, grid):
+            launches[self.name] = launches.get(self.name, 0) + 1
+            return self.kernel[grid]
+
+    for name in ("ccq_stats_fwd_state_kernel", "ccq_stats_fwd_chunk_kernel", "ccq_stats_bwd_state_kernel",
+                 "ccq_stats_bwd_chunk_kernel"):
+        monkeypatch.setattr(triton_stats, name, Counted(name, getattr(triton_stats, name)))
+    check(1, 20, 1, 16, 16, None, True, False, False, torch.float32, "cpu", 1e-4, 1e-3)
+    assert launches == {"ccq_stats_fwd_state_kernel": 1, "ccq_stats_fwd_chunk_kernel": 2,
+                        "ccq_stats_bwd_state_kernel": 1, "ccq_stats_bwd_chunk_kernel": 1}, launches
