@@ -69,7 +69,7 @@ class Tiles(NamedTuple):
     kp: int  # the key dim padded to a power of two
     bv_state: int  # widest value block of the two recurrences (_recurrence_block narrows it for few sequences)
     forward: ChunkSetting  # the forward's chunk-parallel kernel (it also runs the backward's Mᵀdu pass)
-    backward: ChunkSetting  # the backward's two chunk-parallel kernels (they sum over value blocks: no split)
+    backward: ChunkSetting  # the backward's chunk-parallel k-gradient kernel (it sums over value blocks: no split)
 
 
 def _chunk_setting(prefix: str, kp: int, default: ChunkSetting) -> ChunkSetting:
@@ -151,10 +151,7 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     ccq_stats_fwd_state_kernel[(triton.cdiv(K, bv), N * H)](
         k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, layout.cu_seqlens, layout.chunk_offsets, T,
         layout.n_chunks, **flags, BV=bv, **starts, num_warps=8)
-    fwd = tiles.forward
-    ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H, triton.cdiv(K, fwd.bv) if fwd.split else 1)](
-        q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, layout.table, T, layout.n_chunks,
-        **flags, BV=fwd.bv, SPLIT=fwd.split, SAVE=save, num_warps=fwd.warps, num_stages=fwd.stages)
+    _chunk_read(q, k, g, lam, S_st, z_st, m_st, out, (u_s, z_s, m_s) if save else None, layout, center)
     return out, ((u_s, z_s, m_s, S_st, z_st) if save else None), ((MT, zT, mT) if store_final else None)
 
 
@@ -188,19 +185,28 @@ def _add_at_last_token(x: torch.Tensor, per_seq: torch.Tensor, layout: ChunkLayo
     return x.index_add(1, last, torch.where(nonempty, per_seq, 0).unsqueeze(0))
 
 
+def _chunk_read(q, k, g, lam, S_st, z_st, m_st, out, saved, layout: ChunkLayout, center: bool,
+                transposed: bool = False, add_u: bool = False) -> None:
+    """ccq_stats_fwd_chunk_kernel at the forward's launch setting: out = q̃ (or, add_u, out += lam ∘ u) from the
+    chunk-start statistics (M read transposed with `transposed`); saved: the (u, z, m) buffers to fill, or None."""
+    B, T, H, K = q.shape
+    tiles = _split_tiles(K)
+    fwd = tiles.forward
+    u_s, z_s, m_s = saved if saved is not None else (None, None, None)
+    ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H, triton.cdiv(K, fwd.bv) if fwd.split else 1)](
+        q, k, g, lam, S_st, z_st, m_st, out, u_s, z_s, m_s, layout.table, T, layout.n_chunks,
+        H=H, K=K, BT=layout.chunk_size, KP=tiles.kp, CENTER=center, IS_VARLEN=layout.is_varlen, PREC=_prec(q.dtype),
+        BV=fwd.bv, SPLIT=fwd.split, SAVE=saved is not None, TRANSPOSED=transposed, ADD_U=add_u,
+        num_warps=fwd.warps, num_stages=fwd.stages)
+
+
 def _query_gradient(dqt, k, g, lam, du_scale, dq_direct, S_st, z_st, layout: ChunkLayout, center: bool):
     """q's gradient dq = dq_direct + diag(r) M_tᵀ dq̃ (q.dtype), M_t read transposed from the forward's chunk-start
     statistics S_st, z_st. Without centring (dq_direct = dq̃ and r = −λ/z) that is the forward's own formula
     q̃ = q − λ M q / z with Mᵀ and query dq̃; with centring the kernel adds r ∘ Mᵀdq̃ to dq_direct (fp32)."""
-    B, T, H, K = dqt.shape
-    tiles = _split_tiles(K)
-    fwd = tiles.forward
-    dq = dq_direct if center else _buffer((B, T, H, K), dqt, dqt.dtype)
-    ccq_stats_fwd_chunk_kernel[(layout.slot_grid, B * H, triton.cdiv(K, fwd.bv) if fwd.split else 1)](
-        dqt, k, g, du_scale if center else lam, S_st, z_st, None, dq, None, None, None, layout.table, T,
-        layout.n_chunks, H=H, K=K, BT=layout.chunk_size, KP=tiles.kp, CENTER=False, IS_VARLEN=layout.is_varlen,
-        PREC=_prec(dqt.dtype), BV=fwd.bv, SPLIT=fwd.split, SAVE=False, TRANSPOSED=True, ADD_U=center,
-        num_warps=fwd.warps, num_stages=fwd.stages)
+    dq = dq_direct if center else _buffer(dqt.shape, dqt, dqt.dtype)
+    _chunk_read(dqt, k, g, du_scale if center else lam, S_st, z_st, None, dq, None, layout, center=False,
+                transposed=True, add_u=center)
     return dq.to(dqt.dtype)
 
 
