@@ -91,6 +91,7 @@ NAMES = GATES + ("initial_state",)
 @cpu_only
 @pytest.mark.parametrize("batch,seq_len,heads,dk,dv,chunk", [
     (2, 1, 2, 16, 16, 16), (1, 17, 2, 20, 24, 16), (2, 70, 1, 16, 24, 32), (1, 70, 1, 20, 16, 64),
+    (1, 20, 1, 16, 8, 16),  # d_v below 16: the state kernels' value block is 8 (no environment override applies)
 ])
 def test_chunk_matches_naive(batch, seq_len, heads, dk, dv, chunk):
     x = make_inputs(batch, seq_len, heads, dk, dv, seed=seq_len)

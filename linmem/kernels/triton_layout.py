@@ -79,6 +79,15 @@ class ChunkLayout:
         return per_seq[self.slot_seq]
 
 
+def sequential_block(widest: int, width: int, n_seq_heads: int, min_programs: int) -> int:
+    """Column block of a sequential state kernel (one program per sequence, head and block, walking the chunks one
+    after another): `widest`, halved while fewer than `min_programs` programs would run, never below 16."""
+    block = widest
+    while block > 16 and triton.cdiv(width, block) * n_seq_heads < min_programs:
+        block //= 2
+    return block
+
+
 @triton.jit
 def chunk_span(i_c, i_b, T, NT, table, IS_VARLEN: tl.constexpr, BT: tl.constexpr):
     """Token span [t0, t1) of chunk slot i_c (dense: chunk i_c of batch row i_b) and the slot index."""

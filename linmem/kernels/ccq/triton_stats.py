@@ -23,7 +23,7 @@ import torch
 import triton
 
 from ..backend import env_int
-from ..triton_layout import ChunkLayout
+from ..triton_layout import ChunkLayout, sequential_block
 from .triton_stats_kernels import (
     ccq_stats_bwd_chunk_kernel,
     ccq_stats_bwd_prep_kernel,
@@ -109,10 +109,7 @@ MIN_RECURRENCE_PROGRAMS = 256
 
 def _recurrence_block(tiles: Tiles, K: int, n_seq_heads: int) -> int:
     """Column-block width of the two recurrences (LINMEM_CCQ_STATE_BV overrides it)."""
-    bv = tiles.bv_state
-    while bv > 16 and triton.cdiv(K, bv) * n_seq_heads < MIN_RECURRENCE_PROGRAMS:
-        bv //= 2
-    bv = env_int("LINMEM_CCQ_STATE_BV", bv)
+    bv = env_int("LINMEM_CCQ_STATE_BV", sequential_block(tiles.bv_state, K, n_seq_heads, MIN_RECURRENCE_PROGRAMS))
     if bv not in (16, 32, 64, 128, 256) or bv > tiles.kp:
         raise ValueError(f"LINMEM_CCQ_STATE_BV: expected a power of two from 16 to {tiles.kp}, got {bv}")
     return bv

@@ -12,6 +12,7 @@ import torch
 import triton
 
 from ..backend import env_int
+from ..triton_layout import sequential_block
 
 
 def _pow2(n: int) -> int:
@@ -110,8 +111,12 @@ def _wy_bwd_config() -> WyBackwardSetting:
 
 
 def _block(variable: str, default: int) -> int:
-    """A tile width from the environment: a power of two >= 16 (the smallest tl.dot operand)."""
-    block = env_int(variable, default)
+    """A tile width from the environment, which must be a power of two >= 16 (the smallest tl.dot operand), or
+    `default` when the variable is unset (a default may be narrower: the state kernels' value block of a head
+    with d_v < 16 is d_v rounded up to a power of two)."""
+    block = env_int(variable, None)
+    if block is None:
+        return default
     if block < 16 or block & (block - 1):
         raise ValueError(f"{variable}: a block must be a power of two >= 16, got {block}")
     return block
@@ -139,8 +144,6 @@ def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
     """
     bk = _pow2(k_dim)
     wide = bk <= 128 and not backward and n_seq_heads * triton.cdiv(v_dim, 64) >= 512
-    bv = min(_pow2(v_dim), 64 if wide else 32)
-    if n_seq_heads * triton.cdiv(v_dim, bv) < MIN_STATE_PROGRAMS:
-        bv = min(bv, 16)
+    bv = sequential_block(min(_pow2(v_dim), 64 if wide else 32), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
     bv = _block("LINMEM_GDN_STATE_BV", bv)
     return bk, bv, _num_warps(), (1 if bk > 128 else _stages(dtype))
