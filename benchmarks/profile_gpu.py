@@ -1,6 +1,6 @@
 """Where the time goes: per-kernel GPU time of each op's fwd+bwd, and what one decode step costs.
 
-    python benchmarks/profile_gpu.py [--ops gla,gated_delta_rule,...] [--out benchmarks/results]
+    python benchmarks/profile_gpu.py [--ops gla,gated_delta_rule,fla_chunk_gated_delta_rule,...] [--out benchmarks/results]
     python benchmarks/profile_gpu.py --smoke --out /tmp/x      # CPU, tiny shapes: checks the script only
     python benchmarks/profile_gpu.py --no-decode --ops '' --compile   # only the training step, under model.compile()
 
@@ -30,7 +30,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.kernels import fwd_bwd_call, gpu_file_name, make_inputs as bench_inputs  # noqa: E402
+from benchmarks.kernels import fwd_bwd_call, gpu_file_name, make_inputs as bench_inputs, op_function  # noqa: E402
 from benchmarks.train_throughput import config_340m, training_step  # noqa: E402
 
 OPS = ["gla", "ccq_gla", "gated_delta_rule", "qdelta_rule", "ccq_gated_delta_rule"]
@@ -42,14 +42,15 @@ def device_events(prof) -> list:
 
 
 def profile_op(op: str, smoke: bool, repeats: int = 5) -> list[dict]:
-    """[{kernel, calls, us}] per fwd+bwd of `op`, largest first."""
+    """[{kernel, calls, us}] per fwd+bwd of `op` (one of ours, or a peer of benchmarks/kernels.py such as
+    fla_chunk_gated_delta_rule, whose kernels then sit beside ours), largest first."""
     import linmem.kernels as K
 
     shape = (1, 64, 2, 16, 16) if smoke else (8, 4096, 16, 128, 128)
     inputs = bench_inputs(op, *shape, device="cpu" if smoke else "cuda")
     for t in inputs.values():
         t.requires_grad_(True)
-    fn = getattr(K, op)
+    fn = op_function(op)
     backend = "torch" if smoke else "triton"
     with K.use_backend(backend):
         fwd_bwd = fwd_bwd_call(fn, inputs, torch.randn_like(fn(**inputs)[0]))
