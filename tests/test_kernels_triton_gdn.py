@@ -135,11 +135,16 @@ def test_wy_backward_on_varlen_matches_naive(monkeypatch, with_lam, dtype, tol_o
 
 @cpu_only
 @pytest.mark.parametrize("with_lam", [False, True])
-@pytest.mark.parametrize("blocks,forward_block", [((16, 16, 16), 16), ((32, 16, 32), 32)])
-def test_block_widths_match_naive(monkeypatch, with_lam, blocks, forward_block):
+@pytest.mark.parametrize("blocks,forward_block,launch_env", [
+    ((16, 16, 16), 16, {"LINMEM_GDN_DQK_BK": "16", "LINMEM_GDN_WU_BK": "16", "LINMEM_GDN_WU_BV": "16",
+                        "LINMEM_GDN_STATE_FWD_BV": "16", "LINMEM_GDN_STATE_BWD_BV": "16",
+                        "LINMEM_GDN_STATE_BWD_WARPS": "2", "LINMEM_GDN_DQK_STAGES": "2"}),
+    ((32, 16, 32), 32, {})])
+def test_block_widths_match_naive(monkeypatch, with_lam, blocks, forward_block, launch_env):
     """Blocks narrower than the head dims (K 40, V 24: partial last blocks) in the WY forward, the gates and keys
-    kernels and output_dqk's value loop give the same outputs and gradients; a block that is not a power of two
-    >= 16 is refused by name."""
+    kernels and output_dqk's value loop (and, through the LINMEM_GDN_* launch variables, output_dqk's key blocks,
+    wy_wu's blocks and the state kernels' value blocks) give the same outputs and gradients; a block that is not a
+    power of two >= 16 is refused by name."""
     from linmem.kernels.gated_delta_rule import triton_config
     from linmem.kernels.qdelta.naive import naive_qdelta_rule
     from linmem.kernels.qdelta.triton_chunk import triton_qdelta_rule
@@ -151,6 +156,12 @@ def test_block_widths_match_naive(monkeypatch, with_lam, blocks, forward_block):
         monkeypatch.setenv(variable, str(block))
     monkeypatch.setenv("LINMEM_GDN_WY_FWD_BLOCK", str(forward_block))
     assert triton_config._wy_bwd_config()[3:] == blocks and triton_config._wy_fwd_block() == forward_block
+    for variable, value in launch_env.items():
+        monkeypatch.setenv(variable, value)
+    if launch_env:
+        assert triton_config._dqk_launch(40, 24, torch.float32)[0::3] == (16, 2)
+        assert triton_config._wu_launch(40, 24, torch.float32)[:2] == (16, 16)
+        assert triton_config._state_tiles(40, 24, torch.float32, 3, backward=True)[1:3] == (16, 2)
     cu = torch.tensor([0, 9, 30, 37], dtype=torch.int32)
     x = make_inputs(1, 37, 2, 40, 24, n_states=3, seed=21, with_lam=with_lam)
     compare(fn, ref, x, names, cu_seqlens=cu, chunk_size=16)

@@ -15,7 +15,7 @@ import triton
 
 from ..triton_layout import ChunkLayout
 from .triton_config import (_dot_precision, _num_warps, _pow2, _stages, _state_tiles, _wy_bwd_config,
-                            _wy_fwd_block, _wy_fwd_warps)
+                            _wy_fwd_block, _wy_fwd_warps, _wu_launch, _dqk_launch)
 from .triton_output import output_dqk_kernel, output_dv_kernel, output_fwd_kernel
 from .triton_state import state_bwd_kernel, state_fwd_kernel
 from .triton_wy import wy_A_kernel, wy_bwd_gates_kernel, wy_bwd_keys_kernel, wy_solve_kernel, wy_wu_kernel
@@ -38,15 +38,16 @@ def _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, la
     u = torch.empty(B, T, H, V, device=dev, dtype=dt)
     table, T_arg, NT = layout.kernel_args()
     lam_arg = lam if lam is not None else beta
-    bk, bv = min(_wy_fwd_block(), _pow2(K)), min(64, _pow2(V))
+    bk = min(_wy_fwd_block(), _pow2(K))
     flags = dict(H=H, BT=BT, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_stages=_stages(dt))
     wy_warps, grid = _wy_fwd_warps(), (layout.slot_grid, B * H)
     wy_A_kernel[grid](q, k, g, beta, lam_arg, gc, tm, table, T_arg, NT, K=K, BK=bk, HAS_LAM=lam is not None,
                       num_warps=wy_warps, **flags)
     wy_solve_kernel[grid](tm, table, T_arg, NT, num_warps=wy_warps, **flags)
-    wy_wu_kernel[(triton.cdiv(K, bk) + triton.cdiv(V, bv), layout.slot_grid, B * H)](
-        q, k, v, beta, lam_arg, gc, tm, w, u, table, T_arg, NT, K=K, V=V, BK=bk, BV=bv, HAS_LAM=lam is not None,
-        num_warps=wy_warps, **flags)
+    wu = _wu_launch(K, V, dt)
+    wy_wu_kernel[(triton.cdiv(K, wu.block_k) + triton.cdiv(V, wu.block_v), layout.slot_grid, B * H)](
+        q, k, v, beta, lam_arg, gc, tm, w, u, table, T_arg, NT, K=K, V=V, BK=wu.block_k, BV=wu.block_v,
+        HAS_LAM=lam is not None, num_warps=wu.warps, **dict(flags, num_stages=wu.stages))
     h = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=dt)
     vnew = torch.empty(B, T, H, V, device=dev, dtype=dt)
     final = torch.empty(layout.n_seqs, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
@@ -93,15 +94,16 @@ def _backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layou
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=nw, num_stages=ns,
     )
     setting = _wy_bwd_config()
-    nkp = triton.cdiv(K, bk_o)
+    dqk = _dqk_launch(K, V, dt)
+    nkp = triton.cdiv(K, dqk.block_k)
     dq_part = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     dk_part = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     dw = torch.empty(B, T, H, K, device=dev, dtype=dt)
     dgc_part = torch.empty(nkp, B, T, H, device=dev, dtype=torch.float32)
     output_dqk_kernel[(nkp, layout.slot_grid, B * H)](
         q, k, vnew, h, dh, gc, do, dvnew, dq_part, dk_part, dw, dgc_part, table, T_arg, NT, B * T, scale,
-        H=H, K=K, V=V, BT=BT, BK=bk_o, BV=min(setting.dqk_value_block, _pow2(V)), IS_VARLEN=layout.is_varlen,
-        DOT_PREC=prec, num_warps=_num_warps(), num_stages=_stages(dt),
+        H=H, K=K, V=V, BT=BT, BK=dqk.block_k, BV=dqk.block_v, IS_VARLEN=layout.is_varlen,
+        DOT_PREC=prec, num_warps=dqk.warps, num_stages=dqk.stages,
     )
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dg, dbeta = torch.empty_like(g), torch.empty_like(beta)

@@ -146,4 +146,36 @@ def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
     wide = bk <= 128 and not backward and n_seq_heads * triton.cdiv(v_dim, 64) >= 512
     bv = sequential_block(min(_pow2(v_dim), 64 if wide else 32), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
     bv = _block("LINMEM_GDN_STATE_BV", bv)
-    return bk, bv, _num_warps(), (1 if bk > 128 else _stages(dtype))
+    stages = 1 if bk > 128 else _stages(dtype)
+    pass_name = "BWD" if backward else "FWD"  # per-pass overrides (benchmarks/gdn_kernel_settings.py)
+    return (bk, _block(f"LINMEM_GDN_STATE_{pass_name}_BV", bv), env_int(f"LINMEM_GDN_STATE_{pass_name}_WARPS", _num_warps()),
+            env_int(f"LINMEM_GDN_STATE_{pass_name}_STAGES", stages))
+
+
+class TileLaunch(NamedTuple):
+    """Key block, value block, warps and pipeline stages of one chunk-parallel kernel."""
+
+    block_k: int
+    block_v: int
+    warps: int
+    stages: int
+
+
+def _tile_launch(name: str, k_dim: int, v_dim: int, dtype: torch.dtype, block_k: int, block_v: int,
+                 warps: int | None = None) -> TileLaunch:
+    """A chunk-parallel kernel's launch: the given blocks (capped at the head dims), the table's warps and the
+    dtype's stages; LINMEM_GDN_<name>_{BK,BV,WARPS,STAGES} override each (benchmarks/gdn_kernel_settings.py)."""
+    return TileLaunch(min(_block(f"LINMEM_GDN_{name}_BK", block_k), _pow2(k_dim)),
+                      min(_block(f"LINMEM_GDN_{name}_BV", block_v), _pow2(v_dim)),
+                      env_int(f"LINMEM_GDN_{name}_WARPS", warps or _num_warps()),
+                      env_int(f"LINMEM_GDN_{name}_STAGES", _stages(dtype)))
+
+
+def _wu_launch(k_dim: int, v_dim: int, dtype: torch.dtype) -> TileLaunch:
+    """wy_wu_kernel: W's key blocks and U's value blocks."""
+    return _tile_launch("WU", k_dim, v_dim, dtype, _wy_fwd_block(), 64, _wy_fwd_warps())
+
+
+def _dqk_launch(k_dim: int, v_dim: int, dtype: torch.dtype) -> TileLaunch:
+    """output_dqk_kernel: one program per key block; the value dim is its loop."""
+    return _tile_launch("DQK", k_dim, v_dim, dtype, 64, _wy_bwd_config().dqk_value_block)

@@ -1,0 +1,247 @@
+"""Which launch settings (blocks, warps, pipeline stages) make each Gated DeltaNet kernel fastest on this GPU?
+
+    python benchmarks/gdn_kernel_settings.py [--kernels state_fwd,state_bwd,output_dqk,wy_wu] [--jobs 8] [--out DIR]
+    python benchmarks/gdn_kernel_settings.py --smoke --out /tmp/x    # CPU interpreter, tiny shapes: checks the script
+
+Records every launch of the chosen kernels in one GDN fwd+bwd (B8 T4K H16 d128 bf16, as benchmarks/kernels.py
+makes its inputs), then relaunches each kernel alone under every setting of its grid below, on the recorded
+inputs: the median time of triton.testing.do_bench, the largest relative RMS of its outputs against the launch
+linmem makes (outputs poisoned with NaN before every launch, so a tile left unwritten shows), and whether two
+launches give bitwise-equal outputs. Compilation runs first in --jobs processes (Triton's on-disk cache); the
+timing then runs in this one process, alone on the GPU. Writes gdn-kernel-settings-<gpu>.json.
+The sweep times kernels, not the op: a winner becomes a default in triton_config.py only after the op's fwd+bwd
+(benchmarks/kernels.py) and the GPU tests agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import itertools
+import json
+import multiprocessing
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import torch
+import triton
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.kernels import fwd_bwd_call, gpu_file_name, make_inputs, result_header  # noqa: E402
+
+
+def _grid(settings: list[dict], **axes) -> list[dict]:
+    return settings + [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+class KernelSweep(NamedTuple):
+    env: str  # prefix of the LINMEM_GDN_* variables that set the kernel's launch (triton_config.py)
+    outputs: tuple[str, ...]  # the kernel's arguments it writes
+    grid: Callable[[dict, tuple], tuple]  # (launch keyword arguments, recorded grid) -> grid
+    settings: list[dict]  # overrides of the launch's keyword arguments
+    key_partials: tuple[str, ...] = ()  # outputs holding one partial per key block (first axis), summed later
+
+
+def _value_grid(kw: dict, grid: tuple) -> tuple:
+    return (triton.cdiv(kw["V"], kw["BV"]), *grid[1:])
+
+
+SWEEPS = {
+    "state_fwd": KernelSweep("LINMEM_GDN_STATE_FWD_", ("h_out", "vnew_out", "ht_out"), _value_grid, _grid(
+        [], BV=(16, 32, 64), num_warps=(2, 4, 8), num_stages=(2, 3, 4))),
+    "state_bwd": KernelSweep("LINMEM_GDN_STATE_BWD_", ("dh_out", "dvnew_out", "dh0_out"), _value_grid, _grid(
+        [], BV=(16, 32, 64), num_warps=(2, 4, 8), num_stages=(2, 3, 4))),
+    "output_dqk": KernelSweep(
+        "LINMEM_GDN_DQK_",
+        ("dq_part", "dk_part", "dw_out", "dgc_part"),
+        lambda kw, grid: (triton.cdiv(kw["K"], kw["BK"]), *grid[1:]),
+        _grid([], BK=(32, 64, 128), BV=(32, 64, 128), num_warps=(4, 8), num_stages=(2, 3)),
+        key_partials=("dgc_part",)),
+    "wy_wu": KernelSweep(
+        "LINMEM_GDN_WU_",
+        ("w_out", "u_out"),
+        lambda kw, grid: (triton.cdiv(kw["K"], kw["BK"]) + triton.cdiv(kw["V"], kw["BV"]), *grid[1:]),
+        _grid([], BK=(32, 64, 128), BV=(32, 64, 128), num_warps=(2, 4, 8), num_stages=(2, 3))),
+}
+SMOKE_SETTINGS = {"state_fwd": [dict(BV=16, num_warps=2)], "state_bwd": [dict(BV=16, num_warps=2)],
+                  "output_dqk": [dict(BK=16, BV=16)], "wy_wu": [dict(BK=16, BV=16)]}
+
+
+class _Recorder:
+    """Stands in for a JIT kernel in triton_chunk: records each launch (grid, arguments) and runs it."""
+
+    def __init__(self, kernel):
+        self.kernel, self.launches = kernel, []
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.launches.append((grid, args, kwargs))
+            return self.kernel[grid](*args, **kwargs)
+        return launch
+
+
+def record_launches(names: list[str], smoke: bool) -> dict[str, tuple]:
+    """{kernel: (kernel, grid, args, kwargs)} of its first launch in one GDN fwd+bwd."""
+    import linmem.kernels as K
+
+    # the package's name is also its op function's, which `import a.b.c as x` would resolve to
+    chunk = importlib.import_module("linmem.kernels.gated_delta_rule.triton_chunk")
+
+    recorders = {name: _Recorder(getattr(chunk, f"{name}_kernel")) for name in names}
+    originals = {name: getattr(chunk, f"{name}_kernel") for name in names}
+    shape = (1, 40, 2, 32, 32) if smoke else (8, 4096, 16, 128, 128)
+    inputs = make_inputs("gated_delta_rule", *shape, device="cpu" if smoke else "cuda")
+    for t in inputs.values():
+        t.requires_grad_(True)
+    try:
+        for name, recorder in recorders.items():
+            setattr(chunk, f"{name}_kernel", recorder)
+        with K.use_backend("triton"):
+            out = K.gated_delta_rule(**inputs)[0]
+            fwd_bwd_call(K.gated_delta_rule, inputs, torch.randn_like(out))()
+    finally:
+        for name, kernel in originals.items():
+            setattr(chunk, f"{name}_kernel", kernel)
+    return {name: (r.kernel, *r.launches[0]) for name, r in recorders.items()}
+
+
+class _Launch(NamedTuple):
+    run: Callable[[], None]  # launches the kernel under the setting
+    buffers: list[torch.Tensor]  # what it writes
+    outputs: Callable[[], list[torch.Tensor]]  # its outputs, key-block partials summed
+
+
+def _prepare(kernel, sweep: KernelSweep, grid: tuple, args: tuple, kwargs: dict, setting: dict) -> _Launch:
+    """The recorded launch under `setting`, with fresh buffers for outputs whose size depends on it."""
+    named = dict(zip(kernel.arg_names, args))
+    missing = [n for n in sweep.outputs if n not in named]
+    if missing:
+        raise ValueError(f"{kernel.fn.__name__} has no arguments {missing}: update SWEEPS")
+    kw = {**kwargs, **setting}
+    for name in sweep.key_partials:  # as many partials as the setting has key blocks
+        named[name] = named[name].new_empty(triton.cdiv(kw["K"], kw["BK"]), *named[name].shape[1:])
+    launch_grid, launch_args = sweep.grid(kw, grid), tuple(named.values())
+    written = [n for n in sweep.outputs if named[n] is not None]
+    return _Launch(lambda: kernel[launch_grid](*launch_args, **kw), [named[n] for n in written],
+                   lambda: [named[n].sum(0) if n in sweep.key_partials else named[n] for n in written])
+
+
+def _launch(kernel, sweep: KernelSweep, grid: tuple, args: tuple, kwargs: dict, setting: dict) -> list[torch.Tensor]:
+    """Poison the outputs with NaN, launch under `setting`, return the outputs."""
+    launch = _prepare(kernel, sweep, grid, args, kwargs, setting)
+    for t in launch.buffers:
+        t.fill_(float("nan"))
+    launch.run()
+    return launch.outputs()
+
+
+def _settings(name: str, smoke: bool) -> list[dict]:
+    return SMOKE_SETTINGS[name] if smoke else SWEEPS[name].settings
+
+
+def _compile_share(names: list[str], part: int, parts: int) -> int:
+    """Worker: launch every part-th (kernel, setting) once, which compiles it into Triton's cache."""
+    launches = record_launches(names, smoke=False)
+    todo = [(n, s) for n in names for s in SWEEPS[n].settings][part::parts]
+    for name, setting in todo:
+        kernel, grid, args, kwargs = launches[name]
+        try:
+            _launch(kernel, SWEEPS[name], grid, args, kwargs, setting)
+        except Exception:  # noqa: BLE001 - the timing pass records the error
+            pass
+    torch.cuda.synchronize()
+    return len(todo)
+
+
+def measure(names: list[str], smoke: bool) -> list[dict]:
+    from linmem.kernels.utils import relative_rms
+
+    launches = record_launches(names, smoke)
+    rows = []
+    for name in names:
+        kernel, grid, args, kwargs = launches[name]
+        sweep = SWEEPS[name]
+        linmem_setting = {key: kwargs[key] for key in ("BK", "BV", "num_warps", "num_stages") if key in kwargs}
+        reference = [t.clone() for t in _launch(kernel, sweep, grid, args, kwargs, {})]
+        for setting in [{}] + _settings(name, smoke):
+            row = {"kernel": name, "setting": {**linmem_setting, **setting}, "linmem": not setting}
+            try:
+                first = [t.clone() for t in _launch(kernel, sweep, grid, args, kwargs, setting)]
+                second = _launch(kernel, sweep, grid, args, kwargs, setting)
+                _launch(kernel, sweep, grid, args, kwargs, {})  # leaves linmem's outputs for the next kernels
+                row["max_rrms"] = max(relative_rms(a, b) for a, b in zip(first, reference))
+                row["deterministic"] = all(torch.equal(a, b) for a, b in zip(first, second))
+                if not smoke:
+                    from triton.testing import do_bench
+
+                    run = _prepare(kernel, sweep, grid, args, kwargs, setting).run
+                    row["ms"] = do_bench(run, warmup=10, rep=50, return_mode="median")
+            except Exception as error:  # noqa: BLE001 - a setting that does not build is a result
+                row["error"] = f"{type(error).__name__}: {str(error)[:200]}"
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def best_settings(rows: list[dict], max_rrms: float = 5e-3) -> dict:
+    """Per kernel: linmem's time, and the fastest setting that is accurate and deterministic."""
+    summary = {}
+    for name in dict.fromkeys(r["kernel"] for r in rows):
+        ok = [r for r in rows if r["kernel"] == name and "ms" in r and r["deterministic"] and r["max_rrms"] <= max_rrms]
+        ours = next((r for r in rows if r["kernel"] == name and r["linmem"] and "ms" in r), None)
+        if ok and ours:
+            best = min(ok, key=lambda r: r["ms"])
+            summary[name] = {"linmem_ms": ours["ms"], "best_ms": best["ms"], "best_setting": best["setting"]}
+    return summary
+
+
+_VARIABLES = {"BK": "BK", "BV": "BV", "num_warps": "WARPS", "num_stages": "STAGES"}
+
+
+def exports(best: dict, min_gain: float = 0.03) -> list[str]:
+    """`export` lines that put each kernel's winner in force, where it beats linmem's launch by min_gain or more."""
+    lines = []
+    for name, b in best.items():
+        if b["best_ms"] <= (1 - min_gain) * b["linmem_ms"]:
+            lines += [f"export {SWEEPS[name].env}{_VARIABLES[key]}={value}" for key, value in b["best_setting"].items()
+                      if not (key == "BK" and name.startswith("state"))]  # the state kernels hold all of K
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kernels", default=",".join(SWEEPS))
+    parser.add_argument("--jobs", type=int, default=8, help="processes compiling the settings ahead of the timing")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (interpreter), no timing")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--exports", default=None, help="write the winners' `export` lines to this file")
+    args = parser.parse_args()
+    names = args.kernels.split(",")
+    unknown = sorted(set(names) - set(SWEEPS))
+    if unknown:
+        parser.error(f"unknown kernels {unknown}; choose from {sorted(SWEEPS)}")
+    if not args.smoke and args.jobs > 1:
+        # spawn: CUDA cannot be used in a forked child of a process that touched it
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = sum(pool.map(_compile_share, [names] * args.jobs, range(args.jobs), [args.jobs] * args.jobs))
+        print(f"compiled {done} settings in {args.jobs} processes", flush=True)
+    rows = measure(names, args.smoke)
+    header = {"device": "cpu (interpreter)"} if args.smoke else result_header()
+    result = {**header, "shape": "GDN B1 T40 H2 d32 (smoke)" if args.smoke else "GDN B8 T4096 H16 d128 bf16",
+              "rows": rows, "best": best_settings(rows)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"gdn-kernel-settings-{gpu_file_name(args.smoke)}.json"
+    path.write_text(json.dumps(result, indent=2))
+    for name, best in result["best"].items():
+        print(f"{name}: linmem {best['linmem_ms']:.3f} ms, best {best['best_ms']:.3f} ms with {best['best_setting']}")
+    print(f"wrote {path}")
+    if args.exports:
+        Path(args.exports).write_text("".join(line + "\n" for line in exports(result["best"])))
+
+
+if __name__ == "__main__":
+    main()
