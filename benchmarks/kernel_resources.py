@@ -116,7 +116,7 @@ def gdn_kernels(K: int):
     triton_chunk.py launches them; the WY backward also at 8 warps, which was not reproducible on the H200
     (see WY_BWD_NUM_WARPS)."""
     from linmem.kernels.gated_delta_rule import triton_config as host
-    from linmem.kernels.gated_delta_rule import triton_output, triton_wy
+    from linmem.kernels.gated_delta_rule import triton_output, triton_state, triton_wy
 
     f32, bf16 = "*fp32", "*bf16"
     bk = min(64, triton.next_power_of_2(K))
@@ -129,8 +129,9 @@ def gdn_kernels(K: int):
     for op, has_lam in (("gdn", False), ("qdelta", True)):
         yield (f"{op} wy fwd A", triton_wy.wy_A_kernel, wy_fwd, dict(base, BK=fwd_bk, HAS_LAM=has_lam), wy_warps,
                stages)
+        wu = host._wu_launch(K, K, torch.bfloat16)
         yield (f"{op} wy fwd W/U", triton_wy.wy_wu_kernel, dict(wy_fwd, gc=f32, t_in=f32),
-               dict(base, BK=fwd_bk, HAS_LAM=has_lam), wy_warps, stages)
+               dict(base, BK=wu.block_k, BV=wu.block_v, HAS_LAM=has_lam), wu.warps, wu.stages)
     yield ("wy fwd solve", triton_wy.wy_solve_kernel, dict(t_io=f32), base, wy_warps, stages)
     gates = dict(q=bf16, k=bf16, v=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, du=bf16, dgc_part=f32,
                  dv_out=bf16, dg_out=f32, dbeta_out=f32, e_out=bf16)
@@ -146,10 +147,19 @@ def gdn_kernels(K: int):
         yield (f"{op} wy bwd 2/2 ({keys_warps} warps)", triton_wy.wy_bwd_keys_kernel, keys,
                dict(key_flags, BK=min(setting.keys_block, triton.next_power_of_2(K)), HAS_LAM=has_lam),
                keys_warps, stages)
+    dqk = host._dqk_launch(K, K, torch.bfloat16)
     yield ("gdn dq, dk, dw, dg", triton_output.output_dqk_kernel,
            dict(q=bf16, k=bf16, vnew=bf16, h=bf16, dh=bf16, gc=f32, do=bf16, dvnew=bf16, dq_part=f32, dk_part=f32,
-                dw_out=bf16, dgc_part=f32), dict(base, BV=min(setting.dqk_value_block, triton.next_power_of_2(K))),
-           nw, stages)
+                dw_out=bf16, dgc_part=f32), dict(base, BK=dqk.block_k, BV=dqk.block_v), dqk.warps, dqk.stages)
+    states = dict(q=bf16, k=bf16, w=bf16, u=bf16, gc=f32, h0=f32, h_out=bf16, vnew_out=bf16, ht_out=f32, do=bf16,
+                  dv_local=bf16, dht=f32, dh_out=bf16, dvnew_out=bf16, dh0_out=f32, cu_seqlens="*i32",
+                  chunk_offsets="*i32")
+    for label, kernel, backward, flags in (
+            ("gdn states (forward)", triton_state.state_fwd_kernel, False, dict(HAS_H0=True, STORE_HT=True)),
+            ("gdn states (backward)", triton_state.state_bwd_kernel, True, dict(HAS_DHT=True, STORE_DH0=True))):
+        sbk, sbv, swarps, sstages = host._state_tiles(K, K, torch.bfloat16, 16 * 8, backward=backward)
+        pointers = {n: t for n, t in states.items() if n in kernel.arg_names}
+        yield (label, kernel, pointers, dict(base, BK=sbk, BV=sbv, **flags), swarps, sstages)
 
 
 def kernel_builds(K: int, gla_warps: int | None = None) -> list[tuple]:

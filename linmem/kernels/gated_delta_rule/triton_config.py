@@ -131,24 +131,36 @@ def _stages(dtype: torch.dtype) -> int:
 MIN_STATE_PROGRAMS = 128
 
 
+#: (warps, stages) of the state kernels by value block, bf16/fp16 and d_k <= 128: each relaunched alone under 63
+#: settings at B8 T4K H16 d128 on the H200 (benchmarks/results/h200-2026-12-03-kernel-settings): forward 0.218 ms
+#: at BV 64 with 4 warps (0.404 at the previous BV 32 with 8 warps), backward 0.540 ms at BV 64 with 8 warps and
+#: 2 stages (0.847). Wider blocks beat more programs here (256 programs at BV 64 against 512 at BV 32).
+STATE_FWD_LAUNCH = {16: (4, 3), 32: (4, 2), 64: (4, 3)}
+STATE_BWD_LAUNCH = {16: (4, 2), 32: (4, 2), 64: (8, 2)}
+
+
 def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
                  backward: bool = False) -> tuple[int, int, int, int]:
     """(BK, BV, num_warps, num_stages) of the sequential state kernels: the whole key dim is one tile.
 
-    These kernels walk the chunks one after another, so their speed is set by how many programs run at
-    once: BV = 32 unless 64-wide value blocks already give >= 512 programs (H100: 132 SMs), and 16 while
-    32-wide blocks would give fewer than MIN_STATE_PROGRAMS (B1 T32K H16: 64). LINMEM_GDN_STATE_BV overrides BV.
-    Key dims above 128 and fp32 inputs use no pipelining: at depth 3 state_bwd asked for 295 KB (d = 256)
-    and 254 KB (fp32, d = 128) of shared memory on the H100 (Triton 3.6), over the 227 KB limit. With
-    depth 1 an offline sm_90 build with Triton 3.6 gave 52-80 KB (see benchmarks/kernel_resources.py).
+    These kernels walk the chunks one after another: BV = 64 (32 for key dims above 128), halved while fewer than
+    MIN_STATE_PROGRAMS programs would run (B1 T32K H16: 16), with the warps and stages of STATE_*_LAUNCH.
+    Key dims above 128 keep the earlier 8 warps and no pipelining: at depth 3 state_bwd asked for 295 KB (d = 256)
+    and 254 KB (fp32, d = 128) of shared memory on the H100 (Triton 3.6), over the 227 KB limit; fp32 inputs run
+    at depth 1 too. With depth 1 an offline sm_90 build with Triton 3.6 gave 52-80 KB
+    (benchmarks/kernel_resources.py). LINMEM_GDN_STATE_BV overrides BV of both passes, and
+    LINMEM_GDN_STATE_{FWD,BWD}_{BV,WARPS,STAGES} each pass's setting (benchmarks/gdn_kernel_settings.py).
     """
     bk = _pow2(k_dim)
-    wide = bk <= 128 and not backward and n_seq_heads * triton.cdiv(v_dim, 64) >= 512
-    bv = sequential_block(min(_pow2(v_dim), 64 if wide else 32), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
-    bv = _block("LINMEM_GDN_STATE_BV", bv)
-    stages = 1 if bk > 128 else _stages(dtype)
-    pass_name = "BWD" if backward else "FWD"  # per-pass overrides (benchmarks/gdn_kernel_settings.py)
-    return (bk, _block(f"LINMEM_GDN_STATE_{pass_name}_BV", bv), env_int(f"LINMEM_GDN_STATE_{pass_name}_WARPS", _num_warps()),
+    bv = sequential_block(min(_pow2(v_dim), 64 if bk <= 128 else 32), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
+    pass_name = "BWD" if backward else "FWD"
+    bv = _block(f"LINMEM_GDN_STATE_{pass_name}_BV", _block("LINMEM_GDN_STATE_BV", bv))
+    if bk > 128:
+        warps, stages = _num_warps(), 1
+    else:
+        warps, stages = (STATE_BWD_LAUNCH if backward else STATE_FWD_LAUNCH).get(bv, (_num_warps(), 3))
+        stages = stages if dtype != torch.float32 else 1
+    return (bk, bv, env_int(f"LINMEM_GDN_STATE_{pass_name}_WARPS", warps),
             env_int(f"LINMEM_GDN_STATE_{pass_name}_STAGES", stages))
 
 
@@ -171,11 +183,20 @@ def _tile_launch(name: str, k_dim: int, v_dim: int, dtype: torch.dtype, block_k:
                       env_int(f"LINMEM_GDN_{name}_STAGES", _stages(dtype)))
 
 
+#: Key and value block of wy_wu_kernel: at 128 (one program for W and one for U per chunk at d 128) 0.173 ms against
+#: 0.262 at the earlier 32/64, B8 T4K H16 d128 on the H200, relaunched alone (h200-2026-12-03-kernel-settings).
+WU_BLOCK = 128
+
+#: Key block of output_dqk_kernel: at 128 one program per chunk and head reads V~, dO, dV~ and forms dO V~^T once
+#: instead of once per 64-wide key block: 0.840 ms against 1.137 at 64 (same run).
+DQK_KEY_BLOCK = 128
+
+
 def _wu_launch(k_dim: int, v_dim: int, dtype: torch.dtype) -> TileLaunch:
     """wy_wu_kernel: W's key blocks and U's value blocks."""
-    return _tile_launch("WU", k_dim, v_dim, dtype, _wy_fwd_block(), 64, _wy_fwd_warps())
+    return _tile_launch("WU", k_dim, v_dim, dtype, WU_BLOCK, WU_BLOCK, _wy_fwd_warps())
 
 
 def _dqk_launch(k_dim: int, v_dim: int, dtype: torch.dtype) -> TileLaunch:
     """output_dqk_kernel: one program per key block; the value dim is its loop."""
-    return _tile_launch("DQK", k_dim, v_dim, dtype, 64, _wy_bwd_config().dqk_value_block)
+    return _tile_launch("DQK", k_dim, v_dim, dtype, DQK_KEY_BLOCK, _wy_bwd_config().dqk_value_block)
