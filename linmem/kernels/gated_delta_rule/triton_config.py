@@ -135,16 +135,19 @@ MIN_STATE_PROGRAMS = 128
 #: settings at B8 T4K H16 d128 on the H200 (benchmarks/results/h200-2026-12-03-kernel-settings): forward 0.218 ms
 #: at BV 64 with 4 warps (0.404 at the previous BV 32 with 8 warps), backward 0.540 ms at BV 64 with 8 warps and
 #: 2 stages (0.847). Wider blocks beat more programs here (256 programs at BV 64 against 512 at BV 32).
+#: The backward at BV 128 (one program per head at d_v 128): 0.429 ms, 8 warps, 2 stages (4 stages overflow shared
+#: memory), in the second sweep of the same session.
 STATE_FWD_LAUNCH = {16: (4, 3), 32: (4, 2), 64: (4, 3)}
-STATE_BWD_LAUNCH = {16: (4, 2), 32: (4, 2), 64: (8, 2)}
+STATE_BWD_LAUNCH = {16: (4, 2), 32: (4, 2), 64: (8, 2), 128: (8, 2)}
 
 
 def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
                  backward: bool = False) -> tuple[int, int, int, int]:
     """(BK, BV, num_warps, num_stages) of the sequential state kernels: the whole key dim is one tile.
 
-    These kernels walk the chunks one after another: BV = 64 (32 for key dims above 128), halved while fewer than
-    MIN_STATE_PROGRAMS programs would run (B1 T32K H16: 16), with the warps and stages of STATE_*_LAUNCH.
+    These kernels walk the chunks one after another: BV = 64 (backward: 128; 32 for key dims above 128), halved
+    while fewer than MIN_STATE_PROGRAMS programs would run (B1 T32K H16: 16), with the warps and stages of
+    STATE_*_LAUNCH.
     Key dims above 128 keep the earlier 8 warps and no pipelining: at depth 3 state_bwd asked for 295 KB (d = 256)
     and 254 KB (fp32, d = 128) of shared memory on the H100 (Triton 3.6), over the 227 KB limit; fp32 inputs run
     at depth 1 too. With depth 1 an offline sm_90 build with Triton 3.6 gave 52-80 KB
@@ -152,7 +155,8 @@ def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
     LINMEM_GDN_STATE_{FWD,BWD}_{BV,WARPS,STAGES} each pass's setting (benchmarks/gdn_kernel_settings.py).
     """
     bk = _pow2(k_dim)
-    bv = sequential_block(min(_pow2(v_dim), 64 if bk <= 128 else 32), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
+    widest = 32 if bk > 128 else 128 if backward else 64
+    bv = sequential_block(min(_pow2(v_dim), widest), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
     pass_name = "BWD" if backward else "FWD"
     bv = _block(f"LINMEM_GDN_STATE_{pass_name}_BV", _block("LINMEM_GDN_STATE_BV", bv))
     if bk > 128:
@@ -174,22 +178,26 @@ class TileLaunch(NamedTuple):
 
 
 def _tile_launch(name: str, k_dim: int, v_dim: int, dtype: torch.dtype, block_k: int, block_v: int,
-                 warps: int | None = None) -> TileLaunch:
+                 warps: int | None = None, stages: int | None = None) -> TileLaunch:
     """A chunk-parallel kernel's launch: the given blocks (capped at the head dims), the table's warps and the
     dtype's stages; LINMEM_GDN_<name>_{BK,BV,WARPS,STAGES} override each (benchmarks/gdn_kernel_settings.py)."""
     return TileLaunch(min(_block(f"LINMEM_GDN_{name}_BK", block_k), _pow2(k_dim)),
                       min(_block(f"LINMEM_GDN_{name}_BV", block_v), _pow2(v_dim)),
                       env_int(f"LINMEM_GDN_{name}_WARPS", warps or _num_warps()),
-                      env_int(f"LINMEM_GDN_{name}_STAGES", _stages(dtype)))
+                      env_int(f"LINMEM_GDN_{name}_STAGES", min(stages or 3, _stages(dtype))))
 
 
 #: Key and value block of wy_wu_kernel: at 128 (one program for W and one for U per chunk at d 128) 0.173 ms against
 #: 0.262 at the earlier 32/64, B8 T4K H16 d128 on the H200, relaunched alone (h200-2026-12-03-kernel-settings).
 WU_BLOCK = 128
 
-#: Key block of output_dqk_kernel: at 128 one program per chunk and head reads V~, dO, dV~ and forms dO V~^T once
-#: instead of once per 64-wide key block: 0.840 ms against 1.137 at 64 (same run).
+#: Key block and pipeline stages of output_dqk_kernel (bf16/fp16): at a 128-wide key block one program per chunk and
+#: head reads V~, dO, dV~ and forms dO V~^T once instead of once per 64-wide key block: 0.871 ms against 1.138 at
+#: 64 (H200, B8 T4K H16 d128, relaunched alone). Not 3 stages (0.836 ms): there its outputs changed from call to
+#: call (rrms 8e-4, a Triton 3.6 codegen race on Hopper, as in the WY backward), as did every 4-warp setting with a
+#: key block below 128 (h200-2026-12-03-kernel-settings; tests/test_kernels_gpu_determinism.py at B8 T4K).
 DQK_KEY_BLOCK = 128
+DQK_STAGES = 2
 
 
 def _wu_launch(k_dim: int, v_dim: int, dtype: torch.dtype) -> TileLaunch:
@@ -199,4 +207,5 @@ def _wu_launch(k_dim: int, v_dim: int, dtype: torch.dtype) -> TileLaunch:
 
 def _dqk_launch(k_dim: int, v_dim: int, dtype: torch.dtype) -> TileLaunch:
     """output_dqk_kernel: one program per key block; the value dim is its loop."""
-    return _tile_launch("DQK", k_dim, v_dim, dtype, DQK_KEY_BLOCK, _wy_bwd_config().dqk_value_block)
+    return _tile_launch("DQK", k_dim, v_dim, dtype, DQK_KEY_BLOCK, _wy_bwd_config().dqk_value_block,
+                        stages=DQK_STAGES)
