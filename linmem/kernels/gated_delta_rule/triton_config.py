@@ -135,8 +135,8 @@ MIN_STATE_PROGRAMS = 128
 #: settings at B8 T4K H16 d128 on the H200 (benchmarks/results/h200-2026-12-03-kernel-settings): forward 0.218 ms
 #: at BV 64 with 4 warps (0.404 at the previous BV 32 with 8 warps), backward 0.540 ms at BV 64 with 8 warps and
 #: 2 stages (0.847). Wider blocks beat more programs here (256 programs at BV 64 against 512 at BV 32).
-#: The backward at BV 128 (one program per head at d_v 128): 0.429 ms, 8 warps, 2 stages (4 stages overflow shared
-#: memory), in the second sweep of the same session.
+#: Not yet the default: the backward at BV 128 (one program per head at d_v 128) took 0.429 ms at 8 warps and 2
+#: stages, bitwise repeatable, in the second sweep; the GPU tests have not run it (LINMEM_GDN_STATE_BWD_BV=128).
 STATE_FWD_LAUNCH = {16: (4, 3), 32: (4, 2), 64: (4, 3)}
 STATE_BWD_LAUNCH = {16: (4, 2), 32: (4, 2), 64: (8, 2), 128: (8, 2)}
 
@@ -145,7 +145,7 @@ def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
                  backward: bool = False) -> tuple[int, int, int, int]:
     """(BK, BV, num_warps, num_stages) of the sequential state kernels: the whole key dim is one tile.
 
-    These kernels walk the chunks one after another: BV = 64 (backward: 128; 32 for key dims above 128), halved
+    These kernels walk the chunks one after another: BV = 64 (32 for key dims above 128), halved
     while fewer than MIN_STATE_PROGRAMS programs would run (B1 T32K H16: 16), with the warps and stages of
     STATE_*_LAUNCH.
     Key dims above 128 keep the earlier 8 warps and no pipelining: at depth 3 state_bwd asked for 295 KB (d = 256)
@@ -155,8 +155,7 @@ def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
     LINMEM_GDN_STATE_{FWD,BWD}_{BV,WARPS,STAGES} each pass's setting (benchmarks/gdn_kernel_settings.py).
     """
     bk = _pow2(k_dim)
-    widest = 32 if bk > 128 else 128 if backward else 64
-    bv = sequential_block(min(_pow2(v_dim), widest), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
+    bv = sequential_block(min(_pow2(v_dim), 64 if bk <= 128 else 32), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
     pass_name = "BWD" if backward else "FWD"
     bv = _block(f"LINMEM_GDN_STATE_{pass_name}_BV", _block("LINMEM_GDN_STATE_BV", bv))
     if bk > 128:
