@@ -170,6 +170,31 @@ def test_block_widths_match_naive(monkeypatch, with_lam, blocks, forward_block, 
         triton_config._wy_bwd_config()
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_launch_tables_follow_the_documented_rules(monkeypatch, dtype):
+    """The state kernels' blocks, warps and stages (triton_config.STATE_*_LAUNCH), output_dqk's and wy_wu's launches,
+    as their docstrings state them: shape and dtype rules a table edit must keep (fp32 tiles at depth > 1 and key
+    dims above 128 at depth > 1 overflowed shared memory on the H100/H200)."""
+    from linmem.kernels.gated_delta_rule import triton_config as cfg
+
+    for variable in [v for v in os.environ if v.startswith("LINMEM_GDN_")]:
+        monkeypatch.delenv(variable)
+    fp32 = dtype == torch.float32
+    for backward, table in ((False, cfg.STATE_FWD_LAUNCH), (True, cfg.STATE_BWD_LAUNCH)):
+        for n_seq_heads, block in ((128, 64), (32, 32), (16, 16), (1, 16)):  # B8/B2/B1 x H16, then one head
+            warps, stages = table[block]
+            assert cfg._state_tiles(128, 128, dtype, n_seq_heads, backward) == (
+                128, block, warps, 1 if fp32 else stages)
+        # d_v 100 rounds up to a 128-wide head; d_v 8 to one 8-wide block (below the table: the fixed warps)
+        assert cfg._state_tiles(100, 100, dtype, 128, backward)[1] == 64
+        assert cfg._state_tiles(16, 8, dtype, 128, backward)[1:] == (8, cfg.NUM_WARPS, 1 if fp32 else 3)
+        assert cfg._state_tiles(256, 512, dtype, 128, backward) == (256, 32, cfg.NUM_WARPS, 1)
+    assert cfg._dqk_launch(128, 128, dtype) == (cfg.DQK_KEY_BLOCK, cfg.DQK_VALUE_BLOCK, cfg.NUM_WARPS,
+                                                1 if fp32 else cfg.DQK_STAGES)
+    assert cfg._dqk_launch(64, 32, dtype)[:2] == (64, 32)
+    assert cfg._wu_launch(256, 512, dtype) == (cfg.WU_BLOCK, cfg.WU_BLOCK, cfg.WY_FWD_NUM_WARPS, 1 if fp32 else 3)
+
+
 @triton.jit
 def _invert_block(a_ptr, t_ptr, BC: tl.constexpr):
     """Test harness: one [BC, BC] block through the diagonal-block inverse of the WY forward."""
