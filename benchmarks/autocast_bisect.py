@@ -29,7 +29,8 @@ import torch
 if "--smoke" in sys.argv:
     os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __name__ == "__main__":
+    import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
 
 from benchmarks.kernels import gpu_file_name, result_header  # noqa: E402
 from linmem.kernels import relative_rms, use_backend  # noqa: E402

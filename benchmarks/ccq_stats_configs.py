@@ -17,12 +17,11 @@ which checks only that the script works.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __name__ == "__main__":
+    import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
 
 from benchmarks.launch_settings import arguments, sweep  # noqa: E402
 from linmem.kernels.ccq.triton_stats import ccq_contract_query  # noqa: E402

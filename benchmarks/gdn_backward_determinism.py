@@ -17,12 +17,11 @@ Pick the fastest configuration that is deterministic with dg/dbeta near dk in ev
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __name__ == "__main__":
+    import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
 
 from benchmarks.kernels import fwd_bwd_call, make_inputs as bench_inputs  # noqa: E402
 from benchmarks.launch_settings import arguments, sweep  # noqa: E402

@@ -16,10 +16,13 @@ import re
 import subprocess
 import tempfile
 
-import torch
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
+if __name__ == "__main__":
+    import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
+
+import torch  # noqa: E402
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 CUOBJDUMP = os.path.join(os.path.dirname(triton.backends.nvidia.__file__), "bin", "cuobjdump")
@@ -121,7 +124,7 @@ def gdn_kernels(K: int):
     f32, bf16 = "*fp32", "*bf16"
     bk = min(64, triton.next_power_of_2(K))
     base = dict(H=16, K=K, V=K, BT=64, BK=bk, BV=bk, IS_VARLEN=False, DOT_PREC="tf32", chunk_table=None)
-    nw, stages = host._num_warps(), host._stages(torch.bfloat16)
+    stages = host._stages(torch.bfloat16)
     wy_fwd = dict(q=bf16, k=bf16, v=bf16, g=f32, beta=f32, lam=f32, gc_out=f32, t_out=f32, w_out=bf16, u_out=bf16)
     setting = host._wy_bwd_config()
     fwd_bk = min(host._wy_fwd_block(), triton.next_power_of_2(K))

@@ -32,8 +32,11 @@ import platform
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+if __name__ == "__main__":
+    import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 CHUNK = 64
 

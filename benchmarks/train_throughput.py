@@ -17,7 +17,6 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -27,7 +26,8 @@ import transformers
 import linmem
 from linmem import CCQConfig, CCQForCausalLM, cache_of
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __name__ == "__main__":
+    import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
 
 from benchmarks.kernels import gpu_file_name  # noqa: E402
 
