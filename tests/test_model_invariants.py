@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
+import transformers
 from transformers import AutoModelForCausalLM
 
 from linmem import LinmemCache, cache_of
@@ -192,14 +195,32 @@ def test_logits_to_keep_and_loss():
     torch.testing.assert_close(summed, manual * 20 / 40, atol=1e-5, rtol=0)
 
 
-def test_gradient_checkpointing_matches_plain_backward():
+@pytest.mark.parametrize("enable", ["gradient_checkpointing_enable", "activation_checkpointing_enable"])
+def test_gradient_checkpointing_matches_plain_backward(enable):
+    """Checkpointed layers run their forward again in the backward (counted), and the gradients equal the plain
+    backward's. activation_checkpointing_enable (transformers >= 5.25, which deprecates the other name) with
+    every_n_layers=2 checkpoints every other layer only."""
     model = make_model("ccq-gdn-hybrid", dtype=torch.float64).train()
+    if not hasattr(model, enable):
+        pytest.skip(f"transformers {transformers.__version__} has no {enable}")
     x = ids(2, 9)
     model(x, labels=x).loss.backward()
     plain = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    layers = model.model.layers
+    calls = [0] * len(layers)
+    for i, layer in enumerate(layers):  # hooks on the layer itself stay outside the checkpoint: on its first part
+        next(layer.children()).register_forward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
+    if enable == "gradient_checkpointing_enable":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # deprecated in transformers 5.25, kept until v6
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        recomputed = list(range(len(layers)))
+    else:
+        model.activation_checkpointing_enable({"use_reentrant": False}, every_n_layers=2)
+        recomputed = list(range(0, len(layers), 2))
     model(x, labels=x).loss.backward()
+    assert calls == [2 if i in recomputed else 1 for i in range(len(layers))]
     for n, p in model.named_parameters():
         if n in plain:
             torch.testing.assert_close(p.grad, plain[n], atol=1e-10, rtol=0, msg=n)
