@@ -44,9 +44,9 @@ $PY benchmarks/pick_launch_settings.py --results "$OUT" > "$OUT/launch_settings.
 echo "launch settings in force: $(tr '\n' ' ' < "$OUT/launch_settings.sh")" >> "$OUT/gpu.txt"
 . "$OUT/launch_settings.sh"
 
-# Are GDN's launch tables (state kernels, output_dqk, wy_wu) still the fastest reproducible settings on this GPU?
-# Each kernel alone under a grid of settings; reported, not applied (the tables in triton_config.py are the defaults).
-stage "gdn kernel settings" "${GDN_SETTINGS_S:-150}" gdn_settings.log $PY benchmarks/gdn_kernel_settings.py --jobs 12 --out "$OUT"
+# Are the GDN and GLA launch settings (state kernels, output and gradient kernels) the fastest reproducible ones here?
+# Each kernel alone under a grid of settings; reported, not applied (linmem's tables stay the defaults).
+stage "kernel settings" "${KERNEL_SETTINGS_S:-300}" kernel_settings.log $PY benchmarks/kernel_settings.py --jobs 12 --out "$OUT"
 
 # Compile every kernel the sweep times (fla's autotuning compiles dozens of launch settings per kernel, one after
 # another: more than 240 s on the H200) in parallel processes while the tests run; the sweep loads them from the

@@ -5,7 +5,7 @@ changed from call to call (rrms up to 5.5e-2), while every other gradient stayed
 have no atomics, so any difference between identical calls is a codegen race. Inputs: fp16 (the dtype
 where the drift was largest), T = 1000 (not a multiple of the chunk), d = 128; and the benchmark's shape, B8 T4K
 H16 d128 bf16, where every SM is busy: output_dqk_kernel at a 128-wide key block with 3 pipeline stages drifted
-there (rrms 8e-4 between calls) and not at the small shape (benchmarks/gdn_kernel_settings.py,
+there (rrms 8e-4 between calls) and not at the small shape (benchmarks/kernel_settings.py,
 h200-2026-12-03-kernel-settings).
 """
 

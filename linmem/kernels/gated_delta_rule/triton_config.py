@@ -152,7 +152,7 @@ def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
     and 254 KB (fp32, d = 128) of shared memory on the H100 (Triton 3.6), over the 227 KB limit; fp32 inputs run
     at depth 1 too. With depth 1 an offline sm_90 build with Triton 3.6 gave 52-80 KB
     (benchmarks/kernel_resources.py). LINMEM_GDN_STATE_BV overrides BV of both passes, and
-    LINMEM_GDN_STATE_{FWD,BWD}_{BV,WARPS,STAGES} each pass's setting (benchmarks/gdn_kernel_settings.py).
+    LINMEM_GDN_STATE_{FWD,BWD}_{BV,WARPS,STAGES} each pass's setting (benchmarks/kernel_settings.py).
     """
     bk = _pow2(k_dim)
     bv = sequential_block(min(_pow2(v_dim), 64 if bk <= 128 else 32), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
@@ -179,7 +179,7 @@ class TileLaunch(NamedTuple):
 def _tile_launch(name: str, k_dim: int, v_dim: int, dtype: torch.dtype, block_k: int, block_v: int,
                  warps: int | None = None, stages: int | None = None) -> TileLaunch:
     """A chunk-parallel kernel's launch: the given blocks (capped at the head dims), the table's warps and the
-    dtype's stages; LINMEM_GDN_<name>_{BK,BV,WARPS,STAGES} override each (benchmarks/gdn_kernel_settings.py)."""
+    dtype's stages; LINMEM_GDN_<name>_{BK,BV,WARPS,STAGES} override each (benchmarks/kernel_settings.py)."""
     return TileLaunch(min(_block(f"LINMEM_GDN_{name}_BK", block_k), _pow2(k_dim)),
                       min(_block(f"LINMEM_GDN_{name}_BV", block_v), _pow2(v_dim)),
                       env_int(f"LINMEM_GDN_{name}_WARPS", warps or _num_warps()),

@@ -1,16 +1,17 @@
-"""Which launch settings (blocks, warps, pipeline stages) make each Gated DeltaNet kernel fastest on this GPU?
+"""Which launch settings (blocks, warps, pipeline stages) make each GDN and GLA kernel fastest on this GPU?
 
-    python benchmarks/gdn_kernel_settings.py [--kernels state_fwd,state_bwd,output_dqk,wy_wu] [--jobs 8] [--out DIR]
-    python benchmarks/gdn_kernel_settings.py --smoke --out /tmp/x    # CPU interpreter, tiny shapes: checks the script
+    python benchmarks/kernel_settings.py [--kernels state_fwd,gla_state_bwd,...] [--jobs 8] [--out DIR]
+    python benchmarks/kernel_settings.py --smoke --out /tmp/x    # CPU interpreter, tiny shapes: checks the script
 
-Records every launch of the chosen kernels in one GDN fwd+bwd (B8 T4K H16 d128 bf16, as benchmarks/kernels.py
-makes its inputs), then relaunches each kernel alone under every setting of its grid below, on the recorded
-inputs: the median time of triton.testing.do_bench, the largest relative RMS of its outputs against the launch
+Records the launches of the chosen kernels in one fwd+bwd of their op (gated_delta_rule or gla, B8 T4K H16 d128
+bf16, as benchmarks/kernels.py makes its inputs), then relaunches each kernel alone under every setting of its grid
+in SWEEPS, on the recorded inputs: the median time of triton.testing.do_bench, the largest relative RMS of its outputs against the launch
 linmem makes (outputs poisoned with NaN before every launch, so a tile left unwritten shows), and whether two
 launches give bitwise-equal outputs. Compilation runs first in --jobs processes (Triton's on-disk cache); the
-timing then runs in this one process, alone on the GPU. Writes gdn-kernel-settings-<gpu>.json.
-The sweep times kernels, not the op: a winner becomes a default in triton_config.py only after the op's fwd+bwd
-(benchmarks/kernels.py) and the GPU tests agree.
+timing then runs in this one process, alone on the GPU. Writes kernel-settings-<gpu>.json.
+The sweep times kernels, not the op: a winner becomes a default (triton_config.py, gla/triton_chunk.py) only after
+the op's fwd+bwd (benchmarks/kernels.py) and the GPU tests agree. --exports writes the `export` lines of the winners
+that have LINMEM_* variables (the GDN kernels), to time the op under them.
 """
 
 from __future__ import annotations
@@ -38,41 +39,69 @@ def _grid(settings: list[dict], **axes) -> list[dict]:
     return settings + [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
 
+GDN = "linmem.kernels.gated_delta_rule.triton_chunk"
+GLA = "linmem.kernels.gla.triton_chunk"
+
+
 class KernelSweep(NamedTuple):
-    env: str  # prefix of the LINMEM_GDN_* variables that set the kernel's launch (triton_config.py)
+    op: str  # the op whose fwd+bwd launches the kernel (a linmem.kernels function)
+    module: str  # the module that launches it, where the kernel is recorded
+    kernel: str  # its name there
     outputs: tuple[str, ...]  # the kernel's arguments it writes
     grid: Callable[[dict, tuple], tuple]  # (launch keyword arguments, recorded grid) -> grid
     settings: list[dict]  # overrides of the launch's keyword arguments
+    env: str = ""  # prefix of the LINMEM_* variables that set the kernel's launch ("": none yet)
     key_partials: tuple[str, ...] = ()  # outputs holding one partial per key block (first axis), summed later
+    launch: int = 0  # which of the kernel's launches in one fwd+bwd (GLA's state forward runs twice)
 
 
 def _value_grid(kw: dict, grid: tuple) -> tuple:
     return (triton.cdiv(kw["V"], kw["BV"]), *grid[1:])
 
 
+def _key_grid(kw: dict, grid: tuple) -> tuple:
+    return (triton.cdiv(kw["K"], kw["BK"]), *grid[1:])
+
+
+def _key_value_grid(kw: dict, grid: tuple) -> tuple:
+    return (triton.cdiv(kw["K"], kw["BK"]), triton.cdiv(kw["V"], kw["BV"]), *grid[2:])
+
+
+_TILES = dict(BK=(32, 64, 128), BV=(32, 64, 128))
+_STATE_SETTINGS = _grid([], **_TILES, num_warps=(2, 4, 8), num_stages=(2, 3))  # GLA's states: a BK x BV tile each
+_CHUNK_SETTINGS = _grid([], **_TILES, num_warps=(4, 8), num_stages=(2, 3))
+
 SWEEPS = {
-    "state_fwd": KernelSweep("LINMEM_GDN_STATE_FWD_", ("h_out", "vnew_out", "ht_out"), _value_grid, _grid(
-        [], BV=(16, 32, 64, 128), num_warps=(2, 4, 8), num_stages=(2, 3, 4))),
-    "state_bwd": KernelSweep("LINMEM_GDN_STATE_BWD_", ("dh_out", "dvnew_out", "dh0_out"), _value_grid, _grid(
-        [], BV=(16, 32, 64, 128), num_warps=(2, 4, 8), num_stages=(2, 3, 4))),
-    "output_dqk": KernelSweep(
-        "LINMEM_GDN_DQK_",
-        ("dq_part", "dk_part", "dw_out", "dgc_part"),
-        lambda kw, grid: (triton.cdiv(kw["K"], kw["BK"]), *grid[1:]),
-        _grid([], BK=(32, 64, 128), BV=(32, 64, 128), num_warps=(4, 8), num_stages=(2, 3)),
-        key_partials=("dgc_part",)),
-    "wy_wu": KernelSweep(
-        "LINMEM_GDN_WU_",
-        ("w_out", "u_out"),
-        lambda kw, grid: (triton.cdiv(kw["K"], kw["BK"]) + triton.cdiv(kw["V"], kw["BV"]), *grid[1:]),
-        _grid([], BK=(32, 64, 128), BV=(32, 64, 128), num_warps=(2, 4, 8), num_stages=(2, 3))),
+    "state_fwd": KernelSweep("gated_delta_rule", GDN, "state_fwd_kernel", ("h_out", "vnew_out", "ht_out"),
+                             _value_grid, _grid([], BV=(16, 32, 64, 128), num_warps=(2, 4, 8), num_stages=(2, 3, 4)),
+                             env="LINMEM_GDN_STATE_FWD_"),
+    "state_bwd": KernelSweep("gated_delta_rule", GDN, "state_bwd_kernel", ("dh_out", "dvnew_out", "dh0_out"),
+                             _value_grid, _grid([], BV=(16, 32, 64, 128), num_warps=(2, 4, 8), num_stages=(2, 3, 4)),
+                             env="LINMEM_GDN_STATE_BWD_"),
+    "output_dqk": KernelSweep("gated_delta_rule", GDN, "output_dqk_kernel", ("dq_part", "dk_part", "dw_out", "dgc_part"),
+                              _key_grid, _CHUNK_SETTINGS, env="LINMEM_GDN_DQK_", key_partials=("dgc_part",)),
+    "wy_wu": KernelSweep("gated_delta_rule", GDN, "wy_wu_kernel", ("w_out", "u_out"),
+                         lambda kw, grid: (triton.cdiv(kw["K"], kw["BK"]) + triton.cdiv(kw["V"], kw["BV"]), *grid[1:]),
+                         _grid([], **_TILES, num_warps=(2, 4, 8), num_stages=(2, 3)), env="LINMEM_GDN_WU_"),
+    "gla_state_fwd": KernelSweep("gla", GLA, "gla_state_fwd_kernel", ("h", "ht"), _key_value_grid, _STATE_SETTINGS),
+    "gla_state_fwd_fp32": KernelSweep("gla", GLA, "gla_state_fwd_kernel", ("h", "ht"), _key_value_grid,
+                                      _STATE_SETTINGS, launch=1),  # the backward's fp32 states
+    "gla_state_bwd": KernelSweep("gla", GLA, "gla_state_bwd_kernel", ("dh", "dh0"), _key_value_grid, _STATE_SETTINGS),
+    "gla_output": KernelSweep("gla", GLA, "gla_output_kernel", ("o",), _value_grid, _CHUNK_SETTINGS),
+    "gla_bwd_dA_dv": KernelSweep("gla", GLA, "gla_bwd_dA_dv_kernel", ("dA", "dv"), lambda kw, grid: grid,
+                                 _CHUNK_SETTINGS),
+    "gla_bwd_inter": KernelSweep("gla", GLA, "gla_bwd_inter_kernel", ("dq_inter", "dk_inter"), _key_grid,
+                                 _CHUNK_SETTINGS),
 }
 SMOKE_SETTINGS = {"state_fwd": [dict(BV=16, num_warps=2)], "state_bwd": [dict(BV=16, num_warps=2)],
-                  "output_dqk": [dict(BK=16, BV=16)], "wy_wu": [dict(BK=16, BV=16)]}
+                  "output_dqk": [dict(BK=16, BV=16)], "wy_wu": [dict(BK=16, BV=16)],
+                  **{name: [dict(BK=16, BV=16, num_warps=2)] for name in SWEEPS if name.startswith("gla")}}
+#: Launch settings Triton uses where a launch names none.
+TRITON_DEFAULTS = {"num_warps": 4, "num_stages": 3}
 
 
 class _Recorder:
-    """Stands in for a JIT kernel in triton_chunk: records each launch (grid, arguments) and runs it."""
+    """Stands in for a JIT kernel in the module that launches it: records each launch (grid, arguments), runs it."""
 
     def __init__(self, kernel):
         self.kernel, self.launches = kernel, []
@@ -85,28 +114,33 @@ class _Recorder:
 
 
 def record_launches(names: list[str], smoke: bool) -> dict[str, tuple]:
-    """{kernel: (kernel, grid, args, kwargs)} of its first launch in one GDN fwd+bwd."""
+    """{sweep name: (kernel, grid, args, kwargs)} of its launch in one fwd+bwd of its op."""
     import linmem.kernels as K
 
-    # the package's name is also its op function's, which `import a.b.c as x` would resolve to
-    chunk = importlib.import_module("linmem.kernels.gated_delta_rule.triton_chunk")
-
-    recorders = {name: _Recorder(getattr(chunk, f"{name}_kernel")) for name in names}
-    originals = {name: getattr(chunk, f"{name}_kernel") for name in names}
-    shape = (1, 40, 2, 32, 32) if smoke else (8, 4096, 16, 128, 128)
-    inputs = make_inputs("gated_delta_rule", *shape, device="cpu" if smoke else "cuda")
-    for t in inputs.values():
-        t.requires_grad_(True)
-    try:
-        for name, recorder in recorders.items():
-            setattr(chunk, f"{name}_kernel", recorder)
-        with K.use_backend("triton"):
-            out = K.gated_delta_rule(**inputs)[0]
-            fwd_bwd_call(K.gated_delta_rule, inputs, torch.randn_like(out))()
-    finally:
-        for name, kernel in originals.items():
-            setattr(chunk, f"{name}_kernel", kernel)
-    return {name: (r.kernel, *r.launches[0]) for name, r in recorders.items()}
+    launches = {}
+    for op in dict.fromkeys(SWEEPS[name].op for name in names):
+        sweeps = {name: SWEEPS[name] for name in names if SWEEPS[name].op == op}
+        # the packages' names are also their op functions', which `import a.b.c as x` would resolve to
+        targets = {(s.module, s.kernel) for s in sweeps.values()}
+        modules = {module: importlib.import_module(module) for module, _ in targets}
+        recorders = {(m, k): _Recorder(getattr(modules[m], k)) for m, k in targets}
+        shape = (1, 40, 2, 32, 32) if smoke else (8, 4096, 16, 128, 128)
+        inputs = make_inputs(op, *shape, device="cpu" if smoke else "cuda")
+        for t in inputs.values():
+            t.requires_grad_(True)
+        fn = getattr(K, op)
+        try:
+            for (module, kernel), recorder in recorders.items():
+                setattr(modules[module], kernel, recorder)
+            with K.use_backend("triton"):
+                fwd_bwd_call(fn, inputs, torch.randn_like(fn(**inputs)[0]))()
+        finally:
+            for (module, kernel), recorder in recorders.items():
+                setattr(modules[module], kernel, recorder.kernel)
+        for name, sweep in sweeps.items():
+            recorder = recorders[(sweep.module, sweep.kernel)]
+            launches[name] = (recorder.kernel, *recorder.launches[sweep.launch])
+    return launches
 
 
 class _Launch(NamedTuple):
@@ -165,7 +199,8 @@ def measure(names: list[str], smoke: bool) -> list[dict]:
     for name in names:
         kernel, grid, args, kwargs = launches[name]
         sweep = SWEEPS[name]
-        linmem_setting = {key: kwargs[key] for key in ("BK", "BV", "num_warps", "num_stages") if key in kwargs}
+        linmem_setting = {key: kwargs.get(key, TRITON_DEFAULTS.get(key)) for key in ("BK", "BV", "num_warps", "num_stages")
+                          if key in kwargs or key in TRITON_DEFAULTS}
         reference = [t.clone() for t in _launch(kernel, sweep, grid, args, kwargs, {})]
         for setting in [{}] + _settings(name, smoke):
             row = {"kernel": name, "setting": {**linmem_setting, **setting}, "linmem": not setting}
@@ -209,7 +244,7 @@ def exports(best: dict, min_gain: float = 0.03) -> list[str]:
     """`export` lines that put each kernel's winner in force, where it beats linmem's launch by min_gain or more."""
     lines = []
     for name, b in best.items():
-        if b["best_ms"] <= (1 - min_gain) * b["linmem_ms"]:
+        if SWEEPS[name].env and b["best_ms"] <= (1 - min_gain) * b["linmem_ms"]:
             lines += [f"export {SWEEPS[name].env}{_VARIABLES[key]}={value}" for key, value in b["best_setting"].items()
                       if not (key == "BK" and name.startswith("state"))]  # the state kernels hold all of K
     return lines
@@ -234,11 +269,11 @@ def main() -> None:
         print(f"compiled {done} settings in {args.jobs} processes", flush=True)
     rows = measure(names, args.smoke)
     header = {"device": "cpu (interpreter)"} if args.smoke else result_header()
-    result = {**header, "shape": "GDN B1 T40 H2 d32 (smoke)" if args.smoke else "GDN B8 T4096 H16 d128 bf16",
+    result = {**header, "shape": "B1 T40 H2 d32 (smoke)" if args.smoke else "B8 T4096 H16 d128 bf16",
               "rows": rows, "best": best_settings(rows)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"gdn-kernel-settings-{gpu_file_name(args.smoke)}.json"
+    path = out / f"kernel-settings-{gpu_file_name(args.smoke)}.json"
     path.write_text(json.dumps(result, indent=2))
     for name, best in result["best"].items():
         print(f"{name}: linmem {best['linmem_ms']:.3f} ms, best {best['best_ms']:.3f} ms with {best['best_setting']}")

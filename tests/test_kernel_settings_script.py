@@ -1,4 +1,4 @@
-"""benchmarks/gdn_kernel_settings.py runs end to end (CPU, interpreter): each kernel's launch is recorded and
+"""benchmarks/kernel_settings.py runs end to end (CPU, interpreter): each kernel's launch is recorded and
 relaunched under a setting other than linmem's, and a launch that leaves part of an output unwritten is caught."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import pytest
 
 from tests.benchmark_smoke import run_smoke
 
-settings_script = importlib.import_module("benchmarks.gdn_kernel_settings")
+settings_script = importlib.import_module("benchmarks.kernel_settings")
 
 
 def test_smoke_run_relaunches_every_kernel_under_another_setting(tmp_path):
-    result = run_smoke("gdn_kernel_settings.py", "gdn-kernel-settings", tmp_path)
+    result = run_smoke("kernel_settings.py", "kernel-settings", tmp_path)
     rows = result["rows"]
-    assert [r["kernel"] for r in rows if r["linmem"]] == list(settings_script.SWEEPS)
+    assert [r["kernel"] for r in rows if r["linmem"]] == list(settings_script.SWEEPS)  # GDN's and GLA's
     for name in settings_script.SWEEPS:
         ours, *others = [r for r in rows if r["kernel"] == name]
         assert others and all(r["setting"] != ours["setting"] for r in others), name
