@@ -10,8 +10,8 @@ linmem makes (outputs poisoned with NaN before every launch, so a tile left unwr
 launches give bitwise-equal outputs. Compilation runs first in --jobs processes (Triton's on-disk cache); the
 timing then runs in this one process, alone on the GPU. Writes kernel-settings-<gpu>.json.
 The sweep times kernels, not the op: a winner becomes a default (triton_config.py, gla/triton_chunk.py) only after
-the op's fwd+bwd (benchmarks/kernels.py) and the GPU tests agree. --exports writes the `export` lines of the winners
-that have LINMEM_* variables (the GDN kernels), to time the op under them.
+the op's fwd+bwd (benchmarks/kernels.py) and the GPU tests agree. --exports writes the winners' LINMEM_* `export`
+lines, to time the op under them (for the sweep's shape and dtype only: they apply to every shape).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class KernelSweep(NamedTuple):
     outputs: tuple[str, ...]  # the kernel's arguments it writes
     grid: Callable[[dict, tuple], tuple]  # (launch keyword arguments, recorded grid) -> grid
     settings: list[dict]  # overrides of the launch's keyword arguments
-    env: str = ""  # prefix of the LINMEM_* variables that set the kernel's launch ("": none yet)
+    env: str = ""  # prefix of the LINMEM_* variables that set the kernel's launch
     key_partials: tuple[str, ...] = ()  # outputs holding one partial per key block (first axis), summed later
     launch: int = 0  # which of the kernel's launches in one fwd+bwd (GLA's state forward runs twice)
 
@@ -83,15 +83,18 @@ SWEEPS = {
     "wy_wu": KernelSweep("gated_delta_rule", GDN, "wy_wu_kernel", ("w_out", "u_out"),
                          lambda kw, grid: (triton.cdiv(kw["K"], kw["BK"]) + triton.cdiv(kw["V"], kw["BV"]), *grid[1:]),
                          _grid([], **_TILES, num_warps=(2, 4, 8), num_stages=(2, 3)), env="LINMEM_GDN_WU_"),
-    "gla_state_fwd": KernelSweep("gla", GLA, "gla_state_fwd_kernel", ("h", "ht"), _key_value_grid, _STATE_SETTINGS),
+    "gla_state_fwd": KernelSweep("gla", GLA, "gla_state_fwd_kernel", ("h", "ht"), _key_value_grid, _STATE_SETTINGS,
+                                 env="LINMEM_GLA_STATE_FWD_"),
     "gla_state_fwd_fp32": KernelSweep("gla", GLA, "gla_state_fwd_kernel", ("h", "ht"), _key_value_grid,
-                                      _STATE_SETTINGS, launch=1),  # the backward's fp32 states
-    "gla_state_bwd": KernelSweep("gla", GLA, "gla_state_bwd_kernel", ("dh", "dh0"), _key_value_grid, _STATE_SETTINGS),
-    "gla_output": KernelSweep("gla", GLA, "gla_output_kernel", ("o",), _value_grid, _CHUNK_SETTINGS),
+                                      _STATE_SETTINGS, env="LINMEM_GLA_STATE_FP32_", launch=1),  # the backward's
+    "gla_state_bwd": KernelSweep("gla", GLA, "gla_state_bwd_kernel", ("dh", "dh0"), _key_value_grid, _STATE_SETTINGS,
+                                 env="LINMEM_GLA_STATE_BWD_"),
+    "gla_output": KernelSweep("gla", GLA, "gla_output_kernel", ("o",), _value_grid, _CHUNK_SETTINGS,
+                              env="LINMEM_GLA_OUTPUT_"),
     "gla_bwd_dA_dv": KernelSweep("gla", GLA, "gla_bwd_dA_dv_kernel", ("dA", "dv"), lambda kw, grid: grid,
-                                 _CHUNK_SETTINGS),
+                                 _CHUNK_SETTINGS, env="LINMEM_GLA_DA_DV_"),
     "gla_bwd_inter": KernelSweep("gla", GLA, "gla_bwd_inter_kernel", ("dq_inter", "dk_inter"), _key_grid,
-                                 _CHUNK_SETTINGS),
+                                 _CHUNK_SETTINGS, env="LINMEM_GLA_INTER_"),
 }
 SMOKE_SETTINGS = {"state_fwd": [dict(BV=16, num_warps=2)], "state_bwd": [dict(BV=16, num_warps=2)],
                   "output_dqk": [dict(BK=16, BV=16)], "wy_wu": [dict(BK=16, BV=16)],
@@ -244,7 +247,7 @@ def exports(best: dict, min_gain: float = 0.03) -> list[str]:
     """`export` lines that put each kernel's winner in force, where it beats linmem's launch by min_gain or more."""
     lines = []
     for name, b in best.items():
-        if SWEEPS[name].env and b["best_ms"] <= (1 - min_gain) * b["linmem_ms"]:
+        if b["best_ms"] <= (1 - min_gain) * b["linmem_ms"]:
             lines += [f"export {SWEEPS[name].env}{_VARIABLES[key]}={value}" for key, value in b["best_setting"].items()
                       if not (key == "BK" and name.startswith("state"))]  # the state kernels hold all of K
     return lines

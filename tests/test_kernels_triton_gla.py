@@ -211,6 +211,24 @@ def test_gla_backward_in_value_slices(monkeypatch):
 
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
+def test_gla_launch_variables_match_naive(monkeypatch):
+    """Every LINMEM_GLA_<kernel>_{BK,BV,WARPS,STAGES} launch override (benchmarks/kernel_settings.py times them) gives
+    the same outputs and gradients: 16-wide blocks under the head dims (K 40, V 24: partial last blocks), other
+    warps and stages, dense and varlen; a block that is not a power of two >= 16 is refused by name."""
+    from linmem.kernels.gla import triton_chunk
+
+    for name in ("STATE_FWD", "STATE_FP32", "STATE_BWD", "OUTPUT", "DA_DV", "INTER"):
+        for axis, value in (("BK", "16"), ("BV", "16"), ("WARPS", "2"), ("STAGES", "2")):
+            monkeypatch.setenv(f"LINMEM_GLA_{name}_{axis}", value)
+    assert triton_chunk._launch("STATE_BWD", 40, 24, 64, 64) == dict(BK=16, BV=16, num_warps=2, num_stages=2)
+    _check_gla(1, 70, 2, 40, 24, 32, [0, 5, 5, 40, 70], True, True, torch.float32, "cpu", FP32_O, FP32_GRAD)
+    _check_gla(2, 40, 1, 40, 24, 16, None, True, True, torch.float16, "cpu", BF16_O, BF16_GRAD)
+    monkeypatch.setenv("LINMEM_GLA_OUTPUT_BV", "24")
+    with pytest.raises(ValueError, match="LINMEM_GLA_OUTPUT_BV: a block must be a power of two >= 16, got 24"):
+        triton_chunk._launch("OUTPUT", 40, 24, 64, 64)
+
+
+@pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
 def test_gla_strong_decay_is_finite_and_exact():
     """Per-token log decays down to -12 per channel: the secondary chunking must neither overflow nor lose it."""
     gen = torch.Generator().manual_seed(1)

@@ -47,6 +47,18 @@ def env_int(variable: str, default: int | None) -> int | None:
         raise ValueError(f"{variable}: expected an integer, got {value!r}") from None
 
 
+def env_block(variable: str, default: int) -> int:
+    """A tile width from the environment, which must be a power of two >= 16 (the smallest tl.dot operand), or
+    `default` when the variable is unset (a default may be narrower: the GDN state kernels' value block of a head
+    with d_v < 16 is d_v rounded up to a power of two)."""
+    block = env_int(variable, None)
+    if block is None:
+        return default
+    if block < 16 or block & (block - 1):
+        raise ValueError(f"{variable}: a block must be a power of two >= 16, got {block}")
+    return block
+
+
 def requested_backend() -> str:
     """The backend name in force (before resolving "auto")."""
     stack = getattr(_local, "stack", None)

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 import triton
 
-from ..backend import env_int
+from ..backend import env_block as _block, env_int
 from ..triton_layout import sequential_block
 
 
@@ -108,18 +108,6 @@ def _wy_bwd_config() -> WyBackwardSetting:
         gates_block=_block("LINMEM_GDN_WY_GATES_BLOCK", WY_BWD_GATES_BLOCK),
         keys_block=_block("LINMEM_GDN_WY_KEYS_BLOCK", WY_BWD_KEYS_BLOCK),
         dqk_value_block=_block("LINMEM_GDN_DQK_BV", DQK_VALUE_BLOCK))
-
-
-def _block(variable: str, default: int) -> int:
-    """A tile width from the environment, which must be a power of two >= 16 (the smallest tl.dot operand), or
-    `default` when the variable is unset (a default may be narrower: the state kernels' value block of a head
-    with d_v < 16 is d_v rounded up to a power of two)."""
-    block = env_int(variable, None)
-    if block is None:
-        return default
-    if block < 16 or block & (block - 1):
-        raise ValueError(f"{variable}: a block must be a power of two >= 16, got {block}")
-    return block
 
 
 def _stages(dtype: torch.dtype) -> int:

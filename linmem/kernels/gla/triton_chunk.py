@@ -24,7 +24,7 @@ from .triton_chunk_kernels import (
     gla_state_bwd_kernel,
     gla_state_fwd_kernel,
 )
-from ..backend import env_int
+from ..backend import env_block, env_int
 from ..triton_layout import ChunkLayout
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -58,6 +58,17 @@ def _dqk_warps() -> int:
 
 def _pow2(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
+
+
+def _launch(name: str, k_dim: int, v_dim: int, block_k: int, block_v: int) -> dict:
+    """BK, BV and num_warps (num_stages: Triton's default) of one kernel's launch, the table's unless
+    LINMEM_GLA_<name>_{BK,BV,WARPS,STAGES} say otherwise (for timing other settings, benchmarks/kernel_settings.py;
+    names: STATE_FWD, STATE_FP32 (the backward's fp32 states), STATE_BWD, OUTPUT, DA_DV, INTER)."""
+    launch = dict(BK=min(env_block(f"LINMEM_GLA_{name}_BK", block_k), _pow2(k_dim)),
+                  BV=min(env_block(f"LINMEM_GLA_{name}_BV", block_v), _pow2(v_dim)),
+                  num_warps=env_int(f"LINMEM_GLA_{name}_WARPS", NUM_WARPS))
+    stages = env_int(f"LINMEM_GLA_{name}_STAGES", None)
+    return launch if stages is None else dict(launch, num_stages=stages)
 
 
 #: Product precision of the backward's fp32-operand dots for 16-bit inputs ("tf32"); "ieee" trades speed for
@@ -111,13 +122,13 @@ def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dty
     h = torch.empty(layout.n_slots, H, K, V, device=k.device, dtype=h_dtype)
     ht = torch.empty((layout.n_seqs, H, K, V), device=k.device, dtype=torch.float32) \
         if store_final else None
-    bk, bv = _state_tiles(K, V, layout.n_seqs * H)
-    gla_state_fwd_kernel[(triton.cdiv(K, bk), triton.cdiv(V, bv), layout.n_seqs * H)](
+    launch = _launch("STATE_FP32" if h_dtype == torch.float32 else "STATE_FWD", K, V,
+                     *_state_tiles(K, V, layout.n_seqs * H))
+    gla_state_fwd_kernel[(triton.cdiv(K, launch["BK"]), triton.cdiv(V, launch["BV"]), layout.n_seqs * H)](
         k, v, gcs, h0, h, ht, *_seq_args(layout),
-        H=H, K=K, V=V, BT=layout.chunk_size, BK=bk, BV=bv, HAS_H0=h0 is not None, STORE_HT=store_final,
+        H=H, K=K, V=V, BT=layout.chunk_size, HAS_H0=h0 is not None, STORE_HT=store_final,
         IS_VARLEN=layout.is_varlen, MM_FP32=h_dtype == torch.float32,
-        DOT_PREC=_backward_precision(k.dtype) if h_dtype == torch.float32 else _dot_precision(k.dtype),
-        num_warps=NUM_WARPS,
+        DOT_PREC=_backward_precision(k.dtype) if h_dtype == torch.float32 else _dot_precision(k.dtype), **launch,
     )
     return h, ht
 
@@ -140,9 +151,9 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_a_warps())
     h, ht = _states_forward(k, v, gcs, h0, layout, output_final_state, q.dtype)
     o = torch.empty((B, T, H, V), device=dev, dtype=q.dtype)
-    gla_output_kernel[(triton.cdiv(V, bv), layout.slot_grid, B * H)](
-        q, v, gcs, A, h, o, *targs, scale, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
+    launch = _launch("OUTPUT", K, V, bk, bv)
+    gla_output_kernel[(triton.cdiv(V, launch["BV"]), layout.slot_grid, B * H)](
+        q, v, gcs, A, h, o, *targs, scale, H=H, K=K, V=V, BT=BT, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **launch)
     return o, ht, gcs, A
 
 
@@ -203,21 +214,22 @@ def _value_slice_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Ch
     dh = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=torch.float32)
     dh0 = torch.empty((layout.n_seqs, H, K, V), device=dev, dtype=torch.float32) \
         if h0 is not None else None
-    sbk, sbv = _state_tiles(K, V, layout.n_seqs * H)
-    gla_state_bwd_kernel[(triton.cdiv(K, sbk), triton.cdiv(V, sbv), layout.n_seqs * H)](
+    launch = _launch("STATE_BWD", K, V, *_state_tiles(K, V, layout.n_seqs * H))
+    gla_state_bwd_kernel[(triton.cdiv(K, launch["BK"]), triton.cdiv(V, launch["BV"]), layout.n_seqs * H)](
         q, do, gcs, dht, dh, dh0, *_seq_args(layout), scale,
-        H=H, K=K, V=V, BT=BT, BK=sbk, BV=sbv, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
+        H=H, K=K, V=V, BT=BT, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **launch)
     dA = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
     dv = torch.empty_like(v)
     gla_bwd_dA_dv_kernel[(layout.slot_grid, B * H)](
-        k, v, gcs, A, do, dh, dA, dv, *targs, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
+        k, v, gcs, A, do, dh, dA, dv, *targs, H=H, K=K, V=V, BT=BT,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **_launch("DA_DV", K, V, bk, bv))
     dq_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     dk_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
-    gla_bwd_inter_kernel[(triton.cdiv(K, bk), layout.slot_grid, B * H)](
-        v, gcs, h, do, dh, dq_inter, dk_inter, *targs, scale, H=H, K=K, V=V, BT=BT, BK=bk, BV=bv,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=NUM_WARPS)
+    launch = _launch("INTER", K, V, bk, bv)
+    gla_bwd_inter_kernel[(triton.cdiv(K, launch["BK"]), layout.slot_grid, B * H)](
+        v, gcs, h, do, dh, dq_inter, dk_inter, *targs, scale, H=H, K=K, V=V, BT=BT,
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **launch)
     final_term = (ht * dht).sum(-1) if dht is not None else None
     return dv, dh0, dA, dq_inter, dk_inter, final_term
 
