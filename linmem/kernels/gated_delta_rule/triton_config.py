@@ -181,8 +181,9 @@ WU_BLOCK = 128
 #: Key block and pipeline stages of output_dqk_kernel (bf16/fp16): at a 128-wide key block one program per chunk and
 #: head reads V~, dO, dV~ and forms dO V~^T once instead of once per 64-wide key block: 0.871 ms against 1.138 at
 #: 64 (H200, B8 T4K H16 d128, relaunched alone). Not 3 stages (0.836 ms): there its outputs changed from call to
-#: call (rrms 8e-4, a Triton 3.6 codegen race on Hopper, as in the WY backward), as did every 4-warp setting with a
-#: key block below 128 (h200-2026-12-03-kernel-settings; tests/test_kernels_gpu_determinism.py at B8 T4K).
+#: call (rrms 8e-4, a Triton 3.6 codegen race on Hopper, as in the WY backward), as did the 4-warp settings with 32- or
+#: 64-wide key blocks and value blocks up to 64 (h200-2026-12-03-kernel-settings; tests/test_kernels_gpu_determinism.py
+#: at B8 T4K).
 DQK_KEY_BLOCK = 128
 DQK_STAGES = 2
 
