@@ -129,10 +129,10 @@ def gdn_kernels(K: int):
     setting = host._wy_bwd_config()
     fwd_bk = min(host._wy_fwd_block(), triton.next_power_of_2(K))
     wy_warps = host._wy_fwd_warps()
+    wu = host._wu_launch(K, K, torch.bfloat16)
     for op, has_lam in (("gdn", False), ("qdelta", True)):
         yield (f"{op} wy fwd A", triton_wy.wy_A_kernel, wy_fwd, dict(base, BK=fwd_bk, HAS_LAM=has_lam), wy_warps,
                stages)
-        wu = host._wu_launch(K, K, torch.bfloat16)
         yield (f"{op} wy fwd W/U", triton_wy.wy_wu_kernel, dict(wy_fwd, gc=f32, t_in=f32),
                dict(base, BK=wu.block_k, BV=wu.block_v, HAS_LAM=has_lam), wu.warps, wu.stages)
     yield ("wy fwd solve", triton_wy.wy_solve_kernel, dict(t_io=f32), base, wy_warps, stages)

@@ -5,10 +5,10 @@
 
 Records the launches of the chosen kernels in one fwd+bwd of their op (gated_delta_rule or gla, B8 T4K H16 d128
 bf16, as benchmarks/kernels.py makes its inputs), then relaunches each kernel alone under every setting of its grid
-in SWEEPS, on the recorded inputs: the median time of triton.testing.do_bench, the largest relative RMS of its outputs against the launch
-linmem makes (outputs poisoned with NaN before every launch, so a tile left unwritten shows), and whether two
-launches give bitwise-equal outputs. Compilation runs first in --jobs processes (Triton's on-disk cache); the
-timing then runs in this one process, alone on the GPU. Writes kernel-settings-<gpu>.json.
+in SWEEPS, on the recorded inputs: the median time of triton.testing.do_bench, the largest relative RMS of its
+outputs against the launch linmem makes (outputs poisoned with NaN before every launch, so a tile left unwritten
+shows), and whether two launches give bitwise-equal outputs. Compilation runs first in --jobs processes (Triton's
+on-disk cache); the timing then runs in this one process, alone on the GPU. Writes kernel-settings-<gpu>.json.
 The sweep times kernels, not the op: a winner becomes a default (triton_config.py, gla/triton_chunk.py) only after
 the op's fwd+bwd (benchmarks/kernels.py) and the GPU tests agree. --exports writes the winners' LINMEM_* `export`
 lines, to time the op under them (for the sweep's shape and dtype only: they apply to every shape).
@@ -20,7 +20,6 @@ import argparse
 import importlib
 import itertools
 import json
-import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -33,10 +32,12 @@ if __name__ == "__main__":
     import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
 
 from benchmarks.kernels import fwd_bwd_call, gpu_file_name, make_inputs, result_header  # noqa: E402
+from benchmarks.launch_settings import worst_rrms  # noqa: E402
 
 
-def _grid(settings: list[dict], **axes) -> list[dict]:
-    return settings + [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+def _grid(**axes) -> list[dict]:
+    """Every combination of the axes' values, as launch keyword arguments."""
+    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
 
 GDN = "linmem.kernels.gated_delta_rule.triton_chunk"
@@ -68,21 +69,22 @@ def _key_value_grid(kw: dict, grid: tuple) -> tuple:
 
 
 _TILES = dict(BK=(32, 64, 128), BV=(32, 64, 128))
-_STATE_SETTINGS = _grid([], **_TILES, num_warps=(2, 4, 8), num_stages=(2, 3))  # GLA's states: a BK x BV tile each
-_CHUNK_SETTINGS = _grid([], **_TILES, num_warps=(4, 8), num_stages=(2, 3))
+_STATE_SETTINGS = _grid(**_TILES, num_warps=(2, 4, 8), num_stages=(2, 3))  # GLA's states: a BK x BV tile each
+_CHUNK_SETTINGS = _grid(**_TILES, num_warps=(4, 8), num_stages=(2, 3))
 
 SWEEPS = {
     "state_fwd": KernelSweep("gated_delta_rule", GDN, "state_fwd_kernel", ("h_out", "vnew_out", "ht_out"),
-                             _value_grid, _grid([], BV=(16, 32, 64, 128), num_warps=(2, 4, 8), num_stages=(2, 3, 4)),
+                             _value_grid, _grid(BV=(16, 32, 64, 128), num_warps=(2, 4, 8), num_stages=(2, 3, 4)),
                              env="LINMEM_GDN_STATE_FWD_"),
     "state_bwd": KernelSweep("gated_delta_rule", GDN, "state_bwd_kernel", ("dh_out", "dvnew_out", "dh0_out"),
-                             _value_grid, _grid([], BV=(16, 32, 64, 128), num_warps=(2, 4, 8), num_stages=(2, 3, 4)),
+                             _value_grid, _grid(BV=(16, 32, 64, 128), num_warps=(2, 4, 8), num_stages=(2, 3, 4)),
                              env="LINMEM_GDN_STATE_BWD_"),
-    "output_dqk": KernelSweep("gated_delta_rule", GDN, "output_dqk_kernel", ("dq_part", "dk_part", "dw_out", "dgc_part"),
-                              _key_grid, _CHUNK_SETTINGS, env="LINMEM_GDN_DQK_", key_partials=("dgc_part",)),
+    "output_dqk": KernelSweep("gated_delta_rule", GDN, "output_dqk_kernel",
+                              ("dq_part", "dk_part", "dw_out", "dgc_part"), _key_grid, _CHUNK_SETTINGS,
+                              env="LINMEM_GDN_DQK_", key_partials=("dgc_part",)),
     "wy_wu": KernelSweep("gated_delta_rule", GDN, "wy_wu_kernel", ("w_out", "u_out"),
                          lambda kw, grid: (triton.cdiv(kw["K"], kw["BK"]) + triton.cdiv(kw["V"], kw["BV"]), *grid[1:]),
-                         _grid([], **_TILES, num_warps=(2, 4, 8), num_stages=(2, 3)), env="LINMEM_GDN_WU_"),
+                         _grid(**_TILES, num_warps=(2, 4, 8), num_stages=(2, 3)), env="LINMEM_GDN_WU_"),
     "gla_state_fwd": KernelSweep("gla", GLA, "gla_state_fwd_kernel", ("h", "ht"), _key_value_grid, _STATE_SETTINGS,
                                  env="LINMEM_GLA_STATE_FWD_"),
     "gla_state_fwd_fp32": KernelSweep("gla", GLA, "gla_state_fwd_kernel", ("h", "ht"), _key_value_grid,
@@ -202,16 +204,15 @@ def measure(names: list[str], smoke: bool) -> list[dict]:
     for name in names:
         kernel, grid, args, kwargs = launches[name]
         sweep = SWEEPS[name]
-        linmem_setting = {key: kwargs.get(key, TRITON_DEFAULTS.get(key)) for key in ("BK", "BV", "num_warps", "num_stages")
-                          if key in kwargs or key in TRITON_DEFAULTS}
+        linmem_setting = {**TRITON_DEFAULTS, **{key: kwargs[key] for key in ("BK", "BV", "num_warps", "num_stages")
+                                                if key in kwargs}}
         reference = [t.clone() for t in _launch(kernel, sweep, grid, args, kwargs, {})]
         for setting in [{}] + _settings(name, smoke):
             row = {"kernel": name, "setting": {**linmem_setting, **setting}, "linmem": not setting}
             try:
                 first = [t.clone() for t in _launch(kernel, sweep, grid, args, kwargs, setting)]
                 second = _launch(kernel, sweep, grid, args, kwargs, setting)
-                errors = [relative_rms(a, b) for a, b in zip(first, reference)]
-                row["max_rrms"] = float("nan") if any(math.isnan(e) for e in errors) else max(errors)
+                row["max_rrms"] = worst_rrms(relative_rms(a, b) for a, b in zip(first, reference))
                 row["deterministic"] = all(torch.equal(a, b) for a, b in zip(first, second))
                 if not smoke:
                     from triton.testing import do_bench

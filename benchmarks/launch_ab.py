@@ -15,12 +15,12 @@ does not favour the variant timed first); the row's time is the median over roun
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Iterator
+from unittest import mock
 
 if __name__ == "__main__":
     import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
@@ -28,6 +28,7 @@ if __name__ == "__main__":
 import torch  # noqa: E402
 
 from benchmarks.kernels import fwd_bwd_call, gpu_file_name, make_inputs, result_header  # noqa: E402
+from benchmarks.launch_settings import worst_rrms  # noqa: E402
 
 TOKENS, HEADS, DIM = 32768, 16, 128
 
@@ -46,18 +47,9 @@ def parse_variants(text: str) -> dict[str, dict[str, str]]:
     return variants
 
 
-@contextlib.contextmanager
-def environment(variables: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def environment(variables: dict[str, str]) -> AbstractContextManager:
+    """A context in which os.environ also holds `variables` (restored, or removed, on exit)."""
+    return mock.patch.dict(os.environ, variables)
 
 
 def _results(fn, inputs: dict, grad_out: torch.Tensor) -> list[torch.Tensor]:
@@ -90,7 +82,7 @@ def compare(op: str, seq_len: int, variants: dict[str, dict[str, str]], rounds: 
                 try:
                     first, second = _results(fn, inputs, grad_out), _results(fn, inputs, grad_out)
                     errors = {n: relative_rms(a, b) for n, a, b in zip(names, first, reference)}
-                    rows[name].update(max_rrms=max(errors.values(), key=lambda e: (e != e, e)), rrms=errors,
+                    rows[name].update(max_rrms=worst_rrms(errors.values()), rrms=errors,
                                       deterministic=all(torch.equal(a, b) for a, b in zip(first, second)))
                 except Exception as error:  # noqa: BLE001 - a variant that fails is a result
                     rows[name]["error"] = f"{type(error).__name__}: {str(error)[:300]}"

@@ -1,15 +1,17 @@
 """Shared by the launch-setting sweeps (gdn_backward_determinism.py, ccq_stats_configs.py): their command line, and
-the loop that applies each configuration, measures it and writes the JSON after every row."""
+the loop that applies each configuration, measures it and writes the JSON after every row; and the worst error of a
+setting's outputs (also kernel_settings.py, launch_ab.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 
 def arguments(doc: str, default_configs: str, repeats: int) -> argparse.Namespace:
@@ -19,6 +21,13 @@ def arguments(doc: str, default_configs: str, repeats: int) -> argparse.Namespac
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (interpreter), no timing")
     return parser.parse_args()
+
+
+def worst_rrms(errors: Iterable[float]) -> float:
+    """The largest relative RMS error, NaN if any is NaN (an output left unwritten or poisoned: max() would skip it
+    or not, depending on where it falls)."""
+    errors = list(errors)
+    return math.nan if any(math.isnan(e) for e in errors) else max(errors)
 
 
 def _in_child_process(args: argparse.Namespace, stem: str, config: str, apply: Callable[[str], dict]) -> dict:

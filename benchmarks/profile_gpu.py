@@ -1,6 +1,7 @@
 """Where the time goes: per-kernel GPU time of each op's fwd+bwd, and what one decode step costs.
 
-    python benchmarks/profile_gpu.py [--ops gla,gated_delta_rule,fla_chunk_gated_delta_rule,...] [--out benchmarks/results]
+    python benchmarks/profile_gpu.py [--ops gla,gated_delta_rule,fla_chunk_gated_delta_rule,...]
+                                     [--out benchmarks/results]
     python benchmarks/profile_gpu.py --smoke --out /tmp/x      # CPU, tiny shapes: checks the script only
     python benchmarks/profile_gpu.py --no-decode --ops '' --compile   # only the training step, under model.compile()
 

@@ -46,7 +46,8 @@ echo "launch settings in force: $(tr '\n' ' ' < "$OUT/launch_settings.sh")" >> "
 
 # Are the GDN and GLA launch settings (state kernels, output and gradient kernels) the fastest reproducible ones here?
 # Each kernel alone under a grid of settings; reported, not applied (linmem's tables stay the defaults).
-stage "kernel settings" "${KERNEL_SETTINGS_S:-300}" kernel_settings.log $PY benchmarks/kernel_settings.py --jobs 12 --out "$OUT"
+stage "kernel settings" "${KERNEL_SETTINGS_S:-300}" kernel_settings.log \
+  $PY benchmarks/kernel_settings.py --jobs 12 --out "$OUT"
 # Candidates not yet in the tables, timed in the ops (LAUNCH_AB_ARGS, e.g. --variants "name:LINMEM_...=...").
 stage "launch a/b" "${LAUNCH_AB_S:-150}" launch_ab.log $PY benchmarks/launch_ab.py ${LAUNCH_AB_ARGS:-} --out "$OUT"
 

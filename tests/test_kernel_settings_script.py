@@ -38,5 +38,12 @@ def test_unwritten_output_tiles_show_as_nan(monkeypatch):
     assert not any(t.isnan().any() for t in reference)
 
 
+def test_worst_error_is_nan_wherever_a_nan_falls():
+    from benchmarks.launch_settings import worst_rrms
+
+    assert worst_rrms([1e-3, 2e-3]) == 2e-3
+    assert math.isnan(worst_rrms([math.nan, 1e-3])) and math.isnan(worst_rrms([1e-3, math.nan]))
+
+
 if __name__ == "__main__":
     pytest.main([__file__])
