@@ -1,11 +1,11 @@
 """Which launch settings (blocks, warps, pipeline stages) make each GDN and GLA kernel fastest on this GPU?
 
-    python benchmarks/kernel_settings.py [--kernels state_fwd,gla_state_bwd,...] [--jobs 8] [--out DIR]
+    python benchmarks/kernel_settings.py [--kernels state_fwd,gla_state_bwd,...] [--jobs 8] [--shape 8,4096] [--out DIR]
     python benchmarks/kernel_settings.py --smoke --out /tmp/x    # CPU interpreter, tiny shapes: checks the script
 
-Records the launches of the chosen kernels in one fwd+bwd of their op (gated_delta_rule or gla, B8 T4K H16 d128
-bf16, as benchmarks/kernels.py makes its inputs), then relaunches each kernel alone under every setting of its grid
-in SWEEPS, on the recorded inputs: the median time of triton.testing.do_bench, the largest relative RMS of its
+Records the launches of the chosen kernels in one fwd+bwd of their op (gated_delta_rule or gla, H16 d128 bf16 at
+B8 T4K or --shape's B,T, as benchmarks/kernels.py makes its inputs), then relaunches each kernel alone under every
+setting of its grid in SWEEPS, on the recorded inputs: the median time of triton.testing.do_bench, the largest relative RMS of its
 outputs against the launch linmem makes (outputs poisoned with NaN before every launch, so a tile left unwritten
 shows), and whether two launches give bitwise-equal outputs. Compilation runs first in --jobs processes (Triton's
 on-disk cache); the timing then runs in this one process, alone on the GPU. Writes kernel-settings-<gpu>.json.
@@ -118,8 +118,8 @@ class _Recorder:
         return launch
 
 
-def record_launches(names: list[str], smoke: bool) -> dict[str, tuple]:
-    """{sweep name: (kernel, grid, args, kwargs)} of its launch in one fwd+bwd of its op."""
+def record_launches(names: list[str], smoke: bool, batch: int = 8, seq_len: int = 4096) -> dict[str, tuple]:
+    """{sweep name: (kernel, grid, args, kwargs)} of its launch in one fwd+bwd of its op (H16 d128 bf16)."""
     import linmem.kernels as K
 
     launches = {}
@@ -129,7 +129,7 @@ def record_launches(names: list[str], smoke: bool) -> dict[str, tuple]:
         targets = {(s.module, s.kernel) for s in sweeps.values()}
         modules = {module: importlib.import_module(module) for module, _ in targets}
         recorders = {(m, k): _Recorder(getattr(modules[m], k)) for m, k in targets}
-        shape = (1, 40, 2, 32, 32) if smoke else (8, 4096, 16, 128, 128)
+        shape = (1, 40, 2, 32, 32) if smoke else (batch, seq_len, 16, 128, 128)
         inputs = make_inputs(op, *shape, device="cpu" if smoke else "cuda")
         for t in inputs.values():
             t.requires_grad_(True)
@@ -182,9 +182,9 @@ def _settings(name: str, smoke: bool) -> list[dict]:
     return SMOKE_SETTINGS[name] if smoke else SWEEPS[name].settings
 
 
-def _compile_share(names: list[str], part: int, parts: int) -> int:
+def _compile_share(names: list[str], part: int, parts: int, batch: int, seq_len: int) -> int:
     """Worker: launch every part-th (kernel, setting) once, which compiles it into Triton's cache."""
-    launches = record_launches(names, smoke=False)
+    launches = record_launches(names, False, batch, seq_len)
     todo = [(n, s) for n in names for s in SWEEPS[n].settings][part::parts]
     for name, setting in todo:
         kernel, grid, args, kwargs = launches[name]
@@ -196,10 +196,10 @@ def _compile_share(names: list[str], part: int, parts: int) -> int:
     return len(todo)
 
 
-def measure(names: list[str], smoke: bool) -> list[dict]:
+def measure(names: list[str], smoke: bool, batch: int = 8, seq_len: int = 4096) -> list[dict]:
     from linmem.kernels.utils import relative_rms
 
-    launches = record_launches(names, smoke)
+    launches = record_launches(names, smoke, batch, seq_len)
     rows = []
     for name in names:
         kernel, grid, args, kwargs = launches[name]
@@ -260,20 +260,23 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=8, help="processes compiling the settings ahead of the timing")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (interpreter), no timing")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--shape", default="8,4096", help="B,T of the recorded fwd+bwd (H16 d128 bf16)")
     parser.add_argument("--exports", default=None, help="write the winners' `export` lines to this file")
     args = parser.parse_args()
     names = args.kernels.split(",")
+    batch, seq_len = (int(n) for n in args.shape.split(","))
     unknown = sorted(set(names) - set(SWEEPS))
     if unknown:
         parser.error(f"unknown kernels {unknown}; choose from {sorted(SWEEPS)}")
     if not args.smoke and args.jobs > 1:
         # spawn: CUDA cannot be used in a forked child of a process that touched it
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            done = sum(pool.map(_compile_share, [names] * args.jobs, range(args.jobs), [args.jobs] * args.jobs))
+            done = sum(pool.map(_compile_share, [names] * args.jobs, range(args.jobs), [args.jobs] * args.jobs,
+                                    [batch] * args.jobs, [seq_len] * args.jobs))
         print(f"compiled {done} settings in {args.jobs} processes", flush=True)
-    rows = measure(names, args.smoke)
+    rows = measure(names, args.smoke, batch, seq_len)
     header = {"device": "cpu (interpreter)"} if args.smoke else result_header()
-    result = {**header, "shape": "B1 T40 H2 d32 (smoke)" if args.smoke else "B8 T4096 H16 d128 bf16",
+    result = {**header, "shape": "B1 T40 H2 d32 (smoke)" if args.smoke else f"B{batch} T{seq_len} H16 d128 bf16",
               "rows": rows, "best": best_settings(rows)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
