@@ -220,12 +220,29 @@ def test_gla_launch_variables_match_naive(monkeypatch):
     for name in ("STATE_FWD", "STATE_FP32", "STATE_BWD", "OUTPUT", "DA_DV", "INTER"):
         for axis, value in (("BK", "16"), ("BV", "16"), ("WARPS", "2"), ("STAGES", "2")):
             monkeypatch.setenv(f"LINMEM_GLA_{name}_{axis}", value)
-    assert triton_chunk._launch("STATE_BWD", 40, 24, 64, 64) == dict(BK=16, BV=16, num_warps=2, num_stages=2)
+    default = triton_chunk.Launch(64, 64, 8, 3)
+    assert triton_chunk._launch("STATE_BWD", 40, 24, default) == dict(BK=16, BV=16, num_warps=2, num_stages=2)
     _check_gla(1, 70, 2, 40, 24, 32, [0, 5, 5, 40, 70], True, True, torch.float32, "cpu", FP32_O, FP32_GRAD)
     _check_gla(2, 40, 1, 40, 24, 16, None, True, True, torch.float16, "cpu", BF16_O, BF16_GRAD)
     monkeypatch.setenv("LINMEM_GLA_OUTPUT_BV", "24")
     with pytest.raises(ValueError, match="LINMEM_GLA_OUTPUT_BV: a block must be a power of two >= 16, got 24"):
-        triton_chunk._launch("OUTPUT", 40, 24, 64, 64)
+        triton_chunk._launch("OUTPUT", 40, 24, default)
+
+
+def test_gla_launch_table_rules():
+    """The state kernels take the wide tiles from STATE_MANY_PROGRAMS sequences x heads on, the narrower below; every
+    block is capped at the head dim's power of two; with no variable set the table's warps and stages are used."""
+    from linmem.kernels.gla import triton_chunk
+
+    many, few = triton_chunk.STATE_LAUNCH["STATE_FWD"]
+    assert many.block_k * many.block_v > few.block_k * few.block_v
+    at = triton_chunk.STATE_MANY_PROGRAMS
+    assert triton_chunk._state_launch("STATE_FWD", 128, 128, at) == dict(
+        BK=many.block_k, BV=many.block_v, num_warps=many.warps, num_stages=many.stages)
+    assert triton_chunk._state_launch("STATE_FWD", 128, 128, at - 1) == dict(
+        BK=few.block_k, BV=few.block_v, num_warps=few.warps, num_stages=few.stages)
+    capped = triton_chunk._launch("DA_DV", 40, 24, triton_chunk.Launch(128, 128, 4, 2))
+    assert (capped["BK"], capped["BV"]) == (64, 32)
 
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")

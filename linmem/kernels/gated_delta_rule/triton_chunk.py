@@ -14,8 +14,8 @@ import torch
 import triton
 
 from ..triton_layout import ChunkLayout
-from .triton_config import (_dot_precision, _num_warps, _pow2, _stages, _state_tiles, _wy_bwd_config,
-                            _wy_fwd_block, _wy_fwd_warps, _wu_launch, _dqk_launch)
+from .triton_config import (_dot_precision, _num_warps, _pow2, _stages, _state_tiles, _wy_a_stages,
+                            _wy_bwd_config, _wy_fwd_block, _wy_fwd_warps, _wu_launch, _dqk_launch)
 from .triton_output import output_dqk_kernel, output_dv_kernel, output_fwd_kernel
 from .triton_state import state_bwd_kernel, state_fwd_kernel
 from .triton_wy import wy_A_kernel, wy_bwd_gates_kernel, wy_bwd_keys_kernel, wy_solve_kernel, wy_wu_kernel
@@ -42,7 +42,7 @@ def _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, la
     flags = dict(H=H, BT=BT, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_stages=_stages(dt))
     wy_warps, grid = _wy_fwd_warps(), (layout.slot_grid, B * H)
     wy_A_kernel[grid](q, k, g, beta, lam_arg, gc, tm, table, T_arg, NT, K=K, BK=bk, HAS_LAM=lam is not None,
-                      num_warps=wy_warps, **flags)
+                      num_warps=wy_warps, **dict(flags, num_stages=_wy_a_stages(dt, lam is not None)))
     wy_solve_kernel[grid](tm, table, T_arg, NT, num_warps=wy_warps, **flags)
     wu = _wu_launch(K, V, dt)
     wy_wu_kernel[(triton.cdiv(K, wu.block_k) + triton.cdiv(V, wu.block_v), layout.slot_grid, B * H)](

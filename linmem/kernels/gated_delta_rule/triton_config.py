@@ -81,6 +81,18 @@ def _wy_fwd_block() -> int:
     return _block("LINMEM_GDN_WY_FWD_BLOCK", WY_FWD_BLOCK)
 
 
+#: Pipeline stages of wy_A_kernel for Q-Delta (the probe x = k + lam q read beside k). At the dtype's 3 stages its
+#: A differed between identical launches on the H200 with Triton 3.6 (B8 T4K H16 d128 bf16, up to 0.065 absolute;
+#: benchmarks/kernel_repeatability.py, h200-2026-12-03b-qdelta-gla), a codegen race like output_dqk's; GDN's
+#: wy_A, which reads only k, repeated bitwise. Its loop over the key dim is 4 steps: there is little to pipeline.
+WY_A_PROBE_STAGES = 1
+
+
+def _wy_a_stages(dtype: torch.dtype, has_probe: bool) -> int:
+    """wy_A_kernel's pipeline stages; LINMEM_GDN_A_STAGES overrides them (GDN and Q-Delta alike)."""
+    return env_int("LINMEM_GDN_A_STAGES", WY_A_PROBE_STAGES if has_probe else _stages(dtype))
+
+
 #: Value block of output_dqk_kernel (its key block is the output kernels' 64). At 32 its sm_90 build needs no stack
 #: (584 B at 64), but GDN fwd+bwd on the H200 was 0.09 ms slower (gdn-wy-bwd-blocks-h200.json).
 DQK_VALUE_BLOCK = 64

@@ -9,6 +9,7 @@ no host synchronisation) in ../triton_layout.py. Fixed tile table, no autotuning
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import torch
 import triton
@@ -35,10 +36,6 @@ DIAGONAL_CHANNELS = 16  # key channels per [BC, BC, *] step of the forward's exa
 #: operands, when every |b_t - b_first| of the sub-chunk is at most this (both factors then lie in [e^-30, e^30], far
 #: inside fp32's range); sub-chunks with stronger decay take the exact per-element exponent (triton_chunk_kernels).
 SPLIT_EXPONENT_MAX = 30.0
-# Warps of every matmul kernel. 8 since 2026-12-02: offline sm_90 builds (benchmarks/kernel_resources.py,
-# --gla-warps) spill at 4 warps (dq/dk/dgk kernel 1.5 KB per thread, dA/dv 768 B) and at most 248 B at 8.
-# The GPU tests and benchmark before that date ran at 4: if the GPU disagrees, 4 is the proven setting.
-NUM_WARPS = 8
 
 #: Warps of the per-sub-chunk kernels: gla_intra_A_kernel (LINMEM_GLA_A_WARPS overrides it at each call) and
 #: gla_bwd_dqk_kernel (LINMEM_GLA_DQK_WARPS). Both at 4 warps were faster than both at 2 or at 8 on the
@@ -60,15 +57,45 @@ def _pow2(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-def _launch(name: str, k_dim: int, v_dim: int, block_k: int, block_v: int) -> dict:
-    """BK, BV and num_warps (num_stages: Triton's default) of one kernel's launch, the table's unless
+class Launch(NamedTuple):
+    """Key block, value block, warps and pipeline stages of one kernel's launch."""
+
+    block_k: int
+    block_v: int
+    warps: int
+    stages: int
+
+
+#: Launches of the chunk-parallel output and backward kernels, from a sweep of each kernel relaunched alone on the
+#: H200 (benchmarks/kernel_settings.py, B8 T4K and B2 T16K H16 d128 bf16; h200-2026-12-03b-qdelta-gla): output
+#: 0.373 -> 0.260 ms, dA/dv 0.583 -> 0.385, inter 0.769 -> 0.600, all bitwise repeatable. Until then every GLA
+#: kernel ran 64 x 64 (state kernels 32 x 32) tiles at 8 warps and Triton's 3 stages.
+CHUNK_LAUNCH = {"OUTPUT": Launch(64, 128, 4, 2), "DA_DV": Launch(128, 128, 4, 2), "INTER": Launch(32, 32, 4, 3)}
+
+#: Launches of the sequential state kernels (forward with the input dtype's or fp32 states, backward): with many
+#: sequences x heads (STATE_MANY_PROGRAMS or more, e.g. B8 H16), and with fewer (B2 T16K H16), where wider tiles
+#: leave too few programs. State forward 0.473 -> 0.202 ms (B8 T4K) and 0.505 -> 0.329 (B2 T16K); backward
+#: 0.715 -> 0.291 and 0.745 -> 0.431 (same sweep).
+STATE_LAUNCH = {"STATE_FWD": (Launch(64, 128, 8, 3), Launch(32, 64, 8, 3)),
+                "STATE_FP32": (Launch(64, 128, 8, 3), Launch(32, 64, 8, 3)),
+                "STATE_BWD": (Launch(32, 128, 2, 2), Launch(32, 128, 4, 3))}
+STATE_MANY_PROGRAMS = 128
+
+
+def _launch(name: str, k_dim: int, v_dim: int, default: Launch) -> dict:
+    """BK, BV, num_warps and num_stages of one kernel's launch: `default` (blocks capped at the head dims) unless
     LINMEM_GLA_<name>_{BK,BV,WARPS,STAGES} say otherwise (for timing other settings, benchmarks/kernel_settings.py;
     names: STATE_FWD, STATE_FP32 (the backward's fp32 states), STATE_BWD, OUTPUT, DA_DV, INTER)."""
-    launch = dict(BK=min(env_block(f"LINMEM_GLA_{name}_BK", block_k), _pow2(k_dim)),
-                  BV=min(env_block(f"LINMEM_GLA_{name}_BV", block_v), _pow2(v_dim)),
-                  num_warps=env_int(f"LINMEM_GLA_{name}_WARPS", NUM_WARPS))
-    stages = env_int(f"LINMEM_GLA_{name}_STAGES", None)
-    return launch if stages is None else dict(launch, num_stages=stages)
+    return dict(BK=min(env_block(f"LINMEM_GLA_{name}_BK", default.block_k), _pow2(k_dim)),
+                BV=min(env_block(f"LINMEM_GLA_{name}_BV", default.block_v), _pow2(v_dim)),
+                num_warps=env_int(f"LINMEM_GLA_{name}_WARPS", default.warps),
+                num_stages=env_int(f"LINMEM_GLA_{name}_STAGES", default.stages))
+
+
+def _state_launch(name: str, k_dim: int, v_dim: int, n_seq_heads: int) -> dict:
+    """The launch of a sequential state kernel (grid: key blocks x value blocks x sequences * heads)."""
+    many, few = STATE_LAUNCH[name]
+    return _launch(name, k_dim, v_dim, many if n_seq_heads >= STATE_MANY_PROGRAMS else few)
 
 
 #: Product precision of the backward's fp32-operand dots for 16-bit inputs ("tf32"); "ieee" trades speed for
@@ -98,12 +125,6 @@ def _tiles(k_dim: int, v_dim: int) -> tuple[int, int]:
     return min(64, _pow2(k_dim)), min(64, _pow2(v_dim))
 
 
-def _state_tiles(k_dim: int, v_dim: int, n_programs_per_tile: int) -> tuple[int, int]:
-    """(BK, BV) of the sequential state kernels: smaller tiles when few sequences x heads."""
-    b = 32 if n_programs_per_tile < 256 else 64
-    return min(b, _pow2(k_dim)), min(b, _pow2(v_dim))
-
-
 def _grid_args(layout: ChunkLayout) -> tuple:
     return layout.table, layout.seq_len, layout.n_chunks
 
@@ -122,8 +143,7 @@ def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dty
     h = torch.empty(layout.n_slots, H, K, V, device=k.device, dtype=h_dtype)
     ht = torch.empty((layout.n_seqs, H, K, V), device=k.device, dtype=torch.float32) \
         if store_final else None
-    launch = _launch("STATE_FP32" if h_dtype == torch.float32 else "STATE_FWD", K, V,
-                     *_state_tiles(K, V, layout.n_seqs * H))
+    launch = _state_launch("STATE_FP32" if h_dtype == torch.float32 else "STATE_FWD", K, V, layout.n_seqs * H)
     gla_state_fwd_kernel[(triton.cdiv(K, launch["BK"]), triton.cdiv(V, launch["BV"]), layout.n_seqs * H)](
         k, v, gcs, h0, h, ht, *_seq_args(layout),
         H=H, K=K, V=V, BT=layout.chunk_size, HAS_H0=h0 is not None, STORE_HT=store_final,
@@ -151,7 +171,7 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_a_warps())
     h, ht = _states_forward(k, v, gcs, h0, layout, output_final_state, q.dtype)
     o = torch.empty((B, T, H, V), device=dev, dtype=q.dtype)
-    launch = _launch("OUTPUT", K, V, bk, bv)
+    launch = _launch("OUTPUT", K, V, CHUNK_LAUNCH["OUTPUT"])
     gla_output_kernel[(triton.cdiv(V, launch["BV"]), layout.slot_grid, B * H)](
         q, v, gcs, A, h, o, *targs, scale, H=H, K=K, V=V, BT=BT, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **launch)
     return o, ht, gcs, A
@@ -214,7 +234,7 @@ def _value_slice_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Ch
     dh = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=torch.float32)
     dh0 = torch.empty((layout.n_seqs, H, K, V), device=dev, dtype=torch.float32) \
         if h0 is not None else None
-    launch = _launch("STATE_BWD", K, V, *_state_tiles(K, V, layout.n_seqs * H))
+    launch = _state_launch("STATE_BWD", K, V, layout.n_seqs * H)
     gla_state_bwd_kernel[(triton.cdiv(K, launch["BK"]), triton.cdiv(V, launch["BV"]), layout.n_seqs * H)](
         q, do, gcs, dht, dh, dh0, *_seq_args(layout), scale,
         H=H, K=K, V=V, BT=BT, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
@@ -223,10 +243,10 @@ def _value_slice_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Ch
     dv = torch.empty_like(v)
     gla_bwd_dA_dv_kernel[(layout.slot_grid, B * H)](
         k, v, gcs, A, do, dh, dA, dv, *targs, H=H, K=K, V=V, BT=BT,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **_launch("DA_DV", K, V, bk, bv))
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **_launch("DA_DV", K, V, CHUNK_LAUNCH["DA_DV"]))
     dq_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     dk_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
-    launch = _launch("INTER", K, V, bk, bv)
+    launch = _launch("INTER", K, V, CHUNK_LAUNCH["INTER"])
     gla_bwd_inter_kernel[(triton.cdiv(K, launch["BK"]), layout.slot_grid, B * H)](
         v, gcs, h, do, dh, dq_inter, dk_inter, *targs, scale, H=H, K=K, V=V, BT=BT,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **launch)
