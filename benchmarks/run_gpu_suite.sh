@@ -48,6 +48,9 @@ echo "launch settings in force: $(tr '\n' ' ' < "$OUT/launch_settings.sh")" >> "
 # Each kernel alone under a grid of settings; reported, not applied (linmem's tables stay the defaults).
 stage "kernel settings" "${KERNEL_SETTINGS_S:-300}" kernel_settings.log \
   $PY benchmarks/kernel_settings.py --jobs 12 --out "$OUT"
+# Does every kernel launch of one fwd+bwd repeat bitwise (B8 T4K H16 bf16)? Names the kernel where one does not.
+stage "kernel repeatability" "${REPEAT_S:-120}" kernel_repeatability.log \
+  $PY benchmarks/kernel_repeatability.py --ops gla,gated_delta_rule,qdelta_rule --out "$OUT"
 # Candidates not yet in the tables, timed in the ops (LAUNCH_AB_ARGS, e.g. --variants "name:LINMEM_...=...").
 stage "launch a/b" "${LAUNCH_AB_S:-150}" launch_ab.log $PY benchmarks/launch_ab.py ${LAUNCH_AB_ARGS:-} --out "$OUT"
 
@@ -57,10 +60,12 @@ stage "launch a/b" "${LAUNCH_AB_S:-150}" launch_ab.log $PY benchmarks/launch_ab.
 timeout "${WARM_S:-420}" $PY benchmarks/warm_compile.py --jobs "${WARM_JOBS:-8}" > "$OUT/warm.log" 2>&1 &
 WARM_PID=$!
 
-# Test files in parallel (pytest-xdist, one file per worker): Triton compilation is CPU-bound, and 6 workers
-# ran the whole GPU suite in 200 s on a 16-core H200 host. Failures print as they happen (tests/conftest.py).
-PARALLEL=$($PY -c "import xdist" 2>/dev/null && echo "-n ${TEST_WORKERS:-6} --dist loadfile")
-stage "gpu tests" "${TEST_S:-360}" gpu_tests.log $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 300 $PARALLEL \
+# Tests in parallel (pytest-xdist): Triton compilation is CPU-bound. One test per worker at a time (--dist load):
+# with one file per worker the model tests alone ran past 210 s on the H200. Failures print as they happen
+# (tests/conftest.py). Inductor compiles in-process here: with its worker pool, pytest ended at its time limit after the
+# last test had passed, without its summary line.
+PARALLEL=$($PY -c "import xdist" 2>/dev/null && echo "-n ${TEST_WORKERS:-6} --dist load")
+stage "gpu tests" "${TEST_S:-360}" gpu_tests.log env TORCHINDUCTOR_COMPILE_THREADS=1 $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 300 $PARALLEL \
   tests/test_kernels_triton_gla.py tests/test_kernels_triton_gdn.py tests/test_kernels_triton_qdelta.py \
   tests/test_kernels_triton_ccq_stats.py tests/test_kernels_triton_conv.py tests/test_kernels_gpu_determinism.py \
   tests/test_model_gpu.py tests/test_hub_gpu.py

@@ -172,8 +172,8 @@ def test_block_widths_match_naive(monkeypatch, with_lam, blocks, forward_block, 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_launch_tables_follow_the_documented_rules(monkeypatch, dtype):
-    """The state kernels' blocks, warps and stages (triton_config.STATE_*_LAUNCH), output_dqk's and wy_wu's launches,
-    as their docstrings state them: shape and dtype rules a table edit must keep (fp32 tiles at depth > 1 and key
+    """The state kernels' blocks, warps and stages (triton_config.STATE_*_LAUNCH), output_dqk's, wy_wu's and wy_A's
+    launches, as their docstrings state them: shape and dtype rules a table edit must keep (fp32 tiles at depth > 1 and key
     dims above 128 at depth > 1 overflowed shared memory on the H100/H200)."""
     from linmem.kernels.gated_delta_rule import triton_config as cfg
 
@@ -193,6 +193,10 @@ def test_launch_tables_follow_the_documented_rules(monkeypatch, dtype):
                                                 1 if fp32 else cfg.DQK_STAGES)
     assert cfg._dqk_launch(64, 32, dtype)[:2] == (64, 32)
     assert cfg._wu_launch(256, 512, dtype) == (cfg.WU_BLOCK, cfg.WU_BLOCK, cfg.WY_FWD_NUM_WARPS, 1 if fp32 else 3)
+    # wy_A: Q-Delta's (with the probe x = k + lam q) unpipelined, GDN's at the dtype's depth; one variable for both
+    assert (cfg._wy_a_stages(dtype, True), cfg._wy_a_stages(dtype, False)) == (cfg.WY_A_PROBE_STAGES, 1 if fp32 else 3)
+    monkeypatch.setenv("LINMEM_GDN_A_STAGES", "2")
+    assert (cfg._wy_a_stages(dtype, True), cfg._wy_a_stages(dtype, False)) == (2, 2)
 
 
 @triton.jit
