@@ -18,48 +18,19 @@ import argparse
 import json
 import os
 from pathlib import Path
-from unittest import mock
 
 if __name__ == "__main__":
     import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
 
 import torch  # noqa: E402
 
-from benchmarks.kernels import fwd_bwd_call, gpu_file_name, make_inputs, result_header  # noqa: E402
-
-
-def record_op(op: str, shape: tuple, smoke: bool) -> list[tuple]:
-    """[(kernel name, kernel, grid, args, kwargs)] of every linmem Triton launch in one fwd+bwd of `op`, in order."""
-    import linmem.kernels as K
-    from triton.runtime.jit import KernelInterface
-
-    inputs = make_inputs(op, *shape, device="cpu" if smoke else "cuda")
-    if smoke:  # the interpreter's bf16 products are wrong (NaN dg, dbeta): fp32 on the CPU
-        inputs = {name: t.float() for name, t in inputs.items()}
-    for t in inputs.values():
-        t.requires_grad_(True)
-    fn, launches, launch_with_grid = getattr(K, op), [], KernelInterface.__getitem__
-
-    def recording(kernel, grid):  # `kernel[grid](...)` of every JIT (or interpreted) kernel
-        run = launch_with_grid(kernel, grid)
-        if not kernel.fn.__module__.startswith("linmem."):
-            return run
-
-        def launch(*args, **kwargs):
-            launches.append((kernel.fn.__name__, kernel, grid, args, kwargs))
-            return run(*args, **kwargs)
-        return launch
-
-    with K.use_backend("triton"):
-        grad_out = torch.randn_like(fn(**inputs)[0])
-        with mock.patch.object(KernelInterface, "__getitem__", recording):
-            fwd_bwd_call(fn, inputs, grad_out)()
-    return launches
+from benchmarks.kernels import gpu_file_name, result_header  # noqa: E402
+from benchmarks.launch_settings import record_op_launches  # noqa: E402
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
     """A view whose equality is bitwise (NaN equals the same NaN)."""
-    return t.contiguous().view(torch.uint8)
+    return t.reshape(-1).contiguous().view(torch.uint8)
 
 
 @torch.no_grad()  # the recorded arguments include the op's inputs, leaves that require grad
@@ -88,7 +59,8 @@ def check_launch(kernel, grid, args: tuple, kwargs: dict, repeats: int) -> dict:
 
 def check_op(op: str, shape: tuple, repeats: int, smoke: bool) -> list[dict]:
     rows = []
-    for index, (name, kernel, grid, args, kwargs) in enumerate(record_op(op, shape, smoke)):
+    for index, (name, kernel, grid, args, kwargs) in enumerate(record_op_launches(
+            op, shape, "cpu" if smoke else "cuda", torch.float32 if smoke else None)):
         launch = {key: kwargs[key] for key in ("BK", "BV", "BT", "num_warps", "num_stages") if key in kwargs}
         row = {"op": op, "launch": index, "kernel": name, "grid": list(grid), "settings": launch}
         try:

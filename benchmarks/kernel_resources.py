@@ -80,35 +80,43 @@ def ccq_statistic_kernels(K: int):
 
 
 def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
-    """The chunked GLA kernels at K = V, bf16, as triton_chunk.py launches them (its warps unless `warps`)."""
+    """The chunked GLA kernels at K = V, bf16, B8 H16, as triton_chunk.py launches them (its warps unless `warps`;
+    `stages` for the kernels outside its launch tables)."""
     from linmem.kernels.gla import triton_chunk as host
     from linmem.kernels.gla import triton_chunk_kernels as kernels
 
     f32, bf16 = "*fp32", "*bf16"
-    bk, bv = host._tiles(K, K)
-    sbk, sbv = host._state_tiles(K, K, 16 * 8)
-    nw = warps or host.NUM_WARPS
+    bk, _ = host._tiles(K, K)
     base = dict(H=16, K=K, V=K, BT=64, IS_VARLEN=False)
     seq = dict(cu_seqlens=None, chunk_offsets=None)
+
+    def tabled(launch: dict, **constexprs):  # (constexprs with the launch's blocks, warps, stages)
+        return dict(base, BK=launch["BK"], BV=launch["BV"], **constexprs), warps or launch["num_warps"], \
+            launch["num_stages"]
+
+    def chunk(name: str) -> dict:
+        return host._launch(name, K, K, host.CHUNK_LAUNCH[name])
+
     yield ("gla intra-chunk A", kernels.gla_intra_A_kernel, dict(q=bf16, k=bf16, gcs=f32, A=f32, table=None),
            dict(H=16, K=K, BT=64, BC=host.SUB_CHUNK, BK=bk, BKD=host.DIAGONAL_CHANNELS, IS_VARLEN=False,
                 DOT_PREC="tf32"), warps or host.A_WARPS, stages)
     yield ("gla states (forward)", kernels.gla_state_fwd_kernel,
            dict(seq, k=bf16, v=bf16, gcs=f32, h0=None, h=bf16, ht=None),
-           dict(base, BK=sbk, BV=sbv, HAS_H0=False, STORE_HT=False, DOT_PREC="tf32", MM_FP32=False), nw, stages)
+           *tabled(host._state_launch("STATE_FWD", K, K, 16 * 8), HAS_H0=False, STORE_HT=False, DOT_PREC="tf32",
+                   MM_FP32=False))
     yield ("gla output", kernels.gla_output_kernel, dict(q=bf16, v=bf16, gcs=f32, A=f32, h=bf16, o=bf16, table=None),
-           dict(base, BK=bk, BV=bv, DOT_PREC="tf32"), nw, stages)
+           *tabled(chunk("OUTPUT"), DOT_PREC="tf32"))
     yield ("gla state gradients", kernels.gla_state_bwd_kernel,
            dict(seq, q=bf16, do=bf16, gcs=f32, dht=None, dh=f32, dh0=None),
-           dict(base, BK=sbk, BV=sbv, HAS_DHT=False, STORE_DH0=False, DOT_PREC="tf32"), nw, stages)
+           *tabled(host._state_launch("STATE_BWD", K, K, 16 * 8), HAS_DHT=False, STORE_DH0=False, DOT_PREC="tf32"))
     yield ("gla dA, dv", kernels.gla_bwd_dA_dv_kernel,
            dict(k=bf16, v=bf16, gcs=f32, A=f32, do=bf16, dh=f32, dA=f32, dv=bf16, table=None),
-           dict(base, BK=bk, BV=bv, DOT_PREC="tf32"), nw, stages)
+           *tabled(chunk("DA_DV"), DOT_PREC="tf32"))
     dqk = dict(q=bf16, k=bf16, gcs=f32, dA=f32, dq_inter=f32, dk_inter=f32,
                dq=bf16, dk=bf16, dg=f32, dg_sub=f32, table=None)
     yield ("gla inter-chunk dq, dk", kernels.gla_bwd_inter_kernel,
            dict(v=bf16, gcs=f32, h=f32, do=bf16, dh=f32, dq_inter=f32, dk_inter=f32, table=None),
-           dict(base, BK=bk, BV=bv, DOT_PREC="tf32"), nw, stages)
+           *tabled(chunk("INTER"), DOT_PREC="tf32"))
     yield ("gla dq, dk, dgk", kernels.gla_bwd_dqk_kernel, dqk,
            dict(base, BC=host.SUB_CHUNK, BK=bk, DOT_PREC="tf32", MM_FP32=True,
                 DIAG_PREC=host._diagonal_precision(torch.bfloat16)), warps or host.DQK_WARPS, stages)

@@ -17,7 +17,6 @@ lines, to time the op under them (for the sweep's shape and dtype only: they app
 from __future__ import annotations
 
 import argparse
-import importlib
 import itertools
 import json
 import multiprocessing
@@ -31,8 +30,8 @@ import triton
 if __name__ == "__main__":
     import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
 
-from benchmarks.kernels import fwd_bwd_call, gpu_file_name, make_inputs, result_header  # noqa: E402
-from benchmarks.launch_settings import worst_rrms  # noqa: E402
+from benchmarks.kernels import gpu_file_name, result_header  # noqa: E402
+from benchmarks.launch_settings import record_op_launches, worst_rrms  # noqa: E402
 
 
 def _grid(**axes) -> list[dict]:
@@ -40,14 +39,9 @@ def _grid(**axes) -> list[dict]:
     return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
 
-GDN = "linmem.kernels.gated_delta_rule.triton_chunk"
-GLA = "linmem.kernels.gla.triton_chunk"
-
-
 class KernelSweep(NamedTuple):
     op: str  # the op whose fwd+bwd launches the kernel (a linmem.kernels function)
-    module: str  # the module that launches it, where the kernel is recorded
-    kernel: str  # its name there
+    kernel: str  # the kernel function's name
     outputs: tuple[str, ...]  # the kernel's arguments it writes
     grid: Callable[[dict, tuple], tuple]  # (launch keyword arguments, recorded grid) -> grid
     settings: list[dict]  # overrides of the launch's keyword arguments
@@ -73,29 +67,29 @@ _STATE_SETTINGS = _grid(**_TILES, num_warps=(2, 4, 8), num_stages=(2, 3))  # GLA
 _CHUNK_SETTINGS = _grid(**_TILES, num_warps=(4, 8), num_stages=(2, 3))
 
 SWEEPS = {
-    "state_fwd": KernelSweep("gated_delta_rule", GDN, "state_fwd_kernel", ("h_out", "vnew_out", "ht_out"),
+    "state_fwd": KernelSweep("gated_delta_rule", "state_fwd_kernel", ("h_out", "vnew_out", "ht_out"),
                              _value_grid, _grid(BV=(16, 32, 64, 128), num_warps=(2, 4, 8), num_stages=(2, 3, 4)),
                              env="LINMEM_GDN_STATE_FWD_"),
-    "state_bwd": KernelSweep("gated_delta_rule", GDN, "state_bwd_kernel", ("dh_out", "dvnew_out", "dh0_out"),
+    "state_bwd": KernelSweep("gated_delta_rule", "state_bwd_kernel", ("dh_out", "dvnew_out", "dh0_out"),
                              _value_grid, _grid(BV=(16, 32, 64, 128), num_warps=(2, 4, 8), num_stages=(2, 3, 4)),
                              env="LINMEM_GDN_STATE_BWD_"),
-    "output_dqk": KernelSweep("gated_delta_rule", GDN, "output_dqk_kernel",
+    "output_dqk": KernelSweep("gated_delta_rule", "output_dqk_kernel",
                               ("dq_part", "dk_part", "dw_out", "dgc_part"), _key_grid, _CHUNK_SETTINGS,
                               env="LINMEM_GDN_DQK_", key_partials=("dgc_part",)),
-    "wy_wu": KernelSweep("gated_delta_rule", GDN, "wy_wu_kernel", ("w_out", "u_out"),
+    "wy_wu": KernelSweep("gated_delta_rule", "wy_wu_kernel", ("w_out", "u_out"),
                          lambda kw, grid: (triton.cdiv(kw["K"], kw["BK"]) + triton.cdiv(kw["V"], kw["BV"]), *grid[1:]),
                          _grid(**_TILES, num_warps=(2, 4, 8), num_stages=(2, 3)), env="LINMEM_GDN_WU_"),
-    "gla_state_fwd": KernelSweep("gla", GLA, "gla_state_fwd_kernel", ("h", "ht"), _key_value_grid, _STATE_SETTINGS,
+    "gla_state_fwd": KernelSweep("gla", "gla_state_fwd_kernel", ("h", "ht"), _key_value_grid, _STATE_SETTINGS,
                                  env="LINMEM_GLA_STATE_FWD_"),
-    "gla_state_fwd_fp32": KernelSweep("gla", GLA, "gla_state_fwd_kernel", ("h", "ht"), _key_value_grid,
+    "gla_state_fwd_fp32": KernelSweep("gla", "gla_state_fwd_kernel", ("h", "ht"), _key_value_grid,
                                       _STATE_SETTINGS, env="LINMEM_GLA_STATE_FP32_", launch=1),  # the backward's
-    "gla_state_bwd": KernelSweep("gla", GLA, "gla_state_bwd_kernel", ("dh", "dh0"), _key_value_grid, _STATE_SETTINGS,
+    "gla_state_bwd": KernelSweep("gla", "gla_state_bwd_kernel", ("dh", "dh0"), _key_value_grid, _STATE_SETTINGS,
                                  env="LINMEM_GLA_STATE_BWD_"),
-    "gla_output": KernelSweep("gla", GLA, "gla_output_kernel", ("o",), _value_grid, _CHUNK_SETTINGS,
+    "gla_output": KernelSweep("gla", "gla_output_kernel", ("o",), _value_grid, _CHUNK_SETTINGS,
                               env="LINMEM_GLA_OUTPUT_"),
-    "gla_bwd_dA_dv": KernelSweep("gla", GLA, "gla_bwd_dA_dv_kernel", ("dA", "dv"), lambda kw, grid: grid,
+    "gla_bwd_dA_dv": KernelSweep("gla", "gla_bwd_dA_dv_kernel", ("dA", "dv"), lambda kw, grid: grid,
                                  _CHUNK_SETTINGS, env="LINMEM_GLA_DA_DV_"),
-    "gla_bwd_inter": KernelSweep("gla", GLA, "gla_bwd_inter_kernel", ("dq_inter", "dk_inter"), _key_grid,
+    "gla_bwd_inter": KernelSweep("gla", "gla_bwd_inter_kernel", ("dq_inter", "dk_inter"), _key_grid,
                                  _CHUNK_SETTINGS, env="LINMEM_GLA_INTER_"),
 }
 SMOKE_SETTINGS = {"state_fwd": [dict(BV=16, num_warps=2)], "state_bwd": [dict(BV=16, num_warps=2)],
@@ -105,46 +99,19 @@ SMOKE_SETTINGS = {"state_fwd": [dict(BV=16, num_warps=2)], "state_bwd": [dict(BV
 TRITON_DEFAULTS = {"num_warps": 4, "num_stages": 3}
 
 
-class _Recorder:
-    """Stands in for a JIT kernel in the module that launches it: records each launch (grid, arguments), runs it."""
-
-    def __init__(self, kernel):
-        self.kernel, self.launches = kernel, []
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            self.launches.append((grid, args, kwargs))
-            return self.kernel[grid](*args, **kwargs)
-        return launch
-
-
 def record_launches(names: list[str], smoke: bool, batch: int = 8, seq_len: int = 4096) -> dict[str, tuple]:
     """{sweep name: (kernel, grid, args, kwargs)} of its launch in one fwd+bwd of its op (H16 d128 bf16)."""
-    import linmem.kernels as K
-
     launches = {}
+    shape = (1, 40, 2, 32, 32) if smoke else (batch, seq_len, 16, 128, 128)
     for op in dict.fromkeys(SWEEPS[name].op for name in names):
-        sweeps = {name: SWEEPS[name] for name in names if SWEEPS[name].op == op}
-        # the packages' names are also their op functions', which `import a.b.c as x` would resolve to
-        targets = {(s.module, s.kernel) for s in sweeps.values()}
-        modules = {module: importlib.import_module(module) for module, _ in targets}
-        recorders = {(m, k): _Recorder(getattr(modules[m], k)) for m, k in targets}
-        shape = (1, 40, 2, 32, 32) if smoke else (batch, seq_len, 16, 128, 128)
-        inputs = make_inputs(op, *shape, device="cpu" if smoke else "cuda")
-        for t in inputs.values():
-            t.requires_grad_(True)
-        fn = getattr(K, op)
-        try:
-            for (module, kernel), recorder in recorders.items():
-                setattr(modules[module], kernel, recorder)
-            with K.use_backend("triton"):
-                fwd_bwd_call(fn, inputs, torch.randn_like(fn(**inputs)[0]))()
-        finally:
-            for (module, kernel), recorder in recorders.items():
-                setattr(modules[module], kernel, recorder.kernel)
-        for name, sweep in sweeps.items():
-            recorder = recorders[(sweep.module, sweep.kernel)]
-            launches[name] = (recorder.kernel, *recorder.launches[sweep.launch])
+        recorded = record_op_launches(op, shape, "cpu" if smoke else "cuda")
+        for name in [n for n in names if SWEEPS[n].op == op]:
+            sweep = SWEEPS[name]
+            mine = [r for r in recorded if r.name == sweep.kernel]
+            if len(mine) <= sweep.launch:
+                raise ValueError(f"{name}: {op} launched {sweep.kernel} {len(mine)} times, the sweep wants launch "
+                                 f"{sweep.launch}: update SWEEPS")
+            launches[name] = mine[sweep.launch][1:]
     return launches
 
 

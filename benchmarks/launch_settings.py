@@ -1,6 +1,7 @@
 """Shared by the launch-setting sweeps (gdn_backward_determinism.py, ccq_stats_configs.py): their command line, and
-the loop that applies each configuration, measures it and writes the JSON after every row; and the worst error of a
-setting's outputs (also kernel_settings.py, launch_ab.py)."""
+the loop that applies each configuration, measures it and writes the JSON after every row; the worst error of a
+setting's outputs (also kernel_settings.py, launch_ab.py); the recording of an op's kernel launches
+(kernel_settings.py, kernel_repeatability.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
+from unittest import mock
 
 
 def arguments(doc: str, default_configs: str, repeats: int) -> argparse.Namespace:
@@ -69,3 +71,46 @@ def sweep(args: argparse.Namespace, stem: str, apply: Callable[[str], dict], mea
         path.write_text(json.dumps({**header, "repeats": args.repeats, "rows": rows}, indent=2))
     print(f"wrote {path}")
     return path
+
+
+class RecordedLaunch(NamedTuple):
+    name: str  # the kernel function's name
+    kernel: Any  # the JIT (or, under TRITON_INTERPRET, interpreted) kernel
+    grid: tuple
+    args: tuple
+    kwargs: dict
+
+
+def record_op_launches(op: str, shape: tuple, device: str, dtype=None) -> list[RecordedLaunch]:
+    """Every linmem Triton launch of one fwd+bwd of the linmem.kernels function `op`, in order, on inputs as
+    benchmarks/kernels.py makes them at shape (B, T, H, d_k, d_v) on `device` (bf16, or cast to `dtype`: the CPU
+    interpreter's bf16 products are wrong, NaN dg and dbeta). The forward that gives the gradient's shape runs
+    before recording."""
+    import torch
+    from triton.runtime.jit import KernelInterface
+
+    import linmem.kernels as K
+    from benchmarks.kernels import fwd_bwd_call, make_inputs
+
+    inputs = make_inputs(op, *shape, device=device)
+    if dtype is not None:
+        inputs = {name: t.to(dtype) for name, t in inputs.items()}
+    for t in inputs.values():
+        t.requires_grad_(True)
+    fn, launches, launch_with_grid = getattr(K, op), [], KernelInterface.__getitem__
+
+    def recording(kernel, grid):  # `kernel[grid](...)` of every JIT or interpreted kernel
+        run = launch_with_grid(kernel, grid)
+        if not kernel.fn.__module__.startswith("linmem."):
+            return run
+
+        def launch(*args, **kwargs):
+            launches.append(RecordedLaunch(kernel.fn.__name__, kernel, grid, args, kwargs))
+            return run(*args, **kwargs)
+        return launch
+
+    with K.use_backend("triton"):
+        grad_out = torch.randn_like(fn(**inputs)[0])
+        with mock.patch.object(KernelInterface, "__getitem__", recording):
+            fwd_bwd_call(fn, inputs, grad_out)()
+    return launches

@@ -7,6 +7,7 @@ import importlib
 import math
 
 import pytest
+import torch
 
 from tests.benchmark_smoke import run_smoke
 
@@ -36,6 +37,21 @@ def test_unwritten_output_tiles_show_as_nan(monkeypatch):
 
     assert math.isnan(relative_rms(outputs[0], reference[0]))
     assert not any(t.isnan().any() for t in reference)
+
+
+def test_each_sweep_relaunches_the_launch_it_names():
+    """GLA's state forward runs twice in one fwd+bwd: with the input dtype's states (forward) and with fp32 states
+    (backward); each sweep must relaunch its own. The forward that gives the gradient's shape is not recorded (it
+    once made the fp32 sweep relaunch the bf16 forward)."""
+    launches = settings_script.record_launches(["gla_state_fwd", "gla_state_fwd_fp32"], smoke=True)
+    assert launches["gla_state_fwd"][3]["MM_FP32"] is False
+    assert launches["gla_state_fwd_fp32"][3]["MM_FP32"] is True
+    assert launches["gla_state_fwd_fp32"][2][4].dtype == torch.float32  # h, the states it writes
+    with pytest.raises(ValueError, match="update SWEEPS"):
+        bad = settings_script.SWEEPS["gla_output"]._replace(launch=1)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setitem(settings_script.SWEEPS, "gla_output", bad)
+            settings_script.record_launches(["gla_output"], smoke=True)
 
 
 def test_worst_error_is_nan_wherever_a_nan_falls():
