@@ -220,7 +220,7 @@ def test_gla_launch_variables_match_naive(monkeypatch):
     for name in ("STATE_FWD", "STATE_FP32", "STATE_BWD", "OUTPUT", "DA_DV", "INTER"):
         for axis, value in (("BK", "16"), ("BV", "16"), ("WARPS", "2"), ("STAGES", "2")):
             monkeypatch.setenv(f"LINMEM_GLA_{name}_{axis}", value)
-    default = triton_chunk.Launch(64, 64, 8, 3)
+    default = triton_chunk.TileLaunch(64, 64, 8, 3)
     assert triton_chunk._launch("STATE_BWD", 40, 24, default) == dict(BK=16, BV=16, num_warps=2, num_stages=2)
     _check_gla(1, 70, 2, 40, 24, 32, [0, 5, 5, 40, 70], True, True, torch.float32, "cpu", FP32_O, FP32_GRAD)
     _check_gla(2, 40, 1, 40, 24, 16, None, True, True, torch.float16, "cpu", BF16_O, BF16_GRAD)
@@ -241,7 +241,7 @@ def test_gla_launch_table_rules():
         BK=many.block_k, BV=many.block_v, num_warps=many.warps, num_stages=many.stages)
     assert triton_chunk._state_launch("STATE_FWD", 128, 128, at - 1) == dict(
         BK=few.block_k, BV=few.block_v, num_warps=few.warps, num_stages=few.stages)
-    capped = triton_chunk._launch("DA_DV", 40, 24, triton_chunk.Launch(128, 128, 4, 2))
+    capped = triton_chunk._launch("DA_DV", 40, 24, triton_chunk.TileLaunch(128, 128, 4, 2))
     assert (capped["BK"], capped["BV"]) == (64, 32)
 
 

@@ -19,6 +19,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import torch
 
@@ -57,6 +58,28 @@ def env_block(variable: str, default: int) -> int:
     if block < 16 or block & (block - 1):
         raise ValueError(f"{variable}: a block must be a power of two >= 16, got {block}")
     return block
+
+
+class TileLaunch(NamedTuple):
+    """Key block, value block, warps and pipeline stages of one kernel's launch."""
+
+    block_k: int
+    block_v: int
+    warps: int
+    stages: int
+
+    def kwargs(self) -> dict:
+        """As a Triton launch's keyword arguments."""
+        return dict(BK=self.block_k, BV=self.block_v, num_warps=self.warps, num_stages=self.stages)
+
+
+def env_launch(prefix: str, default: TileLaunch, max_k: int, max_v: int) -> TileLaunch:
+    """`default`, each field overridden by <prefix>{BK,BV,WARPS,STAGES} when set (read at each call), the blocks
+    capped at max_k and max_v (the head dims rounded up to a tile)."""
+    return TileLaunch(min(env_block(f"{prefix}BK", default.block_k), max_k),
+                      min(env_block(f"{prefix}BV", default.block_v), max_v),
+                      env_int(f"{prefix}WARPS", default.warps),
+                      env_int(f"{prefix}STAGES", default.stages))
 
 
 def requested_backend() -> str:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 import triton
 
-from ..backend import env_block as _block, env_int
+from ..backend import TileLaunch, env_block as _block, env_int, env_launch
 from ..triton_layout import sequential_block
 
 
@@ -167,23 +167,12 @@ def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
             env_int(f"LINMEM_GDN_STATE_{pass_name}_STAGES", stages))
 
 
-class TileLaunch(NamedTuple):
-    """Key block, value block, warps and pipeline stages of one chunk-parallel kernel."""
-
-    block_k: int
-    block_v: int
-    warps: int
-    stages: int
-
-
 def _tile_launch(name: str, k_dim: int, v_dim: int, dtype: torch.dtype, block_k: int, block_v: int,
                  warps: int | None = None, stages: int | None = None) -> TileLaunch:
     """A chunk-parallel kernel's launch: the given blocks (capped at the head dims), the table's warps and the
     dtype's stages; LINMEM_GDN_<name>_{BK,BV,WARPS,STAGES} override each (benchmarks/kernel_settings.py)."""
-    return TileLaunch(min(_block(f"LINMEM_GDN_{name}_BK", block_k), _pow2(k_dim)),
-                      min(_block(f"LINMEM_GDN_{name}_BV", block_v), _pow2(v_dim)),
-                      env_int(f"LINMEM_GDN_{name}_WARPS", warps or _num_warps()),
-                      env_int(f"LINMEM_GDN_{name}_STAGES", min(stages or 3, _stages(dtype))))
+    default = TileLaunch(block_k, block_v, warps or _num_warps(), min(stages or 3, _stages(dtype)))
+    return env_launch(f"LINMEM_GDN_{name}_", default, _pow2(k_dim), _pow2(v_dim))
 
 
 #: Key and value block of wy_wu_kernel: at 128 (one program for W and one for U per chunk at d 128) 0.173 ms against

@@ -9,7 +9,6 @@ no host synchronisation) in ../triton_layout.py. Fixed tile table, no autotuning
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 import torch
 import triton
@@ -25,7 +24,7 @@ from .triton_chunk_kernels import (
     gla_state_bwd_kernel,
     gla_state_fwd_kernel,
 )
-from ..backend import env_block, env_int
+from ..backend import TileLaunch, env_int, env_launch
 from ..triton_layout import ChunkLayout
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -57,20 +56,12 @@ def _pow2(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-class Launch(NamedTuple):
-    """Key block, value block, warps and pipeline stages of one kernel's launch."""
-
-    block_k: int
-    block_v: int
-    warps: int
-    stages: int
-
-
 #: Launches of the chunk-parallel output and backward kernels, from a sweep of each kernel relaunched alone on the
 #: H200 (benchmarks/kernel_settings.py, B8 T4K and B2 T16K H16 d128 bf16; h200-2026-12-03b-qdelta-gla): output
 #: 0.373 -> 0.260 ms, dA/dv 0.583 -> 0.385, inter 0.769 -> 0.600, all bitwise repeatable. Until then every GLA
 #: kernel ran 64 x 64 (state kernels 32 x 32) tiles at 8 warps and Triton's 3 stages.
-CHUNK_LAUNCH = {"OUTPUT": Launch(64, 128, 4, 2), "DA_DV": Launch(128, 128, 4, 2), "INTER": Launch(32, 32, 4, 3)}
+CHUNK_LAUNCH = {"OUTPUT": TileLaunch(64, 128, 4, 2), "DA_DV": TileLaunch(128, 128, 4, 2),
+                "INTER": TileLaunch(32, 32, 4, 3)}
 
 #: Launches of the sequential state kernels (forward with the input dtype's or fp32 states, backward): with many
 #: sequences x heads (STATE_MANY_PROGRAMS or more, e.g. B8 H16), and with fewer (B2 T16K H16), where wider tiles
@@ -78,20 +69,17 @@ CHUNK_LAUNCH = {"OUTPUT": Launch(64, 128, 4, 2), "DA_DV": Launch(128, 128, 4, 2)
 #: 0.715 -> 0.291 and 0.745 -> 0.431 (same sweep). STATE_FP32 (the backward's fp32 states) takes the forward's
 #: settings, timed in the op (benchmarks/launch_ab.py) and tested, not swept alone: the sweep's fp32 row relaunched the
 #: bf16 forward (a recording bug, since fixed).
-STATE_LAUNCH = {"STATE_FWD": (Launch(64, 128, 8, 3), Launch(32, 64, 8, 3)),
-                "STATE_FP32": (Launch(64, 128, 8, 3), Launch(32, 64, 8, 3)),
-                "STATE_BWD": (Launch(32, 128, 2, 2), Launch(32, 128, 4, 3))}
+STATE_LAUNCH = {"STATE_FWD": (TileLaunch(64, 128, 8, 3), TileLaunch(32, 64, 8, 3)),
+                "STATE_FP32": (TileLaunch(64, 128, 8, 3), TileLaunch(32, 64, 8, 3)),
+                "STATE_BWD": (TileLaunch(32, 128, 2, 2), TileLaunch(32, 128, 4, 3))}
 STATE_MANY_PROGRAMS = 128
 
 
-def _launch(name: str, k_dim: int, v_dim: int, default: Launch) -> dict:
+def _launch(name: str, k_dim: int, v_dim: int, default: TileLaunch) -> dict:
     """BK, BV, num_warps and num_stages of one kernel's launch: `default` (blocks capped at the head dims) unless
     LINMEM_GLA_<name>_{BK,BV,WARPS,STAGES} say otherwise (for timing other settings, benchmarks/kernel_settings.py;
     names: STATE_FWD, STATE_FP32 (the backward's fp32 states), STATE_BWD, OUTPUT, DA_DV, INTER)."""
-    return dict(BK=min(env_block(f"LINMEM_GLA_{name}_BK", default.block_k), _pow2(k_dim)),
-                BV=min(env_block(f"LINMEM_GLA_{name}_BV", default.block_v), _pow2(v_dim)),
-                num_warps=env_int(f"LINMEM_GLA_{name}_WARPS", default.warps),
-                num_stages=env_int(f"LINMEM_GLA_{name}_STAGES", default.stages))
+    return env_launch(f"LINMEM_GLA_{name}_", default, _pow2(k_dim), _pow2(v_dim)).kwargs()
 
 
 def _state_launch(name: str, k_dim: int, v_dim: int, n_seq_heads: int) -> dict:
