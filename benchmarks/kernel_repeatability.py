@@ -1,6 +1,6 @@
 """Which of an op's Triton kernels gives different results for identical launches?
 
-    python benchmarks/kernel_repeatability.py --ops qdelta_rule [--shape 8,4096,16,128,128] [--repeats 4] [--out DIR]
+    python benchmarks/kernel_repeatability.py --ops qdelta_rule [--shape 8,4096[,16,128,128]] [--repeats 4] [--out DIR]
     LINMEM_GDN_WU_BK=64 python benchmarks/kernel_repeatability.py ...   # the same under other launch settings
     python benchmarks/kernel_repeatability.py --smoke --out /tmp/x     # CPU interpreter, tiny shapes: checks the script
 
@@ -25,7 +25,7 @@ if __name__ == "__main__":
 import torch  # noqa: E402
 
 from benchmarks.kernels import gpu_file_name, result_header  # noqa: E402
-from benchmarks.launch_settings import record_op_launches  # noqa: E402
+from benchmarks.launch_settings import op_shape, record_op_launches  # noqa: E402
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
@@ -76,14 +76,14 @@ def check_op(op: str, shape: tuple, repeats: int, smoke: bool) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", default="qdelta_rule,gated_delta_rule")
-    parser.add_argument("--shape", default="8,4096,16,128,128", help="B,T,H,d_k,d_v")
+    parser.add_argument("--shape", default="8,4096", type=op_shape, help="B,T (H16 d128) or B,T,H,d_k,d_v")
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (interpreter)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     if args.repeats < 2:
         parser.error("--repeats must be at least 2 (one launch cannot differ from itself)")
-    shape = (1, 40, 2, 32, 32) if args.smoke else tuple(int(n) for n in args.shape.split(","))
+    shape = (1, 40, 2, 32, 32) if args.smoke else args.shape
     rows = [row for op in args.ops.split(",") for row in check_op(op, shape, args.repeats, args.smoke)]
     header = {"device": "cpu (interpreter)"} if args.smoke else result_header()
     variables = {k: v for k, v in os.environ.items() if k.startswith("LINMEM_")}

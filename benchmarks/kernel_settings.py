@@ -1,10 +1,11 @@
 """Which launch settings (blocks, warps, pipeline stages) make each GDN and GLA kernel fastest on this GPU?
 
-    python benchmarks/kernel_settings.py [--kernels state_fwd,gla_state_bwd,...] [--jobs 8] [--shape 8,4096] [--out DIR]
+    python benchmarks/kernel_settings.py [--kernels state_fwd,gla_state_bwd,...] [--jobs 8] [--shape 8,4096[,H,dk,dv]]
+                                         [--out DIR]
     python benchmarks/kernel_settings.py --smoke --out /tmp/x    # CPU interpreter, tiny shapes: checks the script
 
 Records the launches of the chosen kernels in one fwd+bwd of their op (gated_delta_rule or gla, H16 d128 bf16 at
-B8 T4K or --shape's B,T, as benchmarks/kernels.py makes its inputs), then relaunches each kernel alone under every
+B8 T4K or --shape's B,T (and H,d_k,d_v), as benchmarks/kernels.py makes its inputs), then relaunches each kernel alone under every
 setting of its grid in SWEEPS, on the recorded inputs: the median time of triton.testing.do_bench, the largest relative RMS of its
 outputs against the launch linmem makes (outputs poisoned with NaN before every launch, so a tile left unwritten
 shows), and whether two launches give bitwise-equal outputs. Compilation runs first in --jobs processes (Triton's
@@ -31,7 +32,7 @@ if __name__ == "__main__":
     import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
 
 from benchmarks.kernels import gpu_file_name, result_header  # noqa: E402
-from benchmarks.launch_settings import record_op_launches, worst_rrms  # noqa: E402
+from benchmarks.launch_settings import op_shape, record_op_launches, shape_label, worst_rrms  # noqa: E402
 
 
 def _grid(**axes) -> list[dict]:
@@ -99,10 +100,11 @@ SMOKE_SETTINGS = {"state_fwd": [dict(BV=16, num_warps=2)], "state_bwd": [dict(BV
 TRITON_DEFAULTS = {"num_warps": 4, "num_stages": 3}
 
 
-def record_launches(names: list[str], smoke: bool, batch: int = 8, seq_len: int = 4096) -> dict[str, tuple]:
-    """{sweep name: (kernel, grid, args, kwargs)} of its launch in one fwd+bwd of its op (H16 d128 bf16)."""
+def record_launches(names: list[str], smoke: bool, shape: tuple = (8, 4096, 16, 128, 128)) -> dict[str, tuple]:
+    """{sweep name: (kernel, grid, args, kwargs)} of its launch in one fwd+bwd of its op at shape (B, T, H, d_k, d_v),
+    bf16."""
     launches = {}
-    shape = (1, 40, 2, 32, 32) if smoke else (batch, seq_len, 16, 128, 128)
+    shape = (1, 40, 2, 32, 32) if smoke else shape
     for op in dict.fromkeys(SWEEPS[name].op for name in names):
         recorded = record_op_launches(op, shape, "cpu" if smoke else "cuda")
         for name in [n for n in names if SWEEPS[n].op == op]:
@@ -149,9 +151,9 @@ def _settings(name: str, smoke: bool) -> list[dict]:
     return SMOKE_SETTINGS[name] if smoke else SWEEPS[name].settings
 
 
-def _compile_share(names: list[str], part: int, parts: int, batch: int, seq_len: int) -> int:
+def _compile_share(names: list[str], part: int, parts: int, shape: tuple) -> int:
     """Worker: launch every part-th (kernel, setting) once, which compiles it into Triton's cache."""
-    launches = record_launches(names, False, batch, seq_len)
+    launches = record_launches(names, False, shape)
     todo = [(n, s) for n in names for s in SWEEPS[n].settings][part::parts]
     for name, setting in todo:
         kernel, grid, args, kwargs = launches[name]
@@ -163,10 +165,10 @@ def _compile_share(names: list[str], part: int, parts: int, batch: int, seq_len:
     return len(todo)
 
 
-def measure(names: list[str], smoke: bool, batch: int = 8, seq_len: int = 4096) -> list[dict]:
+def measure(names: list[str], smoke: bool, shape: tuple = (8, 4096, 16, 128, 128)) -> list[dict]:
     from linmem.kernels.utils import relative_rms
 
-    launches = record_launches(names, smoke, batch, seq_len)
+    launches = record_launches(names, smoke, shape)
     rows = []
     for name in names:
         kernel, grid, args, kwargs = launches[name]
@@ -227,11 +229,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=8, help="processes compiling the settings ahead of the timing")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (interpreter), no timing")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    parser.add_argument("--shape", default="8,4096", help="B,T of the recorded fwd+bwd (H16 d128 bf16)")
+    parser.add_argument("--shape", default="8,4096", type=op_shape,
+                        help="B,T (H16 d128) or B,T,H,d_k,d_v of the recorded fwd+bwd (bf16)")
     parser.add_argument("--exports", default=None, help="write the winners' `export` lines to this file")
     args = parser.parse_args()
     names = args.kernels.split(",")
-    batch, seq_len = (int(n) for n in args.shape.split(","))
     unknown = sorted(set(names) - set(SWEEPS))
     if unknown:
         parser.error(f"unknown kernels {unknown}; choose from {sorted(SWEEPS)}")
@@ -239,11 +241,11 @@ def main() -> None:
         # spawn: CUDA cannot be used in a forked child of a process that touched it
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             done = sum(pool.map(_compile_share, [names] * args.jobs, range(args.jobs), [args.jobs] * args.jobs,
-                                    [batch] * args.jobs, [seq_len] * args.jobs))
+                                [args.shape] * args.jobs))
         print(f"compiled {done} settings in {args.jobs} processes", flush=True)
-    rows = measure(names, args.smoke, batch, seq_len)
+    rows = measure(names, args.smoke, args.shape)
     header = {"device": "cpu (interpreter)"} if args.smoke else result_header()
-    result = {**header, "shape": "B1 T40 H2 d32 (smoke)" if args.smoke else f"B{batch} T{seq_len} H16 d128 bf16",
+    result = {**header, "shape": "B1 T40 H2 d32 (smoke)" if args.smoke else shape_label(args.shape),
               "rows": rows, "best": best_settings(rows)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

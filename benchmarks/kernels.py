@@ -283,7 +283,7 @@ def main() -> None:
     print(format_table(rows))
     print(f"wrote {path}")
     try:  # the plot beside the JSON (matplotlib is optional on a GPU host)
-        from plot_kernels import main as plot
+        from benchmarks.plot_kernels import main as plot
     except ImportError as error:
         print(f"no plot: {error}")
     else:

@@ -1,7 +1,7 @@
 """Shared by the launch-setting sweeps (gdn_backward_determinism.py, ccq_stats_configs.py): their command line, and
 the loop that applies each configuration, measures it and writes the JSON after every row; the worst error of a
 setting's outputs (also kernel_settings.py, launch_ab.py); the recording of an op's kernel launches
-(kernel_settings.py, kernel_repeatability.py)."""
+(kernel_settings.py, kernel_repeatability.py); the --shape argument of the per-kernel scripts (op_shape)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,19 @@ def arguments(doc: str, default_configs: str, repeats: int) -> argparse.Namespac
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (interpreter), no timing")
     return parser.parse_args()
+
+
+def op_shape(text: str) -> tuple[int, int, int, int, int]:
+    """--shape 'B,T' (H16 d_k = d_v = 128) or 'B,T,H,d_k,d_v' (the fla-1.3B GDN layer: 8,4096,6,256,512)."""
+    sizes = [int(n) for n in text.split(",")]
+    if len(sizes) not in (2, 5) or min(sizes) < 1:
+        raise ValueError(f"--shape: expected B,T or B,T,H,d_k,d_v (positive integers), got {text!r}")
+    return tuple(sizes + [16, 128, 128][len(sizes) - 2:]) if len(sizes) == 2 else tuple(sizes)
+
+
+def shape_label(shape: tuple) -> str:
+    batch, seq_len, heads, dk, dv = shape
+    return f"B{batch} T{seq_len} H{heads} dk{dk} dv{dv} bf16"
 
 
 def worst_rrms(errors: Iterable[float]) -> float:

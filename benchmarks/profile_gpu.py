@@ -5,7 +5,8 @@
     python benchmarks/profile_gpu.py --smoke --out /tmp/x      # CPU, tiny shapes: checks the script only
     python benchmarks/profile_gpu.py --no-decode --ops '' --compile   # only the training step, under model.compile()
 
-ops: torch.profiler over 5 fwd+bwd calls of each op at B8 T4K (or --shape's B,T) H16 d128 (bf16, backend triton),
+ops: torch.profiler over 5 fwd+bwd calls of each op at B8 T4K H16 d128 (or --shape's B,T[,H,d_k,d_v]; bf16, backend
+triton),
 grouped by kernel name: calls and microseconds per fwd+bwd, largest first.
 decode: the 340M CCQ-GDN of train_throughput.py (random weights), 32 greedy tokens after a 512-token prompt,
 at batch 1: wall time per token, CPU time per token spent in Python/launches, GPU kernel time per token and
@@ -32,6 +33,7 @@ if __name__ == "__main__":
     import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
 
 from benchmarks.kernels import fwd_bwd_call, gpu_file_name, make_inputs as bench_inputs, op_function  # noqa: E402
+from benchmarks.launch_settings import op_shape, shape_label  # noqa: E402
 from benchmarks.train_throughput import config_340m, training_step  # noqa: E402
 
 OPS = ["gla", "ccq_gla", "gated_delta_rule", "qdelta_rule", "ccq_gated_delta_rule"]
@@ -42,12 +44,12 @@ def device_events(prof) -> list:
     return [e for e in prof.key_averages() if getattr(e, "device_time_total", 0) > 0]
 
 
-def profile_op(op: str, smoke: bool, repeats: int = 5, batch: int = 8, seq_len: int = 4096) -> list[dict]:
+def profile_op(op: str, smoke: bool, repeats: int = 5, shape: tuple = (8, 4096, 16, 128, 128)) -> list[dict]:
     """[{kernel, calls, us}] per fwd+bwd of `op` (one of ours, or a peer of benchmarks/kernels.py such as
-    fla_chunk_gated_delta_rule, whose kernels then sit beside ours), largest first."""
+    fla_chunk_gated_delta_rule, whose kernels then sit beside ours) at shape (B, T, H, d_k, d_v), largest first."""
     import linmem.kernels as K
 
-    shape = (1, 64, 2, 16, 16) if smoke else (batch, seq_len, 16, 128, 128)
+    shape = (1, 64, 2, 16, 16) if smoke else shape
     inputs = bench_inputs(op, *shape, device="cpu" if smoke else "cuda")
     for t in inputs.values():
         t.requires_grad_(True)
@@ -163,16 +165,16 @@ def main() -> None:
     parser.add_argument("--no-decode", action="store_true")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--compile", action="store_true", help="profile the training step under model.compile()")
-    parser.add_argument("--shape", default="8,4096", help="B,T of the ops' fwd+bwd (H16 d128 bf16)")
+    parser.add_argument("--shape", default="8,4096", type=op_shape,
+                        help="B,T (H16 d128) or B,T,H,d_k,d_v of the ops' fwd+bwd (bf16)")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny shapes, PyTorch backend: checks the script")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
-    batch, seq_len = (int(n) for n in args.shape.split(","))
     torch.manual_seed(0)
     result = {"device": "cpu (smoke)" if args.smoke else torch.cuda.get_device_name(), "torch": torch.__version__,
-              "shape": "B1 T64 H2 d16 (smoke)" if args.smoke else f"B{batch} T{seq_len} H16 d128 bf16", "ops": {}}
+              "shape": "B1 T64 H2 d16 (smoke)" if args.smoke else shape_label(args.shape), "ops": {}}
     for op in [op for op in args.ops.split(",") if op]:
-        result["ops"][op] = profile_op(op, args.smoke, batch=batch, seq_len=seq_len)
+        result["ops"][op] = profile_op(op, args.smoke, shape=args.shape)
         top = ", ".join(f"{r['kernel']} {r['us']:.0f} us" for r in result["ops"][op][:4])
         print(f"{op}: {sum(r['us'] for r in result['ops'][op]) / 1e3:.2f} ms per fwd+bwd ({top})", flush=True)
     if not args.no_decode:

@@ -84,13 +84,14 @@ def _wy_fwd_block() -> int:
 #: Pipeline stages of wy_A_kernel for Q-Delta (the probe x = k + lam q read beside k). At the dtype's 3 stages its
 #: A differed between identical launches on the H200 with Triton 3.6 (B8 T4K H16 d128 bf16, up to 0.065 absolute;
 #: benchmarks/kernel_repeatability.py, h200-2026-12-03b-qdelta-gla), a codegen race like output_dqk's; GDN's
-#: wy_A, which reads only k, repeated bitwise. Its loop over the key dim is 4 steps: there is little to pipeline.
-WY_A_PROBE_STAGES = 1
+#: wy_A, which reads only k, repeated bitwise. At 2 stages every launch repeats bitwise and Q-Delta fwd+bwd takes
+#: 3.518 ms against 3.546 at 1 stage (B8 T4K, h200-2026-12-04-state-qdelta).
+WY_A_PROBE_STAGES = 2
 
 
 def _wy_a_stages(dtype: torch.dtype, has_probe: bool) -> int:
     """wy_A_kernel's pipeline stages; LINMEM_GDN_A_STAGES overrides them (GDN and Q-Delta alike)."""
-    return env_int("LINMEM_GDN_A_STAGES", WY_A_PROBE_STAGES if has_probe else _stages(dtype))
+    return env_int("LINMEM_GDN_A_STAGES", min(WY_A_PROBE_STAGES, _stages(dtype)) if has_probe else _stages(dtype))
 
 
 #: Value block of output_dqk_kernel (its key block is the output kernels' 64). At 32 its sm_90 build needs no stack
@@ -137,32 +138,43 @@ MIN_STATE_PROGRAMS = 128
 #: 2 stages (0.847). Wider blocks beat more programs here (256 programs at BV 64 against 512 at BV 32).
 #: Not yet the default: the backward at BV 128 (one program per head at d_v 128) took 0.429 ms at 8 warps and 2
 #: stages, bitwise repeatable, in the second sweep; the GPU tests have not run it (LINMEM_GDN_STATE_BWD_BV=128).
-STATE_FWD_LAUNCH = {16: (4, 3), 32: (4, 2), 64: (4, 3)}
-STATE_BWD_LAUNCH = {16: (4, 2), 32: (4, 2), 64: (8, 2), 128: (8, 2)}
+#: BV 32 is the block of B2 T16K H16 (32 sequences x heads, halved from 64 for 128 programs), swept there: forward
+#: 0.474 -> 0.314 ms at 3 stages, backward 0.961 -> 0.830 at 8 warps and 3 stages, bitwise repeatable
+#: (h200-2026-12-04-state-qdelta/1-profile-sweeps); at 2 stages the two took GDN 4.03 ms at 16K, fla 3.78.
+STATE_FWD_LAUNCH = {16: (4, 3), 32: (4, 3), 64: (4, 3)}
+STATE_BWD_LAUNCH = {16: (4, 2), 32: (8, 3), 64: (8, 2), 128: (8, 2)}
+
+
+#: (warps, stages) of both state kernels for key dims above 128 (bf16/fp16). At the fla-1.3B GDN layer (B8 T4K H6
+#: d_k 256 d_v 512, H200, each kernel relaunched alone under 36 settings) BV 64 at 8 warps and 2 stages took the
+#: forward 1.828 -> 0.660 ms and the backward 2.183 -> 1.121 against the earlier BV 32 at 1 stage, bitwise repeatable
+#: (h200-2026-12-04-state-qdelta/3-fla-shapes). Depth 3 does not fit: state_bwd asked for 295 KB of shared memory
+#: at d = 256 on the H100 (Triton 3.6), over the 227 KB limit.
+WIDE_KEY_STATE_LAUNCH = (8, 2)
 
 
 def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
                  backward: bool = False) -> tuple[int, int, int, int]:
     """(BK, BV, num_warps, num_stages) of the sequential state kernels: the whole key dim is one tile.
 
-    These kernels walk the chunks one after another: BV = 64 (32 for key dims above 128), halved
+    These kernels walk the chunks one after another: BV = 64 (fp32 inputs with key dims above 128: 32), halved
     while fewer than MIN_STATE_PROGRAMS programs would run (B1 T32K H16: 16), with the warps and stages of
-    STATE_*_LAUNCH.
-    Key dims above 128 keep the earlier 8 warps and no pipelining: at depth 3 state_bwd asked for 295 KB (d = 256)
-    and 254 KB (fp32, d = 128) of shared memory on the H100 (Triton 3.6), over the 227 KB limit; fp32 inputs run
-    at depth 1 too. With depth 1 an offline sm_90 build with Triton 3.6 gave 52-80 KB
-    (benchmarks/kernel_resources.py). LINMEM_GDN_STATE_BV overrides BV of both passes, and
+    STATE_*_LAUNCH (key dims up to 128) or WIDE_KEY_STATE_LAUNCH. fp32 inputs run unpipelined: at depth 3 state_bwd
+    asked for 254 KB of shared memory at d = 128 on the H100 (Triton 3.6); at depth 1 an offline sm_90 build gave
+    52-80 KB (benchmarks/kernel_resources.py). LINMEM_GDN_STATE_BV overrides BV of both passes, and
     LINMEM_GDN_STATE_{FWD,BWD}_{BV,WARPS,STAGES} each pass's setting (benchmarks/kernel_settings.py).
     """
     bk = _pow2(k_dim)
-    bv = sequential_block(min(_pow2(v_dim), 64 if bk <= 128 else 32), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
+    fp32 = dtype == torch.float32
+    widest = 32 if bk > 128 and fp32 else 64
+    bv = sequential_block(min(_pow2(v_dim), widest), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
     pass_name = "BWD" if backward else "FWD"
     bv = _block(f"LINMEM_GDN_STATE_{pass_name}_BV", _block("LINMEM_GDN_STATE_BV", bv))
     if bk > 128:
-        warps, stages = _num_warps(), 1
+        warps, stages = WIDE_KEY_STATE_LAUNCH
     else:
         warps, stages = (STATE_BWD_LAUNCH if backward else STATE_FWD_LAUNCH).get(bv, (_num_warps(), 3))
-        stages = stages if dtype != torch.float32 else 1
+    stages = 1 if fp32 else stages
     return (bk, bv, env_int(f"LINMEM_GDN_STATE_{pass_name}_WARPS", warps),
             env_int(f"LINMEM_GDN_STATE_{pass_name}_STAGES", stages))
 
