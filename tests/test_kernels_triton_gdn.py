@@ -188,9 +188,7 @@ def test_launch_tables_follow_the_documented_rules(monkeypatch, dtype):
         # d_v 100 rounds up to a 128-wide head; d_v 8 to one 8-wide block (below the table: the fixed warps)
         assert cfg._state_tiles(100, 100, dtype, 128, backward)[1] == 64
         assert cfg._state_tiles(16, 8, dtype, 128, backward)[1:] == (8, cfg.NUM_WARPS, 1 if fp32 else 3)
-        # key dims above 128: their own warps and stages (fp32: unpipelined, 32-wide value blocks)
-        assert cfg._state_tiles(256, 512, dtype, 128, backward) == (
-            (256, 32, cfg.WIDE_KEY_STATE_LAUNCH[0], 1) if fp32 else (256, 64, *cfg.WIDE_KEY_STATE_LAUNCH))
+        assert cfg._state_tiles(256, 512, dtype, 128, backward) == (256, 32, cfg.NUM_WARPS, 1)
     assert cfg._dqk_launch(128, 128, dtype) == (cfg.DQK_KEY_BLOCK, cfg.DQK_VALUE_BLOCK, cfg.NUM_WARPS,
                                                 1 if fp32 else cfg.DQK_STAGES)
     assert cfg._dqk_launch(64, 32, dtype)[:2] == (64, 32)

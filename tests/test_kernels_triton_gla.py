@@ -237,29 +237,12 @@ def test_gla_launch_table_rules():
     many, few = triton_chunk.STATE_LAUNCH["STATE_FWD"]
     assert many.block_k * many.block_v > few.block_k * few.block_v
     at = triton_chunk.STATE_MANY_PROGRAMS
-    bf16 = torch.bfloat16
-    assert triton_chunk._state_launch("STATE_FWD", 128, 128, at, bf16) == dict(
+    assert triton_chunk._state_launch("STATE_FWD", 128, 128, at) == dict(
         BK=many.block_k, BV=many.block_v, num_warps=many.warps, num_stages=many.stages)
-    assert triton_chunk._state_launch("STATE_FWD", 128, 128, at - 1, bf16) == dict(
+    assert triton_chunk._state_launch("STATE_FWD", 128, 128, at - 1) == dict(
         BK=few.block_k, BV=few.block_v, num_warps=few.warps, num_stages=few.stages)
     capped = triton_chunk._launch("DA_DV", 40, 24, triton_chunk.TileLaunch(128, 128, 4, 2))
     assert (capped["BK"], capped["BV"]) == (64, 32)
-    # key dims above 128, 16-bit inputs: WIDE_KEY_LAUNCH wherever it has a setting, with many programs or few;
-    # fp32 inputs keep the table's
-    for name, wide in triton_chunk.WIDE_KEY_LAUNCH.items():
-        expected = dict(BK=wide.block_k, BV=wide.block_v, num_warps=wide.warps, num_stages=wide.stages)
-        if name in triton_chunk.STATE_LAUNCH:
-            assert triton_chunk._state_launch(name, 256, 512, at, bf16) == expected
-            assert triton_chunk._state_launch(name, 256, 512, 1, bf16) == expected
-            assert triton_chunk._state_launch(name, 256, 512, at, torch.float32) == triton_chunk._launch(
-                name, 256, 512, triton_chunk.STATE_LAUNCH[name][0])
-        else:
-            assert triton_chunk._chunk_launch(name, 256, 512, triton_chunk.CHUNK_LAUNCH[name], bf16) == expected
-            assert triton_chunk._chunk_launch(name, 256, 512, triton_chunk.CHUNK_LAUNCH[name], torch.float32) == \
-                triton_chunk._launch(name, 256, 512, triton_chunk.CHUNK_LAUNCH[name])
-    assert "STATE_BWD" not in triton_chunk.WIDE_KEY_LAUNCH
-    assert triton_chunk._state_launch("STATE_BWD", 256, 512, at, bf16) == triton_chunk._launch(
-        "STATE_BWD", 256, 512, triton_chunk.STATE_LAUNCH["STATE_BWD"][0])
 
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")

@@ -145,36 +145,35 @@ STATE_FWD_LAUNCH = {16: (4, 3), 32: (4, 3), 64: (4, 3)}
 STATE_BWD_LAUNCH = {16: (4, 2), 32: (8, 3), 64: (8, 2), 128: (8, 2)}
 
 
-#: (warps, stages) of both state kernels for key dims above 128 (bf16/fp16). At the fla-1.3B GDN layer (B8 T4K H6
-#: d_k 256 d_v 512, H200, each kernel relaunched alone under 36 settings) BV 64 at 8 warps and 2 stages took the
-#: forward 1.828 -> 0.660 ms and the backward 2.183 -> 1.121 against the earlier BV 32 at 1 stage, bitwise repeatable
-#: (h200-2026-12-04-state-qdelta/3-fla-shapes). Depth 3 does not fit: state_bwd asked for 295 KB of shared memory
-#: at d = 256 on the H100 (Triton 3.6), over the 227 KB limit.
-WIDE_KEY_STATE_LAUNCH = (8, 2)
+#: Key dims above 128 (the fla-1.3B GDN layer, d_k 256 d_v 512): swept per kernel at B8 T4K H6 on the H200
+#: (h200-2026-12-04-state-qdelta/3-fla-shapes), BV 64 at 8 warps and 2 stages took the state forward 1.828 -> 0.660 ms
+#: and the backward 2.183 -> 1.121, outputs bitwise equal to this launch's, repeatable. Not the default until the GPU
+#: tests have run it (LINMEM_GDN_STATE_BV=64 LINMEM_GDN_STATE_FWD_STAGES=2 LINMEM_GDN_STATE_BWD_STAGES=2 puts it in
+#: force; 3-fla-shapes/sweep-gdn-exports.sh).
 
 
 def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
                  backward: bool = False) -> tuple[int, int, int, int]:
     """(BK, BV, num_warps, num_stages) of the sequential state kernels: the whole key dim is one tile.
 
-    These kernels walk the chunks one after another: BV = 64 (fp32 inputs with key dims above 128: 32), halved
+    These kernels walk the chunks one after another: BV = 64 (32 for key dims above 128), halved
     while fewer than MIN_STATE_PROGRAMS programs would run (B1 T32K H16: 16), with the warps and stages of
-    STATE_*_LAUNCH (key dims up to 128) or WIDE_KEY_STATE_LAUNCH. fp32 inputs run unpipelined: at depth 3 state_bwd
-    asked for 254 KB of shared memory at d = 128 on the H100 (Triton 3.6); at depth 1 an offline sm_90 build gave
-    52-80 KB (benchmarks/kernel_resources.py). LINMEM_GDN_STATE_BV overrides BV of both passes, and
+    STATE_*_LAUNCH.
+    Key dims above 128 keep the earlier 8 warps and no pipelining: at depth 3 state_bwd asked for 295 KB (d = 256)
+    and 254 KB (fp32, d = 128) of shared memory on the H100 (Triton 3.6), over the 227 KB limit; fp32 inputs run
+    at depth 1 too. With depth 1 an offline sm_90 build with Triton 3.6 gave 52-80 KB
+    (benchmarks/kernel_resources.py). LINMEM_GDN_STATE_BV overrides BV of both passes, and
     LINMEM_GDN_STATE_{FWD,BWD}_{BV,WARPS,STAGES} each pass's setting (benchmarks/kernel_settings.py).
     """
     bk = _pow2(k_dim)
-    fp32 = dtype == torch.float32
-    widest = 32 if bk > 128 and fp32 else 64
-    bv = sequential_block(min(_pow2(v_dim), widest), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
+    bv = sequential_block(min(_pow2(v_dim), 64 if bk <= 128 else 32), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
     pass_name = "BWD" if backward else "FWD"
     bv = _block(f"LINMEM_GDN_STATE_{pass_name}_BV", _block("LINMEM_GDN_STATE_BV", bv))
     if bk > 128:
-        warps, stages = WIDE_KEY_STATE_LAUNCH
+        warps, stages = _num_warps(), 1
     else:
         warps, stages = (STATE_BWD_LAUNCH if backward else STATE_FWD_LAUNCH).get(bv, (_num_warps(), 3))
-    stages = 1 if fp32 else stages
+        stages = stages if dtype != torch.float32 else 1
     return (bk, bv, env_int(f"LINMEM_GDN_STATE_{pass_name}_WARPS", warps),
             env_int(f"LINMEM_GDN_STATE_{pass_name}_STAGES", stages))
 

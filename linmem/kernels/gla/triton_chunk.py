@@ -68,18 +68,17 @@ CHUNK_LAUNCH = {"OUTPUT": TileLaunch(64, 128, 4, 2), "DA_DV": TileLaunch(128, 12
 #: leave too few programs. State forward 0.473 -> 0.202 ms (B8 T4K) and 0.505 -> 0.329 (B2 T16K); backward
 #: 0.715 -> 0.291 and 0.745 -> 0.431 (same sweep). STATE_FP32 (the backward's fp32 states) swept alone at B8 T4K:
 #: 0.660 ms at the forward's 64 x 128 tile, 0.294 at 32 x 128 with 2 warps and 2 stages (h200-2026-12-04-state-qdelta);
-#: with fewer programs it keeps the forward's setting.
+#: with fewer programs (B2 T16K) the forward's setting was already the fastest.
 STATE_LAUNCH = {"STATE_FWD": (TileLaunch(64, 128, 8, 3), TileLaunch(32, 64, 8, 3)),
                 "STATE_FP32": (TileLaunch(32, 128, 2, 2), TileLaunch(32, 64, 8, 3)),
                 "STATE_BWD": (TileLaunch(32, 128, 2, 2), TileLaunch(32, 128, 4, 3))}
 STATE_MANY_PROGRAMS = 128
 
-#: Launches for key dims above 128, whatever the number of programs: swept at the fla-1.3B GLA layer (B8 T4K H4 d_k 256
-#: d_v 512, H200, h200-2026-12-04-state-qdelta/3-fla-shapes): state forward 0.541 -> 0.296 ms (the few-programs
-#: 32 x 64 tile before), fp32 states (one 128-wide value slice) 0.234 -> 0.180, dA/dv 0.219 -> 0.166; bitwise
-#: repeatable, outputs bitwise equal to the earlier launches'. 16-bit inputs only.
-WIDE_KEY_LAUNCH = {"STATE_FWD": TileLaunch(128, 128, 4, 2), "STATE_FP32": TileLaunch(32, 128, 4, 2),
-                   "DA_DV": TileLaunch(32, 128, 4, 3)}
+#: Key dims above 128 (the fla-1.3B GLA layer, B8 T4K H4 d_k 256 d_v 512) take these tables too (the few-programs
+#: tier there). Swept per kernel on the H200 (h200-2026-12-04-state-qdelta/3-fla-shapes): state forward 0.541 -> 0.296
+#: ms at 128 x 128 / 4 warps / 2 stages, fp32 states (one 128-wide value slice) 0.234 -> 0.180 at 32 x 128 / 4 warps /
+#: 2 stages, dA/dv 0.219 -> 0.166 at 32 x 128 / 4 warps / 3 stages, outputs bitwise equal, repeatable. Not the
+#: defaults until the GPU tests have run them (3-fla-shapes/sweep-gla-exports.sh puts them in force).
 
 
 def _launch(name: str, k_dim: int, v_dim: int, default: TileLaunch) -> dict:
@@ -89,18 +88,10 @@ def _launch(name: str, k_dim: int, v_dim: int, default: TileLaunch) -> dict:
     return env_launch(f"LINMEM_GLA_{name}_", default, _pow2(k_dim), _pow2(v_dim)).kwargs()
 
 
-def _state_launch(name: str, k_dim: int, v_dim: int, n_seq_heads: int, dtype: torch.dtype) -> dict:
-    """The launch of a sequential state kernel (grid: key blocks x value blocks x sequences * heads) for inputs of
-    `dtype`."""
+def _state_launch(name: str, k_dim: int, v_dim: int, n_seq_heads: int) -> dict:
+    """The launch of a sequential state kernel (grid: key blocks x value blocks x sequences * heads)."""
     many, few = STATE_LAUNCH[name]
-    return _chunk_launch(name, k_dim, v_dim, many if n_seq_heads >= STATE_MANY_PROGRAMS else few, dtype)
-
-
-def _chunk_launch(name: str, k_dim: int, v_dim: int, default: TileLaunch, dtype: torch.dtype) -> dict:
-    """`default`, or WIDE_KEY_LAUNCH's setting for 16-bit inputs with key dims above 128 where it has one (swept with
-    bf16 inputs only: fp32 tiles are twice the shared memory)."""
-    wide = k_dim > 128 and dtype != torch.float32
-    return _launch(name, k_dim, v_dim, WIDE_KEY_LAUNCH.get(name, default) if wide else default)
+    return _launch(name, k_dim, v_dim, many if n_seq_heads >= STATE_MANY_PROGRAMS else few)
 
 
 #: Product precision of the backward's fp32-operand dots for 16-bit inputs ("tf32"); "ieee" trades speed for
@@ -148,8 +139,7 @@ def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dty
     h = torch.empty(layout.n_slots, H, K, V, device=k.device, dtype=h_dtype)
     ht = torch.empty((layout.n_seqs, H, K, V), device=k.device, dtype=torch.float32) \
         if store_final else None
-    name = "STATE_FP32" if h_dtype == torch.float32 else "STATE_FWD"
-    launch = _state_launch(name, K, V, layout.n_seqs * H, k.dtype)
+    launch = _state_launch("STATE_FP32" if h_dtype == torch.float32 else "STATE_FWD", K, V, layout.n_seqs * H)
     gla_state_fwd_kernel[(triton.cdiv(K, launch["BK"]), triton.cdiv(V, launch["BV"]), layout.n_seqs * H)](
         k, v, gcs, h0, h, ht, *_seq_args(layout),
         H=H, K=K, V=V, BT=layout.chunk_size, HAS_H0=h0 is not None, STORE_HT=store_final,
@@ -240,7 +230,7 @@ def _value_slice_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Ch
     dh = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=torch.float32)
     dh0 = torch.empty((layout.n_seqs, H, K, V), device=dev, dtype=torch.float32) \
         if h0 is not None else None
-    launch = _state_launch("STATE_BWD", K, V, layout.n_seqs * H, q.dtype)
+    launch = _state_launch("STATE_BWD", K, V, layout.n_seqs * H)
     gla_state_bwd_kernel[(triton.cdiv(K, launch["BK"]), triton.cdiv(V, launch["BV"]), layout.n_seqs * H)](
         q, do, gcs, dht, dh, dh0, *_seq_args(layout), scale,
         H=H, K=K, V=V, BT=BT, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
@@ -249,7 +239,7 @@ def _value_slice_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Ch
     dv = torch.empty_like(v)
     gla_bwd_dA_dv_kernel[(layout.slot_grid, B * H)](
         k, v, gcs, A, do, dh, dA, dv, *targs, H=H, K=K, V=V, BT=BT,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **_chunk_launch("DA_DV", K, V, CHUNK_LAUNCH["DA_DV"], q.dtype))
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **_launch("DA_DV", K, V, CHUNK_LAUNCH["DA_DV"]))
     dq_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     dk_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     launch = _launch("INTER", K, V, CHUNK_LAUNCH["INTER"])
