@@ -200,12 +200,17 @@ def test_gla_fp16_gradients(case):
 
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
-def test_gla_backward_in_value_slices(monkeypatch):
+@pytest.mark.parametrize("sums_in_kernels", [False, True])
+def test_gla_backward_in_value_slices(monkeypatch, sums_in_kernels):
     """The backward for V wider than MAX_BWD_V runs its value-dependent kernels in value slices (summing dA and the
-    inter-chunk dq, dk before one dq/dk/dgk pass): forced here at V = 40, three slices, with fp16 inputs too."""
+    inter-chunk dq, dk before one dq/dk/dgk pass, in PyTorch or by the slices' kernels): forced here at V = 40, three
+    slices, with fp16 inputs too."""
     import sys
 
-    monkeypatch.setattr(sys.modules["linmem.kernels.gla.triton_chunk"], "MAX_BWD_V", 16)
+    module = sys.modules["linmem.kernels.gla.triton_chunk"]
+    monkeypatch.setattr(module, "MAX_BWD_V", 16)
+    monkeypatch.setattr(module, "SLICE_SUMS_IN_KERNELS", sums_in_kernels)
+    monkeypatch.delenv("LINMEM_GLA_SLICE_SUMS", raising=False)
     _check_gla(1, 50, 2, 20, 40, 32, [0, 20, 50], True, True, torch.float32, "cpu", FP32_O, FP32_GRAD)
     _check_gla(2, 40, 1, 16, 40, 32, None, True, True, torch.float16, "cpu", BF16_O, BF16_GRAD)
 
@@ -489,6 +494,20 @@ GPU_GLA_CASES = [
 @pytest.mark.skipif(_CPU, reason="needs CUDA")
 @pytest.mark.parametrize("case", GPU_GLA_CASES, ids=[f"g{i}" for i in range(len(GPU_GLA_CASES))])
 def test_gla_gpu_bf16(case):
+    B, T, H, K, V, cu = case
+    _check_gla(B, T, H, K, V, 64, cu, True, True, torch.bfloat16, "cuda", BF16_O, BF16_GRAD, ref="chunk")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_CPU, reason="needs CUDA")
+@pytest.mark.parametrize("case", [(1, 4096, 2, 256, 256, [0, 100, 1700, 1763, 2900, 4096]),
+                                  (1, 2048, 2, 128, 256, None), (2, 1024, 2, 256, 512, None)])
+def test_gla_gpu_slice_sums_in_kernels(monkeypatch, case):
+    """SLICE_SUMS_IN_KERNELS (off by default until this passes on the H100/H200): two and four value slices."""
+    import sys
+
+    monkeypatch.setattr(sys.modules["linmem.kernels.gla.triton_chunk"], "SLICE_SUMS_IN_KERNELS", True)
+    monkeypatch.delenv("LINMEM_GLA_SLICE_SUMS", raising=False)
     B, T, H, K, V, cu = case
     _check_gla(B, T, H, K, V, 64, cu, True, True, torch.bfloat16, "cuda", BF16_O, BF16_GRAD, ref="chunk")
 

@@ -183,39 +183,51 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
 MAX_BWD_V = 128
 
 
+#: Whether the kernels of the value slices after the first add into dA, dq_inter and dk_inter themselves
+#: (their ACCUMULATE) instead of PyTorch adding per-slice buffers: at the fla-1.3B GLA shape (d_v 512, four slices)
+#: those additions were about 0.6 ms of the backward's 1.0 ms of elementwise work (H200 profile,
+#: h200-2026-12-04-state-qdelta/3-fla-shapes/prof-gla). Off until the GPU tests and the op's timing have run it
+#: (tests/test_kernels_triton_gla.py runs both ways on the CPU; test_gla_gpu_slice_sums_in_kernels on the GPU).
+#: LINMEM_GLA_SLICE_SUMS=1 or 0 overrides it at each call (to time both in one process).
+SLICE_SUMS_IN_KERNELS = False
+
+
 def gla_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout, gk_dtype: torch.dtype):
     """-> dq, dk, dv, dgk, dh0 (dh0 fp32 or None)."""
     V = v.shape[-1]
+    in_kernels = bool(env_int("LINMEM_GLA_SLICE_SUMS", int(SLICE_SUMS_IN_KERNELS)))
     dv_parts, dh0_parts = [], []
-    dA = dq_inter = dk_inter = final_term = None
+    sums = final_term = None  # (dA, dq_inter, dk_inter) summed over value slices
     for lo in range(0, V, MAX_BWD_V):
         sl = slice(lo, min(lo + MAX_BWD_V, V))
 
         def cut(x):
             return x if x is None or V <= MAX_BWD_V else x[..., sl].contiguous()
 
-        dv_s, dh0_s, dA_s, dq_s, dk_s, final_s = _value_slice_backward(
-            q, k, cut(v), gcs, A, cut(do), cut(dht), cut(h0), scale, layout)
+        into = sums if in_kernels else None
+        dv_s, dh0_s, slice_sums, final_s = _value_slice_backward(
+            q, k, cut(v), gcs, A, cut(do), cut(dht), cut(h0), scale, layout, into)
         dv_parts.append(dv_s)
         dh0_parts.append(dh0_s)
-        if dA is None:
-            dA, dq_inter, dk_inter, final_term = dA_s, dq_s, dk_s, final_s
+        if sums is None or into is not None:
+            sums = slice_sums
         else:
-            dA += dA_s
-            dq_inter += dq_s
-            dk_inter += dk_s
-            final_term = final_term + final_s if final_term is not None else None
-    dq, dk, dgk = _key_gradients(q, k, gcs, dA, dq_inter, dk_inter, final_term, scale, layout, gk_dtype)
+            for total, part in zip(sums, slice_sums):
+                total += part
+        final_term = final_s if final_term is None else final_term + final_s
+    dq, dk, dgk = _key_gradients(q, k, gcs, *sums, final_term, scale, layout, gk_dtype)
     dv = dv_parts[0] if len(dv_parts) == 1 else torch.cat(dv_parts, -1)
     dh0 = None if h0 is None else (dh0_parts[0] if len(dh0_parts) == 1 else torch.cat(dh0_parts, -1))
     return dq, dk, dv, dgk, dh0
 
 
-def _value_slice_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout):
+def _value_slice_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout,
+                          into: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
     """The value-dependent part of the backward for V <= MAX_BWD_V value channels.
 
-    -> dv, dh0 (or None), dA [B, T, H, BT], dq_inter and dk_inter [B, T, H, K] (all fp32 but dv), and the final
-    state's gradient term sum_v S_T dS_T [N, H, K] (or None without dht)."""
+    -> dv, dh0 (or None), (dA [B, T, H, BT], dq_inter and dk_inter [B, T, H, K]: this slice's sums over its value
+    channels, all fp32 but dv; with `into`, those buffers with this slice's sums added in place by the kernels), and
+    the final state's gradient term sum_v S_T dS_T [N, H, K] (or None without dht)."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     BT = layout.chunk_size
@@ -235,19 +247,22 @@ def _value_slice_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Ch
         q, do, gcs, dht, dh, dh0, *_seq_args(layout), scale,
         H=H, K=K, V=V, BT=BT, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **launch)
-    dA = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
+    accumulate = into is not None
+    dA, dq_inter, dk_inter = into if accumulate else (
+        torch.empty(B, T, H, BT, device=dev, dtype=torch.float32),
+        torch.empty(B, T, H, K, device=dev, dtype=torch.float32),
+        torch.empty(B, T, H, K, device=dev, dtype=torch.float32))
     dv = torch.empty_like(v)
     gla_bwd_dA_dv_kernel[(layout.slot_grid, B * H)](
         k, v, gcs, A, do, dh, dA, dv, *targs, H=H, K=K, V=V, BT=BT,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **_launch("DA_DV", K, V, CHUNK_LAUNCH["DA_DV"]))
-    dq_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
-    dk_inter = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, ACCUMULATE=accumulate,
+        **_launch("DA_DV", K, V, CHUNK_LAUNCH["DA_DV"]))
     launch = _launch("INTER", K, V, CHUNK_LAUNCH["INTER"])
     gla_bwd_inter_kernel[(triton.cdiv(K, launch["BK"]), layout.slot_grid, B * H)](
         v, gcs, h, do, dh, dq_inter, dk_inter, *targs, scale, H=H, K=K, V=V, BT=BT,
-        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **launch)
+        IS_VARLEN=layout.is_varlen, DOT_PREC=prec, ACCUMULATE=accumulate, **launch)
     final_term = (ht * dht).sum(-1) if dht is not None else None
-    return dv, dh0, dA, dq_inter, dk_inter, final_term
+    return dv, dh0, (dA, dq_inter, dk_inter), final_term
 
 
 def _key_gradients(q, k, gcs, dA, dq_inter, dk_inter, final_term, scale: float, layout: ChunkLayout,

@@ -291,8 +291,10 @@ def gla_state_bwd_kernel(q, do, gcs, dht, dh, dh0, cu_seqlens, chunk_offsets, T,
 @triton.jit
 def gla_bwd_dA_dv_kernel(k, v, gcs, A, do, dh, dA, dv, table, T, NT,
                          H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
-                         BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
-    """Grid (slots, B*H). dA = causal(dO V^T) (fp32); dv = A^T dO + (K e^{b_last - b}) dS_end."""
+                         BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
+                         ACCUMULATE: tl.constexpr = False):
+    """Grid (slots, B*H). dA = causal(dO V^T) (fp32; with ACCUMULATE added to what dA holds: the sum over value
+    slices); dv = A^T dO + (K e^{b_last - b}) dS_end."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     t0, t1, slot = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
@@ -307,6 +309,8 @@ def gla_bwd_dA_dv_kernel(k, v, gcs, A, do, dh, dA, dv, table, T, NT,
         dot_ = _tile(do, rows, rm, i_h, H, V, offs_v)
         vt = _tile(v, rows, rm, i_h, H, V, offs_v)
         dAt += _mm(dot_, tl.trans(vt), DT, DOT_PREC)
+    if ACCUMULATE:
+        dAt += _tile(dA, rows, rm, i_h, H, BT, r_t)
     _put(dA, tl.where(causal, dAt, 0.0), rows, rm, i_h, H, BT, r_t)
     at = tl.where(causal, _tile(A, rows, rm, i_h, H, BT, r_t), 0.0)
     dhp = dh + (slot * H + i_h) * K * V
@@ -329,9 +333,10 @@ def gla_bwd_dA_dv_kernel(k, v, gcs, A, do, dh, dA, dv, table, T, NT,
 @triton.jit
 def gla_bwd_inter_kernel(v, gcs, h, do, dh, dq_inter, dk_inter, table, T, NT, scale,
                          H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
-                         BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
+                         BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
+                         ACCUMULATE: tl.constexpr = False):
     """Grid (cdiv(K, BK), slots, B*H). The inter-chunk parts of dq and dk of a whole chunk at once (fp32
-    operands, [BT, BV] x [BV, BK] products). Done per 16-row sub-chunk inside the dq/dk kernel, which read h and
+    operands, [BT, BV] x [BV, BK] products; with ACCUMULATE added to what dq_inter and dk_inter hold). Done per 16-row sub-chunk inside the dq/dk kernel, which read h and
     dh once per sub-chunk, GLA fwd+bwd took 12.20 ms at B8 T4K on the H200; this way, 10.95 ms
     (benchmarks/results/kernel-forms-h200.json)."""
     i_k, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -356,6 +361,9 @@ def gla_bwd_inter_kernel(v, gcs, h, do, dh, dq_inter, dk_inter, table, T, NT, sc
         dk_s += _mm(vs, tl.trans(dht), tl.float32, DOT_PREC)
     dq_s = dq_s * tl.where(rm[:, None], tl.exp(g), 0.0) * scale
     dk_s = dk_s * tl.where(rm[:, None], tl.exp(g_last[None, :] - g), 0.0)
+    if ACCUMULATE:
+        dq_s += _tile(dq_inter, rows, rm, i_h, H, K, offs_k)
+        dk_s += _tile(dk_inter, rows, rm, i_h, H, K, offs_k)
     _put(dq_inter, dq_s, rows, rm, i_h, H, K, offs_k)
     _put(dk_inter, dk_s, rows, rm, i_h, H, K, offs_k)
 
