@@ -48,6 +48,15 @@ echo "launch settings in force: $(tr '\n' ' ' < "$OUT/launch_settings.sh")" >> "
 # Each kernel alone under a grid of settings; reported, not applied (linmem's tables stay the defaults).
 stage "kernel settings" "${KERNEL_SETTINGS_S:-300}" kernel_settings.log \
   $PY benchmarks/kernel_settings.py --jobs 12 --out "$OUT"
+# The same at the fla-1.3B layers (d_k 256, d_v 512), which the H16 d128 sweep does not reach (their state kernels
+# run other blocks, warps and stages).
+stage "kernel settings, fla-1.3B GDN" "${WIDE_SETTINGS_S:-150}" kernel_settings_gdn_wide.log \
+  $PY benchmarks/kernel_settings.py --jobs 12 --kernels state_fwd,state_bwd,wy_wu,output_dqk --shape 8,4096,6,256,512 \
+  --out "$OUT/fla-shape-gdn" --exports "$OUT/fla-shape-gdn/exports.sh"
+stage "kernel settings, fla-1.3B GLA" "${WIDE_SETTINGS_S:-150}" kernel_settings_gla_wide.log \
+  $PY benchmarks/kernel_settings.py --jobs 12 --shape 8,4096,4,256,512 \
+  --kernels gla_state_fwd,gla_state_fwd_fp32,gla_state_bwd,gla_output,gla_bwd_dA_dv,gla_bwd_inter \
+  --out "$OUT/fla-shape-gla" --exports "$OUT/fla-shape-gla/exports.sh"
 # Does every kernel launch of one fwd+bwd repeat bitwise (B8 T4K H16 bf16)? Names the kernel where one does not.
 stage "kernel repeatability" "${REPEAT_S:-120}" kernel_repeatability.log \
   $PY benchmarks/kernel_repeatability.py --ops gla,gated_delta_rule,qdelta_rule --out "$OUT"
