@@ -2,11 +2,12 @@
 
     python benchmarks/launch_ab.py --ops gated_delta_rule,qdelta_rule --seq-lens 4096,16384 \\
         --variants "bv64:LINMEM_GDN_STATE_BV=64;bwd128:LINMEM_GDN_STATE_BWD_BV=128" [--rounds 3] [--out DIR]
+    python benchmarks/launch_ab.py --ops gla --shapes "8,4096,4,256,512" --variants "sums:LINMEM_GLA_SLICE_SUMS=1"
     python benchmarks/launch_ab.py --smoke --out /tmp/x     # CPU interpreter, tiny shapes: checks the script
 
 The LINMEM_* launch variables are read at every call, so each variant is the same process with os.environ
 changed: no second start, no second compilation of the other kernels. For each op and T (B·T = 32K, H16 d128,
-bf16, inputs as benchmarks/kernels.py makes them): the output and every gradient under each variant against linmem's
+bf16, inputs as benchmarks/kernels.py makes them; or each of --shapes' B,T,H,d_k,d_v): the output and every gradient under each variant against linmem's
 defaults (relative RMS: a miscompiled setting shows), whether two calls give bitwise-equal results, and the fwd+bwd
 median of triton.testing.do_bench, timed in --rounds rounds that visit the variants in turn (so a drifting clock
 does not favour the variant timed first); the row's time is the median over rounds. Writes launch-ab-<gpu>.json.
@@ -28,7 +29,7 @@ if __name__ == "__main__":
 import torch  # noqa: E402
 
 from benchmarks.kernels import fwd_bwd_call, gpu_file_name, make_inputs, result_header  # noqa: E402
-from benchmarks.launch_settings import worst_rrms  # noqa: E402
+from benchmarks.launch_settings import op_shape, worst_rrms  # noqa: E402
 
 TOKENS, HEADS, DIM = 32768, 16, 128
 
@@ -60,19 +61,29 @@ def _results(fn, inputs: dict, grad_out: torch.Tensor) -> list[torch.Tensor]:
     return [out.detach().clone()] + [t.grad.clone() for t in inputs.values()]
 
 
-def compare(op: str, seq_len: int, variants: dict[str, dict[str, str]], rounds: int, smoke: bool) -> list[dict]:
-    """One row per variant of `op` at T = seq_len: max rrms against the default, repeatability, fwd+bwd ms."""
+def shapes_of(seq_lens: str, shapes: str | None) -> list[tuple[int, int, int, int, int]]:
+    """(B, T, H, d_k, d_v) to compare at: --shapes ('B,T,H,d_k,d_v;...') if given, else B·T = 32K H16 d128 at each
+    of --seq-lens."""
+    if shapes:
+        return [op_shape(text) for text in shapes.split(";") if text.strip()]
+    return [(TOKENS // int(t), int(t), HEADS, DIM, DIM) for t in seq_lens.split(",")]
+
+
+def compare(op: str, shape: tuple, variants: dict[str, dict[str, str]], rounds: int, smoke: bool) -> list[dict]:
+    """One row per variant of `op` at shape (B, T, H, d_k, d_v): max rrms against the default, repeatability,
+    fwd+bwd ms."""
     import linmem.kernels as K
     from linmem.kernels.utils import relative_rms
 
-    batch, heads, dim = (1, 2, 32) if smoke else (TOKENS // seq_len, HEADS, DIM)
-    inputs = make_inputs(op, batch, seq_len, heads, dim, dim, device="cpu" if smoke else "cuda")
+    batch, seq_len, heads, dk, dv = (1, shape[1], 2, 32, 32) if smoke else shape
+    inputs = make_inputs(op, batch, seq_len, heads, dk, dv, device="cpu" if smoke else "cuda")
     if smoke:  # the interpreter's bf16 products are wrong (NaN dg, dbeta): fp32 on the CPU
         inputs = {name: t.float() for name, t in inputs.items()}
     for t in inputs.values():
         t.requires_grad_(True)
     fn = getattr(K, op)
-    rows = {name: {"op": op, "T": seq_len, "B": batch, "variant": name, "variables": v} for name, v in variants.items()}
+    rows = {name: {"op": op, "T": seq_len, "B": batch, "H": heads, "dk": dk, "dv": dv, "variant": name, "variables": v}
+            for name, v in variants.items()}
     with K.use_backend("triton"):
         grad_out = torch.randn_like(fn(**inputs)[0])
         reference = _results(fn, inputs, grad_out)
@@ -110,17 +121,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", default="gated_delta_rule,qdelta_rule")
     parser.add_argument("--seq-lens", default="4096,16384")
+    parser.add_argument("--shapes", default=None, help="'B,T,H,d_k,d_v;...' instead of --seq-lens (e.g. the fla-1.3B "
+                        "GDN layer 8,4096,6,256,512)")
     parser.add_argument("--variants", default="bv64:LINMEM_GDN_STATE_BV=64;bwd128:LINMEM_GDN_STATE_BWD_BV=128")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (interpreter), no timing")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     variants = parse_variants(args.variants)
-    seq_lens = [40] if args.smoke else [int(t) for t in args.seq_lens.split(",")]
+    shapes = [(1, 40, 2, 32, 32)] if args.smoke else shapes_of(args.seq_lens, args.shapes)
     rows = []
     for op in args.ops.split(","):
-        for seq_len in seq_lens:
-            for row in compare(op, seq_len, variants, args.rounds, args.smoke):
+        for shape in shapes:
+            for row in compare(op, shape, variants, args.rounds, args.smoke):
                 rows.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k not in ("rrms", "fwdbwd_ms_rounds")}), flush=True)
     header = {"device": "cpu (interpreter)"} if args.smoke else result_header()

@@ -35,3 +35,10 @@ def test_variables_apply_inside_the_variant_only(monkeypatch):
 def test_malformed_variants_are_refused(text):
     with pytest.raises(ValueError, match="--variants"):
         launch_ab.parse_variants(text)
+
+
+def test_shapes_are_seq_lens_at_32k_tokens_or_given_whole():
+    assert launch_ab.shapes_of("4096,16384", None) == [(8, 4096, 16, 128, 128), (2, 16384, 16, 128, 128)]
+    assert launch_ab.shapes_of("4096", "8,4096,6,256,512;2,1024") == [(8, 4096, 6, 256, 512), (2, 1024, 16, 128, 128)]
+    with pytest.raises(ValueError, match="--shape"):
+        launch_ab.shapes_of("4096", "8,4096,6")
