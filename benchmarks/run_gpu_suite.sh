@@ -57,6 +57,10 @@ stage "kernel settings, fla-1.3B GLA" "${WIDE_SETTINGS_S:-150}" kernel_settings_
   $PY benchmarks/kernel_settings.py --jobs 12 --shape 8,4096,4,256,512 \
   --kernels gla_state_fwd,gla_state_fwd_fp32,gla_state_bwd,gla_output,gla_bwd_dA_dv,gla_bwd_inter \
   --out "$OUT/fla-shape-gla" --exports "$OUT/fla-shape-gla/exports.sh"
+# And at the GDN layer of the 340M model train_throughput.py trains (H4, d_v 256, B4: 16 sequences x heads).
+stage "kernel settings, 340M GDN layer" "${WIDE_SETTINGS_S:-150}" kernel_settings_gdn_340m.log \
+  $PY benchmarks/kernel_settings.py --jobs 12 --kernels state_fwd,state_bwd,wy_wu,output_dqk --shape 4,4096,4,128,256 \
+  --out "$OUT/train-shape-gdn" --exports "$OUT/train-shape-gdn/exports.sh"
 # Does every kernel launch of one fwd+bwd repeat bitwise (B8 T4K H16 bf16)? Names the kernel where one does not.
 stage "kernel repeatability" "${REPEAT_S:-120}" kernel_repeatability.log \
   $PY benchmarks/kernel_repeatability.py --ops gla,gated_delta_rule,qdelta_rule --out "$OUT"
