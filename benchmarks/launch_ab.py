@@ -7,8 +7,8 @@
 
 The LINMEM_* launch variables are read at every call, so each variant is the same process with os.environ
 changed: no second start, no second compilation of the other kernels. For each op and T (B·T = 32K, H16 d128,
-bf16, inputs as benchmarks/kernels.py makes them; or each of --shapes' B,T,H,d_k,d_v): the output and every gradient under each variant against linmem's
-defaults (relative RMS: a miscompiled setting shows), whether two calls give bitwise-equal results, and the fwd+bwd
+bf16, inputs as benchmarks/kernels.py makes them; or each of --shapes' B,T,H,d_k,d_v): the output and every gradient
+under each variant against linmem's defaults (relative RMS: a miscompiled setting shows), whether two calls give bitwise-equal results, and the fwd+bwd
 median of triton.testing.do_bench, timed in --rounds rounds that visit the variants in turn (so a drifting clock
 does not favour the variant timed first); the row's time is the median over rounds. Writes launch-ab-<gpu>.json.
 """
@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from benchmarks.kernels import fwd_bwd_call, gpu_file_name, make_inputs, result_header  # noqa: E402
 from benchmarks.launch_settings import op_shape, worst_rrms  # noqa: E402
 
-TOKENS, HEADS, DIM = 32768, 16, 128
+TOKENS = 32768
 
 
 def parse_variants(text: str) -> dict[str, dict[str, str]]:
@@ -66,7 +66,7 @@ def shapes_of(seq_lens: str, shapes: str | None) -> list[tuple[int, int, int, in
     of --seq-lens."""
     if shapes:
         return [op_shape(text) for text in shapes.split(";") if text.strip()]
-    return [(TOKENS // int(t), int(t), HEADS, DIM, DIM) for t in seq_lens.split(",")]
+    return [op_shape(f"{TOKENS // int(t)},{t}") for t in seq_lens.split(",")]
 
 
 def compare(op: str, shape: tuple, variants: dict[str, dict[str, str]], rounds: int, smoke: bool) -> list[dict]:

@@ -27,10 +27,11 @@ def arguments(doc: str, default_configs: str, repeats: int) -> argparse.Namespac
 
 def op_shape(text: str) -> tuple[int, int, int, int, int]:
     """--shape 'B,T' (H16 d_k = d_v = 128) or 'B,T,H,d_k,d_v' (the fla-1.3B GDN layer: 8,4096,6,256,512)."""
-    sizes = [int(n) for n in text.split(",")]
-    if len(sizes) not in (2, 5) or min(sizes) < 1:
+    parts = text.split(",")
+    if len(parts) not in (2, 5) or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
         raise ValueError(f"--shape: expected B,T or B,T,H,d_k,d_v (positive integers), got {text!r}")
-    return tuple(sizes + [16, 128, 128][len(sizes) - 2:]) if len(sizes) == 2 else tuple(sizes)
+    sizes = [int(p) for p in parts]
+    return tuple(sizes + [16, 128, 128] if len(sizes) == 2 else sizes)
 
 
 def shape_label(shape: tuple) -> str:

@@ -61,10 +61,6 @@ def test_worst_error_is_nan_wherever_a_nan_falls():
     assert math.isnan(worst_rrms([math.nan, 1e-3])) and math.isnan(worst_rrms([1e-3, math.nan]))
 
 
-if __name__ == "__main__":
-    pytest.main([__file__])
-
-
 def test_shape_argument_takes_two_or_five_sizes():
     from benchmarks.launch_settings import op_shape, shape_label
 
@@ -72,5 +68,9 @@ def test_shape_argument_takes_two_or_five_sizes():
     assert op_shape("8,4096,6,256,512") == (8, 4096, 6, 256, 512)
     assert shape_label(op_shape("8,4096,6,256,512")) == "B8 T4096 H6 dk256 dv512 bf16"
     for bad in ("8", "8,4096,6", "8,0", "8,x"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="--shape"):
             op_shape(bad)
+
+
+if __name__ == "__main__":
+    pytest.main([__file__])

@@ -145,13 +145,6 @@ STATE_FWD_LAUNCH = {16: (4, 3), 32: (4, 3), 64: (4, 3)}
 STATE_BWD_LAUNCH = {16: (4, 2), 32: (8, 3), 64: (8, 2), 128: (8, 2)}
 
 
-#: Key dims above 128 (the fla-1.3B GDN layer, d_k 256 d_v 512): swept per kernel at B8 T4K H6 on the H200
-#: (h200-2026-12-04-state-qdelta/3-fla-shapes), BV 64 at 8 warps and 2 stages took the state forward 1.828 -> 0.660 ms
-#: and the backward 2.183 -> 1.121, outputs bitwise equal to this launch's, repeatable. Not the default until the GPU
-#: tests have run it (LINMEM_GDN_STATE_BV=64 LINMEM_GDN_STATE_FWD_STAGES=2 LINMEM_GDN_STATE_BWD_STAGES=2 puts it in
-#: force; 3-fla-shapes/sweep-gdn-exports.sh).
-
-
 def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
                  backward: bool = False) -> tuple[int, int, int, int]:
     """(BK, BV, num_warps, num_stages) of the sequential state kernels: the whole key dim is one tile.
@@ -170,6 +163,10 @@ def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
     pass_name = "BWD" if backward else "FWD"
     bv = _block(f"LINMEM_GDN_STATE_{pass_name}_BV", _block("LINMEM_GDN_STATE_BV", bv))
     if bk > 128:
+        # At the fla-1.3B GDN layer (d_k 256 d_v 512, B8 T4K H6, H200; h200-2026-12-04-state-qdelta/3-fla-shapes) BV 64
+        # at 8 warps and 2 stages took the state forward 1.828 -> 0.660 ms and the backward 2.183 -> 1.121, outputs
+        # bitwise equal to this launch's, repeatable. Not the default until the GPU tests have run it
+        # (3-fla-shapes/sweep-gdn-exports.sh puts it in force).
         warps, stages = _num_warps(), 1
     else:
         warps, stages = (STATE_BWD_LAUNCH if backward else STATE_FWD_LAUNCH).get(bv, (_num_warps(), 3))

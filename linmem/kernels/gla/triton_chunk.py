@@ -69,17 +69,15 @@ CHUNK_LAUNCH = {"OUTPUT": TileLaunch(64, 128, 4, 2), "DA_DV": TileLaunch(128, 12
 #: 0.715 -> 0.291 and 0.745 -> 0.431 (same sweep). STATE_FP32 (the backward's fp32 states) swept alone at B8 T4K:
 #: 0.660 ms at the forward's 64 x 128 tile, 0.294 at 32 x 128 with 2 warps and 2 stages (h200-2026-12-04-state-qdelta);
 #: with fewer programs (B2 T16K) the forward's setting was already the fastest.
-STATE_LAUNCH = {"STATE_FWD": (TileLaunch(64, 128, 8, 3), TileLaunch(32, 64, 8, 3)),
-                "STATE_FP32": (TileLaunch(32, 128, 2, 2), TileLaunch(32, 64, 8, 3)),
-                "STATE_BWD": (TileLaunch(32, 128, 2, 2), TileLaunch(32, 128, 4, 3))}
-STATE_MANY_PROGRAMS = 128
-
 #: Key dims above 128 (the fla-1.3B GLA layer, B8 T4K H4 d_k 256 d_v 512) take these tables too (the few-programs
 #: tier there). Swept per kernel on the H200 (h200-2026-12-04-state-qdelta/3-fla-shapes): state forward 0.541 -> 0.296
 #: ms at 128 x 128 / 4 warps / 2 stages, fp32 states (one 128-wide value slice) 0.234 -> 0.180 at 32 x 128 / 4 warps /
 #: 2 stages, dA/dv 0.219 -> 0.166 at 32 x 128 / 4 warps / 3 stages, outputs bitwise equal, repeatable. Not the
 #: defaults until the GPU tests have run them (3-fla-shapes/sweep-gla-exports.sh puts them in force).
-
+STATE_LAUNCH = {"STATE_FWD": (TileLaunch(64, 128, 8, 3), TileLaunch(32, 64, 8, 3)),
+                "STATE_FP32": (TileLaunch(32, 128, 2, 2), TileLaunch(32, 64, 8, 3)),
+                "STATE_BWD": (TileLaunch(32, 128, 2, 2), TileLaunch(32, 128, 4, 3))}
+STATE_MANY_PROGRAMS = 128
 
 def _launch(name: str, k_dim: int, v_dim: int, default: TileLaunch) -> dict:
     """BK, BV, num_warps and num_stages of one kernel's launch: `default` (blocks capped at the head dims) unless
@@ -209,7 +207,7 @@ def gla_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout
             q, k, cut(v), gcs, A, cut(do), cut(dht), cut(h0), scale, layout, into)
         dv_parts.append(dv_s)
         dh0_parts.append(dh0_s)
-        if sums is None or into is not None:
+        if sums is None or in_kernels:  # in the kernels: slice_sums is sums, added to in place
             sums = slice_sums
         else:
             for total, part in zip(sums, slice_sums):
