@@ -95,20 +95,22 @@ def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
             launch["num_stages"]
 
     def chunk(name: str) -> dict:
-        return host._launch(name, K, K, host.CHUNK_LAUNCH[name])
+        return host._chunk_launch(name, K, K, torch.bfloat16)
+
+    def state(name: str) -> dict:
+        return host._state_launch(name, K, K, 16 * 8, torch.bfloat16)
 
     yield ("gla intra-chunk A", kernels.gla_intra_A_kernel, dict(q=bf16, k=bf16, gcs=f32, A=f32, table=None),
            dict(H=16, K=K, BT=64, BC=host.SUB_CHUNK, BK=bk, BKD=host.DIAGONAL_CHANNELS, IS_VARLEN=False,
                 DOT_PREC="tf32"), warps or host.A_WARPS, stages)
     yield ("gla states (forward)", kernels.gla_state_fwd_kernel,
            dict(seq, k=bf16, v=bf16, gcs=f32, h0=None, h=bf16, ht=None),
-           *tabled(host._state_launch("STATE_FWD", K, K, 16 * 8), HAS_H0=False, STORE_HT=False, DOT_PREC="tf32",
-                   MM_FP32=False))
+           *tabled(state("STATE_FWD"), HAS_H0=False, STORE_HT=False, DOT_PREC="tf32", MM_FP32=False))
     yield ("gla output", kernels.gla_output_kernel, dict(q=bf16, v=bf16, gcs=f32, A=f32, h=bf16, o=bf16, table=None),
            *tabled(chunk("OUTPUT"), DOT_PREC="tf32"))
     yield ("gla state gradients", kernels.gla_state_bwd_kernel,
            dict(seq, q=bf16, do=bf16, gcs=f32, dht=None, dh=f32, dh0=None),
-           *tabled(host._state_launch("STATE_BWD", K, K, 16 * 8), HAS_DHT=False, STORE_DH0=False, DOT_PREC="tf32"))
+           *tabled(state("STATE_BWD"), HAS_DHT=False, STORE_DH0=False, DOT_PREC="tf32"))
     yield ("gla dA, dv", kernels.gla_bwd_dA_dv_kernel,
            dict(k=bf16, v=bf16, gcs=f32, A=f32, do=bf16, dh=f32, dA=f32, dv=bf16, table=None),
            *tabled(chunk("DA_DV"), DOT_PREC="tf32"))

@@ -174,7 +174,7 @@ def test_block_widths_match_naive(monkeypatch, with_lam, blocks, forward_block, 
 def test_launch_tables_follow_the_documented_rules(monkeypatch, dtype):
     """The state kernels' blocks, warps and stages (triton_config.STATE_*_LAUNCH), output_dqk's, wy_wu's and wy_A's
     launches, as their docstrings state them: shape and dtype rules a table edit must keep (fp32 tiles at depth > 1 and key
-    dims above 128 at depth > 1 overflowed shared memory on the H100/H200)."""
+    dims above 128 at depth 3 overflowed shared memory on the H100/H200)."""
     from linmem.kernels.gated_delta_rule import triton_config as cfg
 
     for variable in [v for v in os.environ if v.startswith("LINMEM_GDN_")]:
@@ -188,7 +188,8 @@ def test_launch_tables_follow_the_documented_rules(monkeypatch, dtype):
         # d_v 100 rounds up to a 128-wide head; d_v 8 to one 8-wide block (below the table: the fixed warps)
         assert cfg._state_tiles(100, 100, dtype, 128, backward)[1] == 64
         assert cfg._state_tiles(16, 8, dtype, 128, backward)[1:] == (8, cfg.NUM_WARPS, 1 if fp32 else 3)
-        assert cfg._state_tiles(256, 512, dtype, 128, backward) == (256, 32, cfg.NUM_WARPS, 1)
+        wide = (32, cfg.NUM_WARPS, 1) if fp32 else cfg.WIDE_KEY_STATE_LAUNCH
+        assert cfg._state_tiles(256, 512, dtype, 128, backward) == (256, *wide)
     assert cfg._dqk_launch(128, 128, dtype) == (cfg.DQK_KEY_BLOCK, cfg.DQK_VALUE_BLOCK, cfg.NUM_WARPS,
                                                 1 if fp32 else cfg.DQK_STAGES)
     assert cfg._dqk_launch(64, 32, dtype)[:2] == (64, 32)

@@ -242,10 +242,20 @@ def test_gla_launch_table_rules():
     many, few = triton_chunk.STATE_LAUNCH["STATE_FWD"]
     assert many.block_k * many.block_v > few.block_k * few.block_v
     at = triton_chunk.STATE_MANY_PROGRAMS
-    assert triton_chunk._state_launch("STATE_FWD", 128, 128, at) == dict(
+    bf16 = torch.bfloat16
+    assert triton_chunk._state_launch("STATE_FWD", 128, 128, at, bf16) == dict(
         BK=many.block_k, BV=many.block_v, num_warps=many.warps, num_stages=many.stages)
-    assert triton_chunk._state_launch("STATE_FWD", 128, 128, at - 1) == dict(
+    assert triton_chunk._state_launch("STATE_FWD", 128, 128, at - 1, bf16) == dict(
         BK=few.block_k, BV=few.block_v, num_warps=few.warps, num_stages=few.stages)
+    # Key dims above WIDE_KEY: the wide-key entries for 16-bit inputs, whatever the program count; fp32 keeps the table.
+    wide = triton_chunk.WIDE_KEY_LAUNCH["STATE_FWD"]
+    for n in (at - 1, at):
+        assert triton_chunk._state_launch("STATE_FWD", 256, 512, n, torch.float16) == wide.kwargs()
+    assert triton_chunk._state_launch("STATE_FWD", 256, 512, at - 1, torch.float32) == dict(
+        BK=few.block_k, BV=few.block_v, num_warps=few.warps, num_stages=few.stages)
+    assert triton_chunk._chunk_launch("DA_DV", 256, 512, bf16) == triton_chunk.WIDE_KEY_LAUNCH["DA_DV"].kwargs()
+    assert triton_chunk._chunk_launch("DA_DV", 128, 512, bf16) == triton_chunk.CHUNK_LAUNCH["DA_DV"].kwargs()
+    assert triton_chunk._chunk_launch("INTER", 256, 512, bf16) == triton_chunk.CHUNK_LAUNCH["INTER"].kwargs()
     capped = triton_chunk._launch("DA_DV", 40, 24, triton_chunk.TileLaunch(128, 128, 4, 2))
     assert (capped["BK"], capped["BV"]) == (64, 32)
 
@@ -502,11 +512,13 @@ def test_gla_gpu_bf16(case):
 @pytest.mark.skipif(_CPU, reason="needs CUDA")
 @pytest.mark.parametrize("case", [(1, 4096, 2, 256, 256, [0, 100, 1700, 1763, 2900, 4096]),
                                   (1, 2048, 2, 128, 256, None), (2, 1024, 2, 256, 512, None)])
-def test_gla_gpu_slice_sums_in_kernels(monkeypatch, case):
-    """SLICE_SUMS_IN_KERNELS (off by default until this passes on the H100/H200): two and four value slices."""
+@pytest.mark.parametrize("sums_in_kernels", [False, True])
+def test_gla_gpu_value_slices(monkeypatch, case, sums_in_kernels):
+    """Two and four value slices, their sums formed by the kernels (SLICE_SUMS_IN_KERNELS, the default) or by PyTorch;
+    d_k 256 runs WIDE_KEY_LAUNCH."""
     import sys
 
-    monkeypatch.setattr(sys.modules["linmem.kernels.gla.triton_chunk"], "SLICE_SUMS_IN_KERNELS", True)
+    monkeypatch.setattr(sys.modules["linmem.kernels.gla.triton_chunk"], "SLICE_SUMS_IN_KERNELS", sums_in_kernels)
     monkeypatch.delenv("LINMEM_GLA_SLICE_SUMS", raising=False)
     B, T, H, K, V, cu = case
     _check_gla(B, T, H, K, V, 64, cu, True, True, torch.bfloat16, "cuda", BF16_O, BF16_GRAD, ref="chunk")
@@ -514,8 +526,9 @@ def test_gla_gpu_slice_sums_in_kernels(monkeypatch, case):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(_CPU, reason="needs CUDA")
-def test_gla_gpu_fp32():
-    _check_gla(1, 2048, 2, 100, 64, 64, [0, 500, 1500, 2048], True, True, torch.float32, "cuda",
+@pytest.mark.parametrize("K,V", [(100, 64), (256, 256)])
+def test_gla_gpu_fp32(K, V):
+    _check_gla(1, 2048, 2, K, V, 64, [0, 500, 1500, 2048], True, True, torch.float32, "cuda",
                FP32_O, FP32_GRAD, ref="chunk")
 
 

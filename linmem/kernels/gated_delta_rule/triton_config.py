@@ -145,28 +145,35 @@ STATE_FWD_LAUNCH = {16: (4, 3), 32: (4, 3), 64: (4, 3)}
 STATE_BWD_LAUNCH = {16: (4, 2), 32: (8, 3), 64: (8, 2), 128: (8, 2)}
 
 
+#: (BV, warps, stages) of both state kernels at key dims above 128 with 16-bit inputs. At the fla-1.3B GDN layer
+#: (d_k 256 d_v 512, B8 T4K H6, H200; h200-2026-12-04-state-qdelta/3-fla-shapes) the state forward took 1.828 ->
+#: 0.660 ms and the backward 2.183 -> 1.121 against the earlier BV 32 / 8 warps / 1 stage (still the fp32 inputs'),
+#: outputs bitwise equal, repeatable; in the op GDN fwd+bwd 6.84 -> 4.67 ms, Q-Delta 7.03 -> 4.86
+#: (launch_ab.py, h200-2026-12-04b-wide-keys).
+WIDE_KEY_STATE_LAUNCH = (64, 8, 2)
+
+
 def _state_tiles(k_dim: int, v_dim: int, dtype: torch.dtype, n_seq_heads: int,
                  backward: bool = False) -> tuple[int, int, int, int]:
     """(BK, BV, num_warps, num_stages) of the sequential state kernels: the whole key dim is one tile.
 
-    These kernels walk the chunks one after another: BV = 64 (32 for key dims above 128), halved
-    while fewer than MIN_STATE_PROGRAMS programs would run (B1 T32K H16: 16), with the warps and stages of
-    STATE_*_LAUNCH.
-    Key dims above 128 keep the earlier 8 warps and no pipelining: at depth 3 state_bwd asked for 295 KB (d = 256)
-    and 254 KB (fp32, d = 128) of shared memory on the H100 (Triton 3.6), over the 227 KB limit; fp32 inputs run
-    at depth 1 too. With depth 1 an offline sm_90 build with Triton 3.6 gave 52-80 KB
+    These kernels walk the chunks one after another: BV = 64 (WIDE_KEY_STATE_LAUNCH's for key dims above 128, 32
+    for those with fp32 inputs), halved while fewer than MIN_STATE_PROGRAMS programs would run (B1 T32K H16: 16),
+    with the warps and stages of STATE_*_LAUNCH.
+    fp32 inputs run unpipelined: at depth 3 state_bwd asked for 254 KB of shared memory at d = 128 on the H100
+    (Triton 3.6), over the 227 KB limit; with depth 1 an offline sm_90 build with Triton 3.6 gave 52-80 KB
     (benchmarks/kernel_resources.py). LINMEM_GDN_STATE_BV overrides BV of both passes, and
     LINMEM_GDN_STATE_{FWD,BWD}_{BV,WARPS,STAGES} each pass's setting (benchmarks/kernel_settings.py).
     """
     bk = _pow2(k_dim)
-    bv = sequential_block(min(_pow2(v_dim), 64 if bk <= 128 else 32), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
+    wide_16bit = bk > 128 and dtype != torch.float32
+    base_bv = 64 if bk <= 128 else WIDE_KEY_STATE_LAUNCH[0] if wide_16bit else 32
+    bv = sequential_block(min(_pow2(v_dim), base_bv), v_dim, n_seq_heads, MIN_STATE_PROGRAMS)
     pass_name = "BWD" if backward else "FWD"
     bv = _block(f"LINMEM_GDN_STATE_{pass_name}_BV", _block("LINMEM_GDN_STATE_BV", bv))
-    if bk > 128:
-        # At the fla-1.3B GDN layer (d_k 256 d_v 512, B8 T4K H6, H200; h200-2026-12-04-state-qdelta/3-fla-shapes) BV 64
-        # at 8 warps and 2 stages took the state forward 1.828 -> 0.660 ms and the backward 2.183 -> 1.121, outputs
-        # bitwise equal to this launch's, repeatable. Not the default until the GPU tests have run it
-        # (3-fla-shapes/sweep-gdn-exports.sh puts it in force).
+    if wide_16bit:
+        warps, stages = WIDE_KEY_STATE_LAUNCH[1:]
+    elif bk > 128:
         warps, stages = _num_warps(), 1
     else:
         warps, stages = (STATE_BWD_LAUNCH if backward else STATE_FWD_LAUNCH).get(bv, (_num_warps(), 3))

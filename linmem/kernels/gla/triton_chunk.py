@@ -69,15 +69,20 @@ CHUNK_LAUNCH = {"OUTPUT": TileLaunch(64, 128, 4, 2), "DA_DV": TileLaunch(128, 12
 #: 0.715 -> 0.291 and 0.745 -> 0.431 (same sweep). STATE_FP32 (the backward's fp32 states) swept alone at B8 T4K:
 #: 0.660 ms at the forward's 64 x 128 tile, 0.294 at 32 x 128 with 2 warps and 2 stages (h200-2026-12-04-state-qdelta);
 #: with fewer programs (B2 T16K) the forward's setting was already the fastest.
-#: Key dims above 128 (the fla-1.3B GLA layer, B8 T4K H4 d_k 256 d_v 512) take these tables too (the few-programs
-#: tier there). Swept per kernel on the H200 (h200-2026-12-04-state-qdelta/3-fla-shapes): state forward 0.541 -> 0.296
-#: ms at 128 x 128 / 4 warps / 2 stages, fp32 states (one 128-wide value slice) 0.234 -> 0.180 at 32 x 128 / 4 warps /
-#: 2 stages, dA/dv 0.219 -> 0.166 at 32 x 128 / 4 warps / 3 stages, outputs bitwise equal, repeatable. Not the
-#: defaults until the GPU tests have run them (3-fla-shapes/sweep-gla-exports.sh puts them in force).
 STATE_LAUNCH = {"STATE_FWD": (TileLaunch(64, 128, 8, 3), TileLaunch(32, 64, 8, 3)),
                 "STATE_FP32": (TileLaunch(32, 128, 2, 2), TileLaunch(32, 64, 8, 3)),
                 "STATE_BWD": (TileLaunch(32, 128, 2, 2), TileLaunch(32, 128, 4, 3))}
 STATE_MANY_PROGRAMS = 128
+
+#: Key dims above WIDE_KEY with 16-bit inputs (the fla-1.3B GLA layer, B8 T4K H4 d_k 256 d_v 512) take these instead
+#: of the tables above. Swept per kernel on the H200 (h200-2026-12-04-state-qdelta/3-fla-shapes): state forward
+#: 0.541 -> 0.296 ms, fp32 states (one 128-wide value slice) 0.234 -> 0.180, dA/dv 0.219 -> 0.166, outputs bitwise
+#: equal, repeatable; in the op GLA fwd+bwd 6.72 -> 6.05 ms, 5.68 with SLICE_SUMS_IN_KERNELS (launch_ab.py,
+#: h200-2026-12-04b-wide-keys). fp32 inputs keep the tables above (these tiles were not swept in fp32).
+WIDE_KEY_LAUNCH = {"STATE_FWD": TileLaunch(128, 128, 4, 2), "STATE_FP32": TileLaunch(32, 128, 4, 2),
+                   "DA_DV": TileLaunch(32, 128, 4, 3)}
+WIDE_KEY = 128
+
 
 def _launch(name: str, k_dim: int, v_dim: int, default: TileLaunch) -> dict:
     """BK, BV, num_warps and num_stages of one kernel's launch: `default` (blocks capped at the head dims) unless
@@ -86,10 +91,23 @@ def _launch(name: str, k_dim: int, v_dim: int, default: TileLaunch) -> dict:
     return env_launch(f"LINMEM_GLA_{name}_", default, _pow2(k_dim), _pow2(v_dim)).kwargs()
 
 
-def _state_launch(name: str, k_dim: int, v_dim: int, n_seq_heads: int) -> dict:
-    """The launch of a sequential state kernel (grid: key blocks x value blocks x sequences * heads)."""
+def _wide_key_or(name: str, k_dim: int, dtype: torch.dtype, default: TileLaunch) -> TileLaunch:
+    """WIDE_KEY_LAUNCH's entry for `name` at key dims above WIDE_KEY with 16-bit inputs, else `default`."""
+    wide = k_dim > WIDE_KEY and dtype != torch.float32 and name in WIDE_KEY_LAUNCH
+    return WIDE_KEY_LAUNCH[name] if wide else default
+
+
+def _chunk_launch(name: str, k_dim: int, v_dim: int, dtype: torch.dtype) -> dict:
+    """The launch of a chunk-parallel kernel (CHUNK_LAUNCH, or WIDE_KEY_LAUNCH for wide keys), `dtype` the inputs'."""
+    return _launch(name, k_dim, v_dim, _wide_key_or(name, k_dim, dtype, CHUNK_LAUNCH[name]))
+
+
+def _state_launch(name: str, k_dim: int, v_dim: int, n_seq_heads: int, dtype: torch.dtype) -> dict:
+    """The launch of a sequential state kernel (grid: key blocks x value blocks x sequences * heads); `dtype` is the
+    inputs' (not the states')."""
     many, few = STATE_LAUNCH[name]
-    return _launch(name, k_dim, v_dim, many if n_seq_heads >= STATE_MANY_PROGRAMS else few)
+    return _launch(name, k_dim, v_dim,
+                   _wide_key_or(name, k_dim, dtype, many if n_seq_heads >= STATE_MANY_PROGRAMS else few))
 
 
 #: Product precision of the backward's fp32-operand dots for 16-bit inputs ("tf32"); "ieee" trades speed for
@@ -137,7 +155,8 @@ def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dty
     h = torch.empty(layout.n_slots, H, K, V, device=k.device, dtype=h_dtype)
     ht = torch.empty((layout.n_seqs, H, K, V), device=k.device, dtype=torch.float32) \
         if store_final else None
-    launch = _state_launch("STATE_FP32" if h_dtype == torch.float32 else "STATE_FWD", K, V, layout.n_seqs * H)
+    launch = _state_launch("STATE_FP32" if h_dtype == torch.float32 else "STATE_FWD", K, V, layout.n_seqs * H,
+                           k.dtype)
     gla_state_fwd_kernel[(triton.cdiv(K, launch["BK"]), triton.cdiv(V, launch["BV"]), layout.n_seqs * H)](
         k, v, gcs, h0, h, ht, *_seq_args(layout),
         H=H, K=K, V=V, BT=layout.chunk_size, HAS_H0=h0 is not None, STORE_HT=store_final,
@@ -165,7 +184,7 @@ def gla_forward(q, k, v, gk, scale: float, h0, output_final_state: bool, layout:
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=_a_warps())
     h, ht = _states_forward(k, v, gcs, h0, layout, output_final_state, q.dtype)
     o = torch.empty((B, T, H, V), device=dev, dtype=q.dtype)
-    launch = _launch("OUTPUT", K, V, CHUNK_LAUNCH["OUTPUT"])
+    launch = _chunk_launch("OUTPUT", K, V, q.dtype)
     gla_output_kernel[(triton.cdiv(V, launch["BV"]), layout.slot_grid, B * H)](
         q, v, gcs, A, h, o, *targs, scale, H=H, K=K, V=V, BT=BT, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **launch)
     return o, ht, gcs, A
@@ -184,10 +203,10 @@ MAX_BWD_V = 128
 #: Whether the kernels of the value slices after the first add into dA, dq_inter and dk_inter themselves
 #: (their ACCUMULATE) instead of PyTorch adding per-slice buffers: at the fla-1.3B GLA shape (d_v 512, four slices)
 #: those additions were about 0.6 ms of the backward's 1.0 ms of elementwise work (H200 profile,
-#: h200-2026-12-04-state-qdelta/3-fla-shapes/prof-gla). Off until the GPU tests and the op's timing have run it
-#: (tests/test_kernels_triton_gla.py runs both ways on the CPU; test_gla_gpu_slice_sums_in_kernels on the GPU).
-#: LINMEM_GLA_SLICE_SUMS=1 or 0 overrides it at each call (to time both in one process).
-SLICE_SUMS_IN_KERNELS = False
+#: h200-2026-12-04-state-qdelta/3-fla-shapes/prof-gla); in the op GLA fwd+bwd 6.72 -> 6.35 ms, outputs within
+#: 6e-5 rrms of the PyTorch sums, repeatable (h200-2026-12-04b-wide-keys). GPU test: test_gla_gpu_slice_sums_in_kernels;
+#: tests/test_kernels_triton_gla.py runs both ways on the CPU. LINMEM_GLA_SLICE_SUMS=1 or 0 overrides it at each call.
+SLICE_SUMS_IN_KERNELS = True
 
 
 def gla_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout, gk_dtype: torch.dtype):
@@ -240,7 +259,7 @@ def _value_slice_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Ch
     dh = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=torch.float32)
     dh0 = torch.empty((layout.n_seqs, H, K, V), device=dev, dtype=torch.float32) \
         if h0 is not None else None
-    launch = _state_launch("STATE_BWD", K, V, layout.n_seqs * H)
+    launch = _state_launch("STATE_BWD", K, V, layout.n_seqs * H, k.dtype)
     gla_state_bwd_kernel[(triton.cdiv(K, launch["BK"]), triton.cdiv(V, launch["BV"]), layout.n_seqs * H)](
         q, do, gcs, dht, dh, dh0, *_seq_args(layout), scale,
         H=H, K=K, V=V, BT=BT, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
@@ -254,8 +273,8 @@ def _value_slice_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Ch
     gla_bwd_dA_dv_kernel[(layout.slot_grid, B * H)](
         k, v, gcs, A, do, dh, dA, dv, *targs, H=H, K=K, V=V, BT=BT,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, ACCUMULATE=accumulate,
-        **_launch("DA_DV", K, V, CHUNK_LAUNCH["DA_DV"]))
-    launch = _launch("INTER", K, V, CHUNK_LAUNCH["INTER"])
+        **_chunk_launch("DA_DV", K, V, k.dtype))
+    launch = _chunk_launch("INTER", K, V, k.dtype)
     gla_bwd_inter_kernel[(triton.cdiv(K, launch["BK"]), layout.slot_grid, B * H)](
         v, gcs, h, do, dh, dq_inter, dk_inter, *targs, scale, H=H, K=K, V=V, BT=BT,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, ACCUMULATE=accumulate, **launch)
