@@ -14,7 +14,7 @@ kernel launches per token. When GPU time is far below wall time, decode is bound
 time per token with `cuda_graph_decode` (one replayed graph per token) says how much of it a graph removes.
 train: one training step (forward, backward, fused AdamW) of that model at B4 T4K as train_throughput.py runs it,
 grouped by kernel name (top 25) and by PyTorch operator (top 25): where the step's time goes outside the
-linear-attention kernels.
+linear-attention kernels; its wall time (unprofiled) beside the kernel time says whether the step is host-bound.
 Writes profile-<gpu>.json.
 """
 
@@ -123,6 +123,11 @@ def _top(by_name: dict, n: int = 25) -> dict:
     return {name: round(us, 1) for name, us in sorted(by_name.items(), key=lambda kv: -kv[1])[:n]}
 
 
+#: Profiler ranges that are not kernels (operators, autograd nodes, Inductor's compiled regions and graph calls).
+CPU_SIDE_RANGES = ("aten::", "autograd::", "Optimizer.", "ProfilerStep", "Torch-Compiled Region",
+                   "## Call CompiledFxGraph")
+
+
 def profile_train(smoke: bool, steps: int = 2, compiled: bool = False) -> dict:
     """Device time per training step of the 340M CCQ-GDN (B4 T4K bf16; smoke: a tiny model on the CPU), eager or
     with model.compile() (Inductor; "aot_eager" in the smoke run, which needs no C++ compiler)."""
@@ -139,6 +144,14 @@ def profile_train(smoke: bool, steps: int = 2, compiled: bool = False) -> dict:
 
     for _ in range(2 if compiled else 1):  # compiles the kernels (and the graphs: Inductor may recompile once)
         training_step(model, optimizer, data)
+    if not smoke:
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(steps):  # unprofiled: the step's wall time, to set against its kernel time
+        training_step(model, optimizer, data)
+    if not smoke:
+        torch.cuda.synchronize()
+    wall_ms = (time.perf_counter() - started) / steps * 1e3
     activities = [ProfilerActivity.CPU] + ([] if smoke else [ProfilerActivity.CUDA])
     with profile(activities=activities) as prof:
         for _ in range(steps):
@@ -148,14 +161,14 @@ def profile_train(smoke: bool, steps: int = 2, compiled: bool = False) -> dict:
     kernels, operators = defaultdict(float), defaultdict(float)
     for e in prof.key_averages():
         device_us = getattr(e, "device_time_total", 0) if not smoke else 0
-        is_cpu_side = e.key.startswith(("aten::", "autograd::", "Optimizer.", "ProfilerStep")) or \
-            e.key.endswith("Backward0") or e.key.endswith("Backward") or e.key.endswith("Function")
+        # CPU-side ranges carry the device time of the kernels they launched: counting them would count twice
+        is_cpu_side = e.key.startswith(CPU_SIDE_RANGES) or e.key.endswith(("Backward0", "Backward", "Function"))
         if device_us > 0 and not is_cpu_side:
             kernels[e.key[:80]] += device_us / steps
         elif e.key.startswith("aten::"):
             operators[e.key] += (device_us if not smoke else e.self_cpu_time_total) / steps
     return {"shape": "B1 T64 tiny (smoke)" if smoke else "B4 T4096 340M bf16", "compiled": compiled,
-            "kernel_ms_per_step": sum(kernels.values()) / 1e3,
+            "kernel_ms_per_step": sum(kernels.values()) / 1e3, "wall_ms_per_step": wall_ms,
             "top_kernels_us_per_step": _top(kernels), "top_operators_us_per_step": _top(operators)}
 
 

@@ -1,24 +1,27 @@
 """Training throughput and decode speed of a ~340M CCQ-GDN model on one GPU.
 
     python benchmarks/train_throughput.py [--seq-len 4096] [--batch-size 4] [--steps 10] [--repeats 3] [--compile]
-                                          [--out results/]
+                                          [--cuda-graph] [--out results/]
 
 Trains in bf16 autocast-free pure bf16 weights with fp32 AdamW states (the usual fla recipe) and reports
 tokens/s (the median of --repeats timed windows of --steps steps each, every window recorded: single runs of 6
 steps moved by up to 25% from one GPU session to the next); then measures `generate()` decode tokens/s at batch 1
 and the recurrent-state bytes, which do not depend on the context length. With --compile the training step runs
 `model.compile()` (Inductor fuses the glue around the Triton kernels, which stay eager:
-linmem.kernels.backend.kernel_op); the warm-up steps include the compilation. Writes `train_throughput-<gpu>.json` (`train_throughput-<gpu>-compiled.json` with --compile).
+linmem.kernels.backend.kernel_op); the warm-up steps include the compilation. --cuda-graph also times the step with
+forward and backward replayed as one CUDA graph (graphed_training_step), against the eager step's launch overhead. Writes `train_throughput-<gpu>.json` (`train_throughput-<gpu>-compiled.json` with --compile).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import transformers
@@ -45,26 +48,53 @@ def training_step(model, optimizer, data: torch.Tensor) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def measure_training(model, batch_size: int, seq_len: int, steps: int, warmup: int, repeats: int = 1) -> list[float]:
+def graphed_training_step(model, optimizer, data: torch.Tensor, warmup: int = 3) -> Callable[[], None]:
+    """A training step on `data` [B, T] whose forward and backward replay one captured CUDA graph; the optimizer
+    step stays eager (one fused AdamW launch). The eager step of the 340M model is bound by the host, not the GPU
+    (profile_gpu.py: wall time per step about twice its kernel time on the H200), and a replay launches the whole
+    forward and backward at once. The gradients are the graph's own tensors: each replay overwrites them, so they
+    are not zeroed between steps. Needs a model with no host synchronisation in its training forward (dense
+    batches, no attention mask)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # compiles the kernels and settles the allocator before the capture
+        for _ in range(warmup):
+            model(data, labels=data).loss.backward()
+    torch.cuda.current_stream().wait_stream(side)
+    optimizer.zero_grad(set_to_none=True)  # the captured backward allocates the gradients in the graph's pool
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        model(data, labels=data).loss.backward()
+
+    def step() -> None:
+        graph.replay()
+        optimizer.step()
+    return step
+
+
+def measure_training(model, batch_size: int, seq_len: int, steps: int, warmup: int, repeats: int = 1,
+                     cuda_graph: bool = False) -> list[float]:
     """Training tokens/s of `repeats` back-to-back windows of `steps` steps each, after `warmup` steps, on the
-    model's device."""
+    model's device; with `cuda_graph`, forward and backward replayed as one CUDA graph (graphed_training_step)."""
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     model.train()
     data = torch.randint(0, model.config.vocab_size, (batch_size, seq_len), device=device)
+    step = graphed_training_step(model, optimizer, data) if cuda_graph else \
+        functools.partial(training_step, model, optimizer, data)
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     for _ in range(warmup):
-        training_step(model, optimizer, data)
+        step()
     windows = []
     for _ in range(repeats):
         sync()
         start = time.perf_counter()
         for _ in range(steps):
-            training_step(model, optimizer, data)
+            step()
         sync()
         windows.append(steps * batch_size * seq_len / (time.perf_counter() - start))
     return windows
@@ -117,6 +147,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed windows of --steps steps; the median is reported")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--compile", action="store_true", help="train with model.compile() (Inductor)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="also time training with forward+backward replayed as one CUDA graph")
     parser.add_argument("--variants", default="ccq-gdn,gdn", help="comma-separated subset of ccq-gdn,gdn")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
@@ -143,6 +175,14 @@ def main() -> None:
         row["train_tokens_per_s"] = statistics.median(windows)
         row["train_tokens_per_s_windows"] = windows
         row["train_steps_per_window"] = args.steps
+        if args.cuda_graph:
+            try:  # recorded, not hidden: a failing capture shows in the JSON and the eager figures still land
+                graphed = measure_training(model, args.batch_size, args.seq_len, args.steps, args.warmup,
+                                           args.repeats, cuda_graph=True)
+                row["train_tokens_per_s_cuda_graph"] = statistics.median(graphed)
+                row["train_tokens_per_s_cuda_graph_windows"] = graphed
+            except Exception as error:
+                row["train_tokens_per_s_cuda_graph"] = f"{type(error).__name__}: {str(error)[:300]}"
         if not args.compile:  # decode is measured eagerly (the run without --compile)
             row.update(measure_decoding(model, args.new_tokens))
         results[variant] = row

@@ -11,6 +11,7 @@ def test_smoke_profile_covers_every_op_and_decode(tmp_path):
     assert all(rows and rows[0]["us"] > 0 for rows in result["ops"].values())
     assert result["decode"]["new_tokens"] == 32 and result["decode"]["wall_ms_per_token"] > 0
     assert result["train"]["top_operators_us_per_step"]  # CPU smoke: operators only, no device kernels
+    assert result["train"]["wall_ms_per_step"] > 0
 
 
 def test_smoke_profile_of_the_compiled_training_step(tmp_path):
