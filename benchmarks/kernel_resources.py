@@ -105,20 +105,20 @@ def gla_kernels(K: int, warps: int | None = None, stages: int = 3):
                 DOT_PREC="tf32"), warps or host.A_WARPS, stages)
     yield ("gla states (forward)", kernels.gla_state_fwd_kernel,
            dict(seq, k=bf16, v=bf16, gcs=f32, h0=None, h=bf16, ht=None),
-           *tabled(state("STATE_FWD"), HAS_H0=False, STORE_HT=False, DOT_PREC="tf32", MM_FP32=False))
+           *tabled(state("STATE_FWD"), VS=K, HAS_H0=False, STORE_HT=False, DOT_PREC="tf32", MM_FP32=False))
     yield ("gla output", kernels.gla_output_kernel, dict(q=bf16, v=bf16, gcs=f32, A=f32, h=bf16, o=bf16, table=None),
            *tabled(chunk("OUTPUT"), DOT_PREC="tf32"))
     yield ("gla state gradients", kernels.gla_state_bwd_kernel,
            dict(seq, q=bf16, do=bf16, gcs=f32, dht=None, dh=f32, dh0=None),
-           *tabled(state("STATE_BWD"), HAS_DHT=False, STORE_DH0=False, DOT_PREC="tf32"))
+           *tabled(state("STATE_BWD"), VS=K, HAS_DHT=False, STORE_DH0=False, DOT_PREC="tf32"))
     yield ("gla dA, dv", kernels.gla_bwd_dA_dv_kernel,
            dict(k=bf16, v=bf16, gcs=f32, A=f32, do=bf16, dh=f32, dA=f32, dv=bf16, table=None),
-           *tabled(chunk("DA_DV"), DOT_PREC="tf32"))
+           *tabled(chunk("DA_DV"), VS=K, DOT_PREC="tf32"))
     dqk = dict(q=bf16, k=bf16, gcs=f32, dA=f32, dq_inter=f32, dk_inter=f32,
                dq=bf16, dk=bf16, dg=f32, dg_sub=f32, table=None)
     yield ("gla inter-chunk dq, dk", kernels.gla_bwd_inter_kernel,
            dict(v=bf16, gcs=f32, h=f32, do=bf16, dh=f32, dq_inter=f32, dk_inter=f32, table=None),
-           *tabled(chunk("INTER"), DOT_PREC="tf32"))
+           *tabled(chunk("INTER"), VS=K, DOT_PREC="tf32"))
     yield ("gla dq, dk, dgk", kernels.gla_bwd_dqk_kernel, dqk,
            dict(base, BC=host.SUB_CHUNK, BK=bk, DOT_PREC="tf32", MM_FP32=True,
                 DIAG_PREC=host._diagonal_precision(torch.bfloat16)), warps or host.DQK_WARPS, stages)

@@ -141,6 +141,18 @@ def _grid_args(layout: ChunkLayout) -> tuple:
     return layout.table, layout.seq_len, layout.n_chunks
 
 
+def _value_row_stride(*tensors: torch.Tensor) -> int:
+    """The row stride VS shared by [B, T, H, V'] value-like tensors: contiguous ones, or slices [..., lo:hi] of
+    contiguous ones (a kernel then reads its V' channels of each row in place)."""
+    B, T, H, width = tensors[0].shape
+    stride = tensors[0].stride(-2)
+    for t in tensors:
+        if t.shape != tensors[0].shape or t.stride() != (T * H * stride, H * stride, stride, 1) or stride < width:
+            raise ValueError(f"GLA value tensors must be contiguous or value slices of contiguous tensors of one "
+                             f"layout; got shape {tuple(t.shape)} with strides {t.stride()}")
+    return stride
+
+
 def _seq_args(layout: ChunkLayout) -> tuple:
     return layout.cu_seqlens, layout.chunk_offsets, layout.seq_len, layout.n_chunks
 
@@ -159,7 +171,7 @@ def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dty
                            k.dtype)
     gla_state_fwd_kernel[(triton.cdiv(K, launch["BK"]), triton.cdiv(V, launch["BV"]), layout.n_seqs * H)](
         k, v, gcs, h0, h, ht, *_seq_args(layout),
-        H=H, K=K, V=V, BT=layout.chunk_size, HAS_H0=h0 is not None, STORE_HT=store_final,
+        H=H, K=K, V=V, VS=_value_row_stride(v), BT=layout.chunk_size, HAS_H0=h0 is not None, STORE_HT=store_final,
         IS_VARLEN=layout.is_varlen, MM_FP32=h_dtype == torch.float32,
         DOT_PREC=_backward_precision(k.dtype) if h_dtype == torch.float32 else _dot_precision(k.dtype), **launch,
     )
@@ -204,7 +216,7 @@ MAX_BWD_V = 128
 #: (their ACCUMULATE) instead of PyTorch adding per-slice buffers: at the fla-1.3B GLA shape (d_v 512, four slices)
 #: those additions were about 0.6 ms of the backward's 1.0 ms of elementwise work (H200 profile,
 #: h200-2026-12-04-state-qdelta/3-fla-shapes/prof-gla); in the op GLA fwd+bwd 6.72 -> 6.35 ms, outputs within
-#: 6e-5 rrms of the PyTorch sums, repeatable (h200-2026-12-04b-wide-keys). GPU test: test_gla_gpu_slice_sums_in_kernels;
+#: 6e-5 rrms of the PyTorch sums, repeatable (h200-2026-12-04b-wide-keys). GPU test: test_gla_gpu_value_slices;
 #: tests/test_kernels_triton_gla.py runs both ways on the CPU. LINMEM_GLA_SLICE_SUMS=1 or 0 overrides it at each call.
 SLICE_SUMS_IN_KERNELS = True
 
@@ -213,18 +225,18 @@ def gla_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout
     """-> dq, dk, dv, dgk, dh0 (dh0 fp32 or None)."""
     V = v.shape[-1]
     in_kernels = bool(env_int("LINMEM_GLA_SLICE_SUMS", int(SLICE_SUMS_IN_KERNELS)))
-    dv_parts, dh0_parts = [], []
+    dh0_parts = []
     sums = final_term = None  # (dA, dq_inter, dk_inter) summed over value slices
+    dv = torch.empty_like(v)
     for lo in range(0, V, MAX_BWD_V):
         sl = slice(lo, min(lo + MAX_BWD_V, V))
 
-        def cut(x):
+        def cut(x):  # the kernels read and write v, dO and dv slices in place (VS); the states are copied
             return x if x is None or V <= MAX_BWD_V else x[..., sl].contiguous()
 
         into = sums if in_kernels else None
-        dv_s, dh0_s, slice_sums, final_s = _value_slice_backward(
-            q, k, cut(v), gcs, A, cut(do), cut(dht), cut(h0), scale, layout, into)
-        dv_parts.append(dv_s)
+        dh0_s, slice_sums, final_s = _value_slice_backward(
+            q, k, v[..., sl], gcs, A, do[..., sl], dv[..., sl], cut(dht), cut(h0), scale, layout, into)
         dh0_parts.append(dh0_s)
         if sums is None or in_kernels:  # in the kernels: slice_sums is sums, added to in place
             sums = slice_sums
@@ -233,16 +245,16 @@ def gla_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout
                 total += part
         final_term = final_s if final_term is None else final_term + final_s
     dq, dk, dgk = _key_gradients(q, k, gcs, *sums, final_term, scale, layout, gk_dtype)
-    dv = dv_parts[0] if len(dv_parts) == 1 else torch.cat(dv_parts, -1)
     dh0 = None if h0 is None else (dh0_parts[0] if len(dh0_parts) == 1 else torch.cat(dh0_parts, -1))
     return dq, dk, dv, dgk, dh0
 
 
-def _value_slice_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout,
+def _value_slice_backward(q, k, v, gcs, A, do, dv, dht, h0, scale: float, layout: ChunkLayout,
                           into: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
-    """The value-dependent part of the backward for V <= MAX_BWD_V value channels.
+    """The value-dependent part of the backward for V <= MAX_BWD_V value channels: v, do and dv (written) may be
+    slices [..., lo:hi] of wider contiguous tensors, read and written in place.
 
-    -> dv, dh0 (or None), (dA [B, T, H, BT], dq_inter and dk_inter [B, T, H, K]: this slice's sums over its value
+    -> dh0 (or None), (dA [B, T, H, BT], dq_inter and dk_inter [B, T, H, K]: this slice's sums over its value
     channels, all fp32 but dv; with `into`, those buffers with this slice's sums added in place by the kernels), and
     the final state's gradient term sum_v S_T dS_T [N, H, K] (or None without dht)."""
     B, T, H, K = q.shape
@@ -262,24 +274,24 @@ def _value_slice_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: Ch
     launch = _state_launch("STATE_BWD", K, V, layout.n_seqs * H, k.dtype)
     gla_state_bwd_kernel[(triton.cdiv(K, launch["BK"]), triton.cdiv(V, launch["BV"]), layout.n_seqs * H)](
         q, do, gcs, dht, dh, dh0, *_seq_args(layout), scale,
-        H=H, K=K, V=V, BT=BT, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
+        H=H, K=K, V=V, VS=_value_row_stride(do), BT=BT, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **launch)
     accumulate = into is not None
     dA, dq_inter, dk_inter = into if accumulate else (
         torch.empty(B, T, H, BT, device=dev, dtype=torch.float32),
         torch.empty(B, T, H, K, device=dev, dtype=torch.float32),
         torch.empty(B, T, H, K, device=dev, dtype=torch.float32))
-    dv = torch.empty_like(v)
+    value_stride = _value_row_stride(v, do, dv)
     gla_bwd_dA_dv_kernel[(layout.slot_grid, B * H)](
-        k, v, gcs, A, do, dh, dA, dv, *targs, H=H, K=K, V=V, BT=BT,
+        k, v, gcs, A, do, dh, dA, dv, *targs, H=H, K=K, V=V, VS=value_stride, BT=BT,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, ACCUMULATE=accumulate,
         **_chunk_launch("DA_DV", K, V, k.dtype))
     launch = _chunk_launch("INTER", K, V, k.dtype)
     gla_bwd_inter_kernel[(triton.cdiv(K, launch["BK"]), layout.slot_grid, B * H)](
-        v, gcs, h, do, dh, dq_inter, dk_inter, *targs, scale, H=H, K=K, V=V, BT=BT,
+        v, gcs, h, do, dh, dq_inter, dk_inter, *targs, scale, H=H, K=K, V=V, VS=value_stride, BT=BT,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, ACCUMULATE=accumulate, **launch)
     final_term = (ht * dht).sum(-1) if dht is not None else None
-    return dv, dh0, (dA, dq_inter, dk_inter), final_term
+    return dh0, (dA, dq_inter, dk_inter), final_term
 
 
 def _key_gradients(q, k, gcs, dA, dq_inter, dk_inter, final_term, scale: float, layout: ChunkLayout,

@@ -25,16 +25,28 @@ from ..triton_layout import chunk_rows, chunk_span, seq_span, state_tile
 
 
 @triton.jit
-def _tile(ptr, rows, rmask, i_h, H: tl.constexpr, D: tl.constexpr, cols):
-    """[R, C] tile of a [*, H, D] tensor (rows = flat token indices), fp32, zeros outside."""
-    p = ptr + (rows[:, None] * H + i_h) * D + cols[None, :]
+def _tile_at(ptr, rows, rmask, i_h, H: tl.constexpr, STRIDE: tl.constexpr, D: tl.constexpr, cols):
+    """[R, C] tile of the first D channels of a [*, H, STRIDE] tensor (rows = flat token indices), fp32, zeros
+    outside. STRIDE > D reads a slice of a wider tensor in place (ptr at the slice's first channel)."""
+    p = ptr + (rows[:, None] * H + i_h) * STRIDE + cols[None, :]
     return tl.load(p, mask=rmask[:, None] & (cols < D)[None, :], other=0.0).to(tl.float32)
 
 
 @triton.jit
-def _put(ptr, val, rows, rmask, i_h, H: tl.constexpr, D: tl.constexpr, cols):
-    p = ptr + (rows[:, None] * H + i_h) * D + cols[None, :]
+def _tile(ptr, rows, rmask, i_h, H: tl.constexpr, D: tl.constexpr, cols):
+    """[R, C] tile of a [*, H, D] tensor (rows = flat token indices), fp32, zeros outside."""
+    return _tile_at(ptr, rows, rmask, i_h, H, D, D, cols)
+
+
+@triton.jit
+def _put_at(ptr, val, rows, rmask, i_h, H: tl.constexpr, STRIDE: tl.constexpr, D: tl.constexpr, cols):
+    p = ptr + (rows[:, None] * H + i_h) * STRIDE + cols[None, :]
     tl.store(p, val.to(ptr.dtype.element_ty), mask=rmask[:, None] & (cols < D)[None, :])
+
+
+@triton.jit
+def _put(ptr, val, rows, rmask, i_h, H: tl.constexpr, D: tl.constexpr, cols):
+    _put_at(ptr, val, rows, rmask, i_h, H, D, D, cols)
 
 
 @triton.jit
@@ -194,10 +206,11 @@ def _A_row_block_in_two_parts(q, k, gcs, A, t0, t1, i_r, first, srows, sm, keys,
 
 @triton.jit
 def gla_state_fwd_kernel(k, v, gcs, h0, h, ht, cu_seqlens, chunk_offsets, T, NT,
-                         H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+                         H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, VS: tl.constexpr, BT: tl.constexpr,
                          BK: tl.constexpr, BV: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr,
                          IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr, MM_FP32: tl.constexpr):
-    """Grid (cdiv(K, BK), cdiv(V, BV), N*H). h[slot] = state at each chunk start (tile [BK, BV]).
+    """Grid (cdiv(K, BK), cdiv(V, BV), N*H). h[slot] = state at each chunk start (tile [BK, BV]). v's row stride is
+    VS (> V: a value slice of a wider v, read in place).
 
     MM_FP32: fp32 operands (tf32 products for 16-bit inputs), as the backward wants (see gla_bwd_dqk_kernel).
     """
@@ -218,7 +231,7 @@ def gla_state_fwd_kernel(k, v, gcs, h0, h, ht, cu_seqlens, chunk_offsets, T, NT,
         rm = rows < t1
         kt = _tile(k, rows, rm, i_h, H, K, offs_k)
         gt = _tile(gcs, rows, rm, i_h, H, K, offs_k)
-        vt = _tile(v, rows, rm, i_h, H, V, offs_v)
+        vt = _tile_at(v, rows, rm, i_h, H, VS, V, offs_v)
         g_last = _row(gcs, t1 - 1, t1 > t0, i_h, H, K, offs_k)
         kd = tl.where(rm[:, None], kt * tl.exp(g_last[None, :] - gt), 0.0)
         S = S * tl.exp(g_last)[:, None] + _mm(tl.trans(kd), vt, DT, DOT_PREC)
@@ -258,10 +271,10 @@ def gla_output_kernel(q, v, gcs, A, h, o, table, T, NT, scale,
 # ---------------------------------------------------------------------------------------------- backward
 @triton.jit
 def gla_state_bwd_kernel(q, do, gcs, dht, dh, dh0, cu_seqlens, chunk_offsets, T, NT, scale,
-                         H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+                         H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, VS: tl.constexpr, BT: tl.constexpr,
                          BK: tl.constexpr, BV: tl.constexpr, HAS_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
                          IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
-    """Grid (cdiv(K, BK), cdiv(V, BV), N*H). dh[slot] = gradient of the state at each chunk END.
+    """Grid (cdiv(K, BK), cdiv(V, BV), N*H). dh[slot] = gradient of the state at each chunk END (dO's row stride VS).
 
     Products on fp32 operands (tf32 for 16-bit inputs): dq, dk and so dgk inherit dh's rounding.
     """
@@ -280,7 +293,7 @@ def gla_state_bwd_kernel(q, do, gcs, dht, dh, dh0, cu_seqlens, chunk_offsets, T,
         rm = rows < t1
         qt = _tile(q, rows, rm, i_h, H, K, offs_k)
         gt = _tile(gcs, rows, rm, i_h, H, K, offs_k)
-        dot_ = _tile(do, rows, rm, i_h, H, V, offs_v)
+        dot_ = _tile_at(do, rows, rm, i_h, H, VS, V, offs_v)
         g_last = _row(gcs, t1 - 1, t1 > t0, i_h, H, K, offs_k)
         qd = qt * tl.exp(gt) * scale
         dS = dS * tl.exp(g_last)[:, None] + _mm(tl.trans(qd), dot_, DT, DOT_PREC)
@@ -290,11 +303,11 @@ def gla_state_bwd_kernel(q, do, gcs, dht, dh, dh0, cu_seqlens, chunk_offsets, T,
 
 @triton.jit
 def gla_bwd_dA_dv_kernel(k, v, gcs, A, do, dh, dA, dv, table, T, NT,
-                         H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+                         H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, VS: tl.constexpr, BT: tl.constexpr,
                          BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
                          ACCUMULATE: tl.constexpr = False):
     """Grid (slots, B*H). dA = causal(dO V^T) (fp32; with ACCUMULATE added to what dA holds: the sum over value
-    slices); dv = A^T dO + (K e^{b_last - b}) dS_end."""
+    slices); dv = A^T dO + (K e^{b_last - b}) dS_end. v, dO and dv have row stride VS (a value slice in place)."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     t0, t1, slot = chunk_span(i_c, i_b, T, NT, table, IS_VARLEN, BT)
@@ -306,8 +319,8 @@ def gla_bwd_dA_dv_kernel(k, v, gcs, A, do, dh, dA, dv, table, T, NT,
     dAt = tl.zeros([BT, BT], tl.float32)
     for vb in range(0, tl.cdiv(V, BV)):
         offs_v = vb * BV + tl.arange(0, BV)
-        dot_ = _tile(do, rows, rm, i_h, H, V, offs_v)
-        vt = _tile(v, rows, rm, i_h, H, V, offs_v)
+        dot_ = _tile_at(do, rows, rm, i_h, H, VS, V, offs_v)
+        vt = _tile_at(v, rows, rm, i_h, H, VS, V, offs_v)
         dAt += _mm(dot_, tl.trans(vt), DT, DOT_PREC)
     if ACCUMULATE:
         dAt += _tile(dA, rows, rm, i_h, H, BT, r_t)
@@ -316,7 +329,7 @@ def gla_bwd_dA_dv_kernel(k, v, gcs, A, do, dh, dA, dv, table, T, NT,
     dhp = dh + (slot * H + i_h) * K * V
     for vb in range(0, tl.cdiv(V, BV)):
         offs_v = vb * BV + tl.arange(0, BV)
-        dot_ = _tile(do, rows, rm, i_h, H, V, offs_v)
+        dot_ = _tile_at(do, rows, rm, i_h, H, VS, V, offs_v)
         acc = _mm(tl.trans(at), dot_, DT, DOT_PREC)
         for kb in range(0, tl.cdiv(K, BK)):
             offs_k = kb * BK + tl.arange(0, BK)
@@ -327,16 +340,17 @@ def gla_bwd_dA_dv_kernel(k, v, gcs, A, do, dh, dA, dv, table, T, NT,
             dht = tl.load(dhp + offs_k[:, None] * V + offs_v[None, :],
                           mask=tl.where(t1 > t0, (offs_k < K)[:, None] & (offs_v < V)[None, :], False), other=0.0)
             acc += _mm(kd, dht, DT, DOT_PREC)
-        _put(dv, acc, rows, rm, i_h, H, V, offs_v)
+        _put_at(dv, acc, rows, rm, i_h, H, VS, V, offs_v)
 
 
 @triton.jit
 def gla_bwd_inter_kernel(v, gcs, h, do, dh, dq_inter, dk_inter, table, T, NT, scale,
-                         H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
-                         BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
+                         H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, VS: tl.constexpr, BT: tl.constexpr,
+                         BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
                          ACCUMULATE: tl.constexpr = False):
     """Grid (cdiv(K, BK), slots, B*H). The inter-chunk parts of dq and dk of a whole chunk at once (fp32
-    operands, [BT, BV] x [BV, BK] products; with ACCUMULATE added to what dq_inter and dk_inter hold). Done per
+    operands, [BT, BV] x [BV, BK] products; with ACCUMULATE added to what dq_inter and dk_inter hold; v and dO
+    with row stride VS). Done per
     16-row sub-chunk inside the dq/dk kernel, which read h and dh once per sub-chunk, GLA fwd+bwd took 12.20 ms at B8 T4K on the H200; this way, 10.95 ms
     (benchmarks/results/kernel-forms-h200.json)."""
     i_k, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -355,8 +369,8 @@ def gla_bwd_inter_kernel(v, gcs, h, do, dh, dq_inter, dk_inter, table, T, NT, sc
         hm = tl.where(t1 > t0, kmask[:, None] & (offs_v < V)[None, :], False)
         ht = tl.load(hp + offs_k[:, None] * V + offs_v[None, :], mask=hm, other=0.0)
         dht = tl.load(dhp + offs_k[:, None] * V + offs_v[None, :], mask=hm, other=0.0)
-        dos = _tile(do, rows, rm, i_h, H, V, offs_v)
-        vs = _tile(v, rows, rm, i_h, H, V, offs_v)
+        dos = _tile_at(do, rows, rm, i_h, H, VS, V, offs_v)
+        vs = _tile_at(v, rows, rm, i_h, H, VS, V, offs_v)
         dq_s += _mm(dos, tl.trans(ht), tl.float32, DOT_PREC)
         dk_s += _mm(vs, tl.trans(dht), tl.float32, DOT_PREC)
     dq_s = dq_s * tl.where(rm[:, None], tl.exp(g), 0.0) * scale
