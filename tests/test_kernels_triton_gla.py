@@ -201,16 +201,19 @@ def test_gla_fp16_gradients(case):
 
 @pytest.mark.skipif(not _CPU, reason="interpreter tests run on CPU")
 @pytest.mark.parametrize("sums_in_kernels", [False, True])
-def test_gla_backward_in_value_slices(monkeypatch, sums_in_kernels):
+@pytest.mark.parametrize("in_place", [False, True])
+def test_gla_backward_in_value_slices(monkeypatch, sums_in_kernels, in_place):
     """The backward for V wider than MAX_BWD_V runs its value-dependent kernels in value slices (summing dA and the
-    inter-chunk dq, dk before one dq/dk/dgk pass, in PyTorch or by the slices' kernels): forced here at V = 40, three
-    slices, with fp16 inputs too."""
+    inter-chunk dq, dk before one dq/dk/dgk pass, in PyTorch or by the slices' kernels; v, dO and dv sliced in place
+    or copied): forced here at V = 40, three slices (the last 8 wide), with fp16 inputs too."""
     import sys
 
     module = sys.modules["linmem.kernels.gla.triton_chunk"]
     monkeypatch.setattr(module, "MAX_BWD_V", 16)
     monkeypatch.setattr(module, "SLICE_SUMS_IN_KERNELS", sums_in_kernels)
-    monkeypatch.delenv("LINMEM_GLA_SLICE_SUMS", raising=False)
+    monkeypatch.setattr(module, "VALUE_SLICES_IN_PLACE", in_place)
+    for variable in ("LINMEM_GLA_SLICE_SUMS", "LINMEM_GLA_SLICES_IN_PLACE"):
+        monkeypatch.delenv(variable, raising=False)
     _check_gla(1, 50, 2, 20, 40, 32, [0, 20, 50], True, True, torch.float32, "cpu", FP32_O, FP32_GRAD)
     _check_gla(2, 40, 1, 16, 40, 32, None, True, True, torch.float16, "cpu", BF16_O, BF16_GRAD)
 
@@ -512,14 +515,17 @@ def test_gla_gpu_bf16(case):
 @pytest.mark.skipif(_CPU, reason="needs CUDA")
 @pytest.mark.parametrize("case", [(1, 4096, 2, 256, 256, [0, 100, 1700, 1763, 2900, 4096]),
                                   (1, 2048, 2, 128, 256, None), (2, 1024, 2, 256, 512, None)])
-@pytest.mark.parametrize("sums_in_kernels", [False, True])
-def test_gla_gpu_value_slices(monkeypatch, case, sums_in_kernels):
-    """Two and four value slices, their sums formed by the kernels (SLICE_SUMS_IN_KERNELS, the default) or by PyTorch;
-    d_k 256 runs WIDE_KEY_LAUNCH."""
+@pytest.mark.parametrize("sums_in_kernels,in_place", [(False, False), (True, False), (True, True)])
+def test_gla_gpu_value_slices(monkeypatch, case, sums_in_kernels, in_place):
+    """Two and four value slices, their sums formed by the kernels (SLICE_SUMS_IN_KERNELS, the default) or by PyTorch,
+    v, dO and dv sliced in place (VALUE_SLICES_IN_PLACE) or copied; d_k 256 runs WIDE_KEY_LAUNCH."""
     import sys
 
-    monkeypatch.setattr(sys.modules["linmem.kernels.gla.triton_chunk"], "SLICE_SUMS_IN_KERNELS", sums_in_kernels)
-    monkeypatch.delenv("LINMEM_GLA_SLICE_SUMS", raising=False)
+    module = sys.modules["linmem.kernels.gla.triton_chunk"]
+    monkeypatch.setattr(module, "SLICE_SUMS_IN_KERNELS", sums_in_kernels)
+    monkeypatch.setattr(module, "VALUE_SLICES_IN_PLACE", in_place)
+    for variable in ("LINMEM_GLA_SLICE_SUMS", "LINMEM_GLA_SLICES_IN_PLACE"):
+        monkeypatch.delenv(variable, raising=False)
     B, T, H, K, V, cu = case
     _check_gla(B, T, H, K, V, 64, cu, True, True, torch.bfloat16, "cuda", BF16_O, BF16_GRAD, ref="chunk")
 

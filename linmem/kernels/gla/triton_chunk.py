@@ -220,23 +220,36 @@ MAX_BWD_V = 128
 #: tests/test_kernels_triton_gla.py runs both ways on the CPU. LINMEM_GLA_SLICE_SUMS=1 or 0 overrides it at each call.
 SLICE_SUMS_IN_KERNELS = True
 
+#: Whether the value slices' kernels read v and dO and write dv in place (row stride VS) instead of on per-slice
+#: copies: at the fla-1.3B GLA shape the copies and dv's concatenation took about 0.39 ms of GLA's 5.63
+#: (h200-2026-12-04b-wide-keys/4-gla-profile-train/prof-gla). Passes the CPU tests both ways; off until its GPU test
+#: (test_gla_gpu_value_slices) and timing have run. LINMEM_GLA_SLICES_IN_PLACE=1 or 0 overrides it at each call.
+VALUE_SLICES_IN_PLACE = False
+
 
 def gla_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout, gk_dtype: torch.dtype):
     """-> dq, dk, dv, dgk, dh0 (dh0 fp32 or None)."""
     V = v.shape[-1]
     in_kernels = bool(env_int("LINMEM_GLA_SLICE_SUMS", int(SLICE_SUMS_IN_KERNELS)))
+    in_place = V <= MAX_BWD_V or bool(env_int("LINMEM_GLA_SLICES_IN_PLACE", int(VALUE_SLICES_IN_PLACE)))
     dh0_parts = []
     sums = final_term = None  # (dA, dq_inter, dk_inter) summed over value slices
     dv = torch.empty_like(v)
     for lo in range(0, V, MAX_BWD_V):
         sl = slice(lo, min(lo + MAX_BWD_V, V))
 
-        def cut(x):  # the kernels read and write v, dO and dv slices in place (VS); the states are copied
+        def cut(x):
             return x if x is None or V <= MAX_BWD_V else x[..., sl].contiguous()
 
+        def part(x):  # in place: the kernels read (and write) the slice through the row stride VS
+            return x[..., sl] if in_place else cut(x)
+
         into = sums if in_kernels else None
+        dv_s = dv[..., sl] if in_place else torch.empty_like(part(v))
         dh0_s, slice_sums, final_s = _value_slice_backward(
-            q, k, v[..., sl], gcs, A, do[..., sl], dv[..., sl], cut(dht), cut(h0), scale, layout, into)
+            q, k, part(v), gcs, A, part(do), dv_s, cut(dht), cut(h0), scale, layout, into)
+        if not in_place:
+            dv[..., sl] = dv_s
         dh0_parts.append(dh0_s)
         if sums is None or in_kernels:  # in the kernels: slice_sums is sums, added to in place
             sums = slice_sums
