@@ -66,6 +66,9 @@ stage "kernel repeatability" "${REPEAT_S:-120}" kernel_repeatability.log \
   $PY benchmarks/kernel_repeatability.py --ops gla,gated_delta_rule,qdelta_rule --out "$OUT"
 # Candidates not yet in the tables, timed in the ops (LAUNCH_AB_ARGS, e.g. --variants "name:LINMEM_...=...").
 stage "launch a/b" "${LAUNCH_AB_S:-150}" launch_ab.log $PY benchmarks/launch_ab.py ${LAUNCH_AB_ARGS:-} --out "$OUT"
+# GLA's value slices read in place (VALUE_SLICES_IN_PLACE, off until timed) at the fla-1.3B GLA shape.
+stage "launch a/b, GLA slices in place" "${SLICES_AB_S:-90}" launch_ab_gla_slices.log $PY benchmarks/launch_ab.py \
+  --ops gla --shapes 8,4096,4,256,512 --variants "inplace:LINMEM_GLA_SLICES_IN_PLACE=1" --out "$OUT/gla-slices"
 
 # Compile every kernel the sweep times (fla's autotuning compiles dozens of launch settings per kernel, one after
 # another: more than 240 s on the H200) in parallel processes while the tests run; the sweep loads them from the
@@ -81,7 +84,7 @@ PARALLEL=$($PY -c "import xdist" 2>/dev/null && echo "-n ${TEST_WORKERS:-6} --di
 stage "gpu tests" "${TEST_S:-360}" gpu_tests.log env TORCHINDUCTOR_COMPILE_THREADS=1 $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 300 $PARALLEL \
   tests/test_kernels_triton_gla.py tests/test_kernels_triton_gdn.py tests/test_kernels_triton_qdelta.py \
   tests/test_kernels_triton_ccq_stats.py tests/test_kernels_triton_conv.py tests/test_kernels_gpu_determinism.py \
-  tests/test_model_gpu.py tests/test_hub_gpu.py
+  tests/test_model_gpu.py tests/test_hub_gpu.py tests/test_train_throughput_script.py
 
 wait "$WARM_PID"
 echo "warm compile rc=$?" >> "$OUT/gpu.txt"
@@ -91,9 +94,10 @@ echo "warm compile rc=$?" >> "$OUT/gpu.txt"
 stage "kernel benchmark" "${BENCH_S:-600}" kernels.log $PY benchmarks/kernels.py --resume ${BENCH_ARGS:-} --out "$OUT"
 # How much could one fused CCQ kernel save over the statistic pass and the backbone as two launches?
 stage "ccq fusion bound" "${FUSION_S:-120}" fusion_bound.log $PY benchmarks/ccq_fusion_bound.py --out "$OUT"
-stage "train throughput" "${TRAIN_S:-120}" train.log $PY benchmarks/train_throughput.py --out "$OUT"
-stage "train throughput, compiled" "${TRAIN_COMPILED_S:-200}" train_compiled.log \
-  $PY benchmarks/train_throughput.py --compile --out "$OUT"
+# Eager and with forward+backward replayed as one CUDA graph (the eager step is host-bound); then compiled, both ways.
+stage "train throughput" "${TRAIN_S:-150}" train.log $PY benchmarks/train_throughput.py --cuda-graph --out "$OUT"
+stage "train throughput, compiled" "${TRAIN_COMPILED_S:-220}" train_compiled.log \
+  $PY benchmarks/train_throughput.py --compile --cuda-graph --out "$OUT"
 stage "profile" "${PROFILE_S:-240}" profile.log $PY benchmarks/profile_gpu.py ${PROFILE_ARGS:-} --out "$OUT"
 # Which pass of each CCQ op (statistic or backbone) carries its bf16-autocast gradient error?
 stage "autocast bisect" "${BISECT_S:-90}" autocast_bisect.log $PY benchmarks/autocast_bisect.py --out "$OUT"
