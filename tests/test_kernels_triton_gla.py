@@ -571,15 +571,3 @@ def test_gla_16bit_gate_gradient_as_accurate_as_the_others(use_h0):
     errors = {name: rrms(g, r) for name, g, r in zip(["dq", "dk", "dv", "dgk"], grads, ref)}
     assert max(errors.values()) <= 4e-4, errors
 
-
-def test_gla_value_row_stride_accepts_slices_and_names_other_layouts():
-    """The value kernels read v, dO and dv slices in place through one row stride; any other layout is refused."""
-    from linmem.kernels.gla.triton_chunk import _value_row_stride
-
-    v = torch.zeros(2, 5, 3, 40)
-    assert _value_row_stride(v) == 40
-    assert _value_row_stride(v[..., 16:32], torch.zeros_like(v)[..., 16:32]) == 40
-    with pytest.raises(ValueError, match="value slices of contiguous tensors"):
-        _value_row_stride(v[..., 16:32], v[..., 16:32].contiguous())
-    with pytest.raises(ValueError, match=r"shape \(2, 3, 5, 40\) with strides \(600, 40, 120, 1\)"):
-        _value_row_stride(v.transpose(1, 2))

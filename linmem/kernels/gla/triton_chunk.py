@@ -141,24 +141,14 @@ def _grid_args(layout: ChunkLayout) -> tuple:
     return layout.table, layout.seq_len, layout.n_chunks
 
 
-def _value_row_stride(*tensors: torch.Tensor) -> int:
-    """The row stride VS shared by [B, T, H, V'] value-like tensors: contiguous ones, or slices [..., lo:hi] of
-    contiguous ones (a kernel then reads its V' channels of each row in place)."""
-    B, T, H, width = tensors[0].shape
-    stride = tensors[0].stride(-2)
-    for t in tensors:
-        if t.shape != tensors[0].shape or t.stride() != (T * H * stride, H * stride, stride, 1) or stride < width:
-            raise ValueError(f"GLA value tensors must be contiguous or value slices of contiguous tensors of one "
-                             f"layout; got shape {tuple(t.shape)} with strides {t.stride()}")
-    return stride
-
-
 def _seq_args(layout: ChunkLayout) -> tuple:
     return layout.cu_seqlens, layout.chunk_offsets, layout.seq_len, layout.n_chunks
 
 
-def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dtype: torch.dtype):
-    """h [n_slots, H, K, V] (state at each chunk start, h_dtype) and the final state (fp32 or None).
+def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dtype: torch.dtype,
+                    value_stride: int | None = None):
+    """h [n_slots, H, K, V] (state at each chunk start, h_dtype) and the final state (fp32 or None). v is contiguous,
+    or with `value_stride` a value slice [..., lo:hi] of a contiguous tensor that many channels wide.
 
     fp32 h (the backward's) is also built from fp32 operands: dq, dk and dgk are sensitive to its rounding.
     """
@@ -171,7 +161,7 @@ def _states_forward(k, v, gcs, h0, layout: ChunkLayout, store_final: bool, h_dty
                            k.dtype)
     gla_state_fwd_kernel[(triton.cdiv(K, launch["BK"]), triton.cdiv(V, launch["BV"]), layout.n_seqs * H)](
         k, v, gcs, h0, h, ht, *_seq_args(layout),
-        H=H, K=K, V=V, VS=_value_row_stride(v), BT=layout.chunk_size, HAS_H0=h0 is not None, STORE_HT=store_final,
+        H=H, K=K, V=V, VS=value_stride or V, BT=layout.chunk_size, HAS_H0=h0 is not None, STORE_HT=store_final,
         IS_VARLEN=layout.is_varlen, MM_FP32=h_dtype == torch.float32,
         DOT_PREC=_backward_precision(k.dtype) if h_dtype == torch.float32 else _dot_precision(k.dtype), **launch,
     )
@@ -234,38 +224,39 @@ def gla_backward(q, k, v, gcs, A, do, dht, h0, scale: float, layout: ChunkLayout
     in_place = V <= MAX_BWD_V or bool(env_int("LINMEM_GLA_SLICES_IN_PLACE", int(VALUE_SLICES_IN_PLACE)))
     dh0_parts = []
     sums = final_term = None  # (dA, dq_inter, dk_inter) summed over value slices
-    dv = torch.empty_like(v)
+    dv = torch.empty_like(v)  # v and do are contiguous (ChunkGLAFunction), and so is dv
     for lo in range(0, V, MAX_BWD_V):
         sl = slice(lo, min(lo + MAX_BWD_V, V))
 
         def cut(x):
             return x if x is None or V <= MAX_BWD_V else x[..., sl].contiguous()
 
-        def part(x):  # in place: the kernels read (and write) the slice through the row stride VS
-            return x[..., sl] if in_place else cut(x)
-
+        if in_place:  # the kernels read v and dO and write dv through the full tensors' row stride V
+            v_s, do_s, dv_s, value_stride = v[..., sl], do[..., sl], dv[..., sl], V
+        else:
+            v_s, do_s = cut(v), cut(do)
+            dv_s, value_stride = torch.empty_like(v_s), v_s.shape[-1]
         into = sums if in_kernels else None
-        dv_s = dv[..., sl] if in_place else torch.empty_like(part(v))
         dh0_s, slice_sums, final_s = _value_slice_backward(
-            q, k, part(v), gcs, A, part(do), dv_s, cut(dht), cut(h0), scale, layout, into)
+            q, k, v_s, gcs, A, do_s, dv_s, value_stride, cut(dht), cut(h0), scale, layout, into)
         if not in_place:
             dv[..., sl] = dv_s
         dh0_parts.append(dh0_s)
         if sums is None or in_kernels:  # in the kernels: slice_sums is sums, added to in place
             sums = slice_sums
         else:
-            for total, part in zip(sums, slice_sums):
-                total += part
+            for total, piece in zip(sums, slice_sums):
+                total += piece
         final_term = final_s if final_term is None else final_term + final_s
     dq, dk, dgk = _key_gradients(q, k, gcs, *sums, final_term, scale, layout, gk_dtype)
     dh0 = None if h0 is None else (dh0_parts[0] if len(dh0_parts) == 1 else torch.cat(dh0_parts, -1))
     return dq, dk, dv, dgk, dh0
 
 
-def _value_slice_backward(q, k, v, gcs, A, do, dv, dht, h0, scale: float, layout: ChunkLayout,
+def _value_slice_backward(q, k, v, gcs, A, do, dv, value_stride: int, dht, h0, scale: float, layout: ChunkLayout,
                           into: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
-    """The value-dependent part of the backward for V <= MAX_BWD_V value channels: v, do and dv (written) may be
-    slices [..., lo:hi] of wider contiguous tensors, read and written in place.
+    """The value-dependent part of the backward for V <= MAX_BWD_V value channels: v, do and dv (written) are
+    contiguous, or slices [..., lo:hi] of contiguous tensors `value_stride` channels wide, read and written in place.
 
     -> dh0 (or None), (dA [B, T, H, BT], dq_inter and dk_inter [B, T, H, K]: this slice's sums over its value
     channels, all fp32 but dv; with `into`, those buffers with this slice's sums added in place by the kernels), and
@@ -280,21 +271,20 @@ def _value_slice_backward(q, k, v, gcs, A, do, dv, dht, h0, scale: float, layout
     # fp32 chunk states in the backward: dq, dk (hence dgk) are sensitive to their rounding. The final state is
     # recomputed too: its gradient term sum_v S_T dS_T reaches every token's dgk, and the forward's (built
     # from 16-bit products) made bf16 dgk 5x less accurate than dq or dk.
-    h, ht = _states_forward(k, v, gcs, h0, layout, dht is not None, torch.float32)
+    h, ht = _states_forward(k, v, gcs, h0, layout, dht is not None, torch.float32, value_stride)
     dh = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=torch.float32)
     dh0 = torch.empty((layout.n_seqs, H, K, V), device=dev, dtype=torch.float32) \
         if h0 is not None else None
     launch = _state_launch("STATE_BWD", K, V, layout.n_seqs * H, k.dtype)
     gla_state_bwd_kernel[(triton.cdiv(K, launch["BK"]), triton.cdiv(V, launch["BV"]), layout.n_seqs * H)](
         q, do, gcs, dht, dh, dh0, *_seq_args(layout), scale,
-        H=H, K=K, V=V, VS=_value_row_stride(do), BT=BT, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
+        H=H, K=K, V=V, VS=value_stride, BT=BT, HAS_DHT=dht is not None, STORE_DH0=h0 is not None,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, **launch)
     accumulate = into is not None
     dA, dq_inter, dk_inter = into if accumulate else (
         torch.empty(B, T, H, BT, device=dev, dtype=torch.float32),
         torch.empty(B, T, H, K, device=dev, dtype=torch.float32),
         torch.empty(B, T, H, K, device=dev, dtype=torch.float32))
-    value_stride = _value_row_stride(v, do, dv)
     gla_bwd_dA_dv_kernel[(layout.slot_grid, B * H)](
         k, v, gcs, A, do, dh, dA, dv, *targs, H=H, K=K, V=V, VS=value_stride, BT=BT,
         IS_VARLEN=layout.is_varlen, DOT_PREC=prec, ACCUMULATE=accumulate,
