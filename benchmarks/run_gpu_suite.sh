@@ -84,7 +84,7 @@ PARALLEL=$($PY -c "import xdist" 2>/dev/null && echo "-n ${TEST_WORKERS:-6} --di
 stage "gpu tests" "${TEST_S:-360}" gpu_tests.log env TORCHINDUCTOR_COMPILE_THREADS=1 $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 300 $PARALLEL \
   tests/test_kernels_triton_gla.py tests/test_kernels_triton_gdn.py tests/test_kernels_triton_qdelta.py \
   tests/test_kernels_triton_ccq_stats.py tests/test_kernels_triton_conv.py tests/test_kernels_gpu_determinism.py \
-  tests/test_model_gpu.py tests/test_hub_gpu.py tests/test_train_throughput_script.py
+  tests/test_model_gpu.py tests/test_hub_gpu.py tests/test_train_throughput_script.py tests/test_kernels_triton_norm.py
 
 wait "$WARM_PID"
 echo "warm compile rc=$?" >> "$OUT/gpu.txt"
@@ -96,6 +96,9 @@ stage "kernel benchmark" "${BENCH_S:-600}" kernels.log $PY benchmarks/kernels.py
 stage "ccq fusion bound" "${FUSION_S:-120}" fusion_bound.log $PY benchmarks/ccq_fusion_bound.py --out "$OUT"
 # Eager and with forward+backward replayed as one CUDA graph (the eager step is host-bound); then compiled, both ways.
 stage "train throughput" "${TRAIN_S:-150}" train.log $PY benchmarks/train_throughput.py --cuda-graph --out "$OUT"
+# The fused norm kernels (linmem/kernels/norm, off by default) in the eager and graphed step.
+stage "train throughput, fused norms" "${TRAIN_NORM_S:-150}" train_fused_norm.log env LINMEM_FUSED_NORM=1 \
+  $PY benchmarks/train_throughput.py --cuda-graph --variants ccq-gdn --out "$OUT/fused-norm"
 stage "train throughput, compiled" "${TRAIN_COMPILED_S:-220}" train_compiled.log \
   $PY benchmarks/train_throughput.py --compile --cuda-graph --out "$OUT"
 stage "profile" "${PROFILE_S:-240}" profile.log $PY benchmarks/profile_gpu.py ${PROFILE_ARGS:-} --out "$OUT"

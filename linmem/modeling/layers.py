@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers.activations import ACT2FN
 
 from ..kernels import causal_conv1d
+from ..kernels.norm import rms_norm
 
 
 def upcast(t: torch.Tensor) -> torch.Tensor:
@@ -24,13 +24,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.normalized(x).to(x.dtype)
-
-    def normalized(self, x: torch.Tensor) -> torch.Tensor:
-        """x * rsqrt(mean(x^2) + eps) * weight in float32 (float64 stays float64). F.rms_norm is one fused kernel
-        (and backward) on CUDA instead of a pow/mean/rsqrt/mul chain with its casts."""
-        x32 = upcast(x)
-        return F.rms_norm(x32, (x.shape[-1],), self.weight.to(x32.dtype), self.eps)
+        """x * rsqrt(mean(x^2) + eps) * weight in float32 (float64 stays float64), returned in x's dtype
+        (linmem.kernels.norm.rms_norm)."""
+        return rms_norm(x, self.weight, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}"
@@ -41,7 +37,7 @@ class GatedRMSNorm(RMSNorm):
 
     def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """Normalised, weighted and gated in float32, rounded once to x's dtype (as fla's fused gated norm)."""
-        return (self.normalized(x) * F.silu(upcast(gate))).to(x.dtype)
+        return rms_norm(x, self.weight, self.eps, gate)
 
 
 def activation(name: str) -> nn.Module:

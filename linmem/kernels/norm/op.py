@@ -1,0 +1,55 @@
+"""The public RMSNorm of linmem's layers, plain or gated (the mixers' output norm RMSNorm(o) * SiLU(gate)).
+
+Numerics: x (and gate) in float32 (float64 stays float64), normalised, weighted (and gated), rounded once to x's
+dtype. PyTorch path: F.rms_norm on the float32 copy. Triton path (triton_norm.py: one read, one write, the float32
+math in registers) when FUSED_NORM is on (LINMEM_FUSED_NORM=1 or 0 overrides it at each call), the backend resolves
+to Triton, x is not float64 and its rows fit one tile. Never under torch.compile: Inductor fuses the PyTorch path
+itself.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..backend import env_int, load_triton, resolve_backend
+from ..utils import check_floating, check_shape
+
+#: Off until the fused kernels have been timed against the PyTorch path on the GPU and run there in the GPU tests
+#: (tests/test_kernels_triton_norm.py); the CPU tests check them under the interpreter.
+FUSED_NORM = False
+
+
+def _fused(x: torch.Tensor) -> bool:
+    from .triton_norm import MAX_DIM
+
+    return (bool(env_int("LINMEM_FUSED_NORM", int(FUSED_NORM))) and x.dtype != torch.float64
+            and 0 < x.shape[-1] <= MAX_DIM and resolve_backend(x) == "triton")
+
+
+def _validate(x: torch.Tensor, weight: torch.Tensor, gate: torch.Tensor | None) -> None:
+    """The checks F.rms_norm makes itself on the PyTorch path, for the Triton path."""
+    check_floating("x", x)
+    check_shape("weight", weight, (x.shape[-1],), "[D], D = x.shape[-1]")
+    for name, t in (("weight", weight), ("gate", gate)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"{name}: expected a tensor on x's device {x.device}, got {t.device}")
+    if gate is not None:
+        check_floating("gate", gate)
+        check_shape("gate", gate, tuple(x.shape), "x's shape")
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, gate: torch.Tensor | None = None) -> torch.Tensor:
+    """x * rsqrt(mean(x^2, -1) + eps) * weight (* silu(gate)), computed in float32, returned in x's dtype.
+
+    x [..., D]; weight [D]; gate None or x's shape.
+    """
+    if not torch.compiler.is_compiling() and _fused(x):  # Dynamo traces the PyTorch path below
+        _validate(x, weight, gate)
+        triton_rms_norm = load_triton(__package__, "triton_norm", "triton_rms_norm")
+        return triton_rms_norm(x, weight, eps, gate)
+    compute = torch.promote_types(x.dtype, torch.float32)
+    y = F.rms_norm(x.to(compute), (x.shape[-1],), weight.to(compute), eps)
+    if gate is not None:
+        y = y * F.silu(gate.to(compute))
+    return y.to(x.dtype)
