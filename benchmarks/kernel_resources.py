@@ -30,14 +30,14 @@ CUOBJDUMP = os.path.join(os.path.dirname(triton.backends.nvidia.__file__), "bin"
 
 def resources(fn, pointers: dict, constexprs: dict, num_warps: int, num_stages: int) -> dict:
     """{"smem", "regs", "stack"} of `fn` built for sm_90. pointers: name -> "*bf16" / "*fp32" / None (absent);
-    other arguments not in constexprs are i32 (`scale` and `max_exponent` fp32)."""
+    other arguments not in constexprs are i32 (`scale`, `max_exponent` and `eps` fp32)."""
     signature, values = {}, {}
     for i, name in enumerate(fn.arg_names):
         if name in constexprs or (name in pointers and pointers[name] is None):
             signature[name] = "constexpr"
             values[(i,)] = constexprs.get(name)
         else:
-            signature[name] = pointers.get(name, "fp32" if name in ("scale", "max_exponent") else "i32")
+            signature[name] = pointers.get(name, "fp32" if name in ("scale", "max_exponent", "eps") else "i32")
     kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=values), target=TARGET,
                             options={"num_warps": num_warps, "num_stages": num_stages})
     with tempfile.NamedTemporaryFile("wb", suffix=".cubin", delete=False) as f:
@@ -175,9 +175,27 @@ def gdn_kernels(K: int):
         yield (label, kernel, pointers, dict(base, BK=sbk, BV=sbv, **flags), swarps, sstages)
 
 
+def norm_kernels(K: int):
+    """The fused RMSNorm kernels at rows of K and of the 340M model's width 1024, gated and plain."""
+    from linmem.kernels.norm import triton_norm as host
+
+    for D in sorted({K, 1024}):
+        rows, width = host._tile(D)
+        for gated in (False, True):
+            name = f"{'gated ' if gated else ''}rms norm D{D}"
+            gate = "*bf16" if gated else None
+            shapes = dict(BR=rows, BD=width, HAS_GATE=gated)
+            yield (f"{name} (forward)", host.rms_norm_fwd_kernel,
+                   dict(x="*bf16", gate=gate, w="*bf16", y="*bf16", rstd_out="*fp32"), shapes, host.WARPS, 1)
+            yield (f"{name} (backward)", host.rms_norm_bwd_kernel,
+                   dict(x="*bf16", gate=gate, w="*bf16", rstd_in="*fp32", dy="*bf16", dx="*bf16", dgate=gate,
+                        dw_part="*fp32"), shapes, host.WARPS, 1)
+
+
 def kernel_builds(K: int, gla_warps: int | None = None) -> list[tuple]:
     """Every (label, fn, pointers, constexprs, warps, stages) this report builds at head dim K."""
-    return list(ccq_statistic_kernels(K)) + list(gla_kernels(K, gla_warps)) + list(gdn_kernels(K))
+    return (list(ccq_statistic_kernels(K)) + list(gla_kernels(K, gla_warps)) + list(gdn_kernels(K))
+            + list(norm_kernels(K)))
 
 
 def main() -> None:

@@ -5,8 +5,9 @@ all in float32 from inputs of any float dtype, y rounded once to x's dtype: the 
 read of x (and gate) and one write of y. On the H200 the eager 340M CCQ-GDN training step spent about 40 of its
 162 ms of kernels in the PyTorch path's norms: the float32 copies of x and back, F.rms_norm and its backward, whose
 weight gradient alone took 7.4 ms (h200-2026-12-04b-wide-keys/6-cuda-graph-train/prof-train).
-Each program normalises ROWS rows (whole rows: D up to MAX_DIM); the backward recomputes n from x and the saved
-rstd, and writes per-program partial sums of dweight that PyTorch adds.
+Each program normalises whole rows (D up to MAX_DIM), TILE_ELEMENTS of them at a time in 8 warps (16 fp32 values a
+thread per [rows, D] tensor: the backward keeps about six live); the backward recomputes n from x and the saved rstd,
+and writes per-program partial sums of dweight that PyTorch adds.
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ import torch
 import triton
 import triton.language as tl
 
-ROWS = 16
+TILE_ELEMENTS = 4096
+WARPS = 8
 MAX_DIM = 8192  # one row is one tile
+
+
+def _tile(D: int) -> tuple[int, int]:
+    """(rows per program, the row's padded width) for rows of D channels."""
+    width = triton.next_power_of_2(D)
+    return max(1, TILE_ELEMENTS // width), width
 
 
 @triton.jit
@@ -79,9 +87,9 @@ class RMSNormFunction(torch.autograd.Function):
         R = x2.shape[0]
         y = torch.empty_like(x2)
         rstd = torch.empty(R, device=x.device, dtype=torch.float32)
-        bd = triton.next_power_of_2(D)
-        rms_norm_fwd_kernel[(triton.cdiv(R, ROWS),)](x2, g2, weight, y, rstd, R, D, eps, BR=ROWS, BD=bd,
-                                                     HAS_GATE=gate is not None)
+        br, bd = _tile(D)
+        rms_norm_fwd_kernel[(triton.cdiv(R, br),)](x2, g2, weight, y, rstd, R, D, eps, BR=br, BD=bd,
+                                                   HAS_GATE=gate is not None, num_warps=WARPS)
         ctx.save_for_backward(x2, g2, weight, rstd)
         ctx.shape = x.shape
         return y.view(x.shape)
@@ -93,10 +101,11 @@ class RMSNormFunction(torch.autograd.Function):
         dy2 = dy.reshape(R, D).contiguous()
         dx = torch.empty_like(x2)
         dgate = torch.empty_like(g2) if g2 is not None else None
-        programs = triton.cdiv(R, ROWS)
+        br, bd = _tile(D)
+        programs = triton.cdiv(R, br)
         dw_part = torch.empty(programs, D, device=x2.device, dtype=torch.float32)
-        rms_norm_bwd_kernel[(programs,)](x2, g2, weight, rstd, dy2, dx, dgate, dw_part, R, D, BR=ROWS,
-                                         BD=triton.next_power_of_2(D), HAS_GATE=g2 is not None)
+        rms_norm_bwd_kernel[(programs,)](x2, g2, weight, rstd, dy2, dx, dgate, dw_part, R, D, BR=br, BD=bd,
+                                         HAS_GATE=g2 is not None, num_warps=WARPS)
         dweight = dw_part.sum(0).to(weight.dtype)
         return (dx.view(ctx.shape), dweight, dgate.view(ctx.shape) if dgate is not None else None, None)
 
