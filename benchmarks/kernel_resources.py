@@ -189,7 +189,7 @@ def norm_kernels(K: int):
                    dict(x="*bf16", gate=gate, w="*bf16", y="*bf16", rstd_out="*fp32"), shapes, host.WARPS, 1)
             yield (f"{name} (backward)", host.rms_norm_bwd_kernel,
                    dict(x="*bf16", gate=gate, w="*bf16", rstd_in="*fp32", dy="*bf16", dx="*bf16", dgate=gate,
-                        dw_part="*fp32"), shapes, host.WARPS, 1)
+                        dw_part="*fp32"), dict(shapes, HAS_DW=True), host.WARPS, 1)
 
 
 def kernel_builds(K: int, gla_warps: int | None = None) -> list[tuple]:

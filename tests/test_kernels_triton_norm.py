@@ -3,7 +3,7 @@
 CPU: under TRITON_INTERPRET=1 on small shapes: rows not a multiple of the kernel's row block, a width that is not a
 power of two, fp32 (rrms <= 1e-5) and bf16 (outputs <= 5e-3, gradients <= 1e-2), every gradient (x, weight, gate);
 buffers from torch.empty come back NaN-poisoned (tests/conftest.py). The op's switch (FUSED_NORM /
-LINMEM_FUSED_NORM) and the modules that use it. GPU (marked `gpu`): a training-size bf16 case.
+LINMEM_FUSED_NORM), the modules that use it, and the mixers' q/k l2 norm on the same kernels. GPU (marked `gpu`): a training-size bf16 case.
 """
 
 import os
@@ -93,6 +93,26 @@ def test_the_switch_sends_the_modules_to_the_kernels(monkeypatch):
     assert len(calls) == 2
     for a, b in zip(got, expected):
         assert relative_rms(a, b) <= 1e-6
+
+
+@pytest.mark.skipif(not INTERPRET, reason="interpreter tests run on CPU")
+def test_l2_norm_on_the_kernels_equals_l2norm(monkeypatch):
+    """The mixers' q/k norm through the fused kernels (constant weight, no weight gradient) against
+    linmem.kernels.utils.l2norm in float64, output and input gradient."""
+    from linmem.kernels.norm import l2_norm
+    from linmem.kernels.utils import l2norm
+
+    x64 = torch.randn(2, 9, 3, 40, dtype=torch.float64)
+    x = x64.float().requires_grad_(True)
+    monkeypatch.setenv("LINMEM_FUSED_NORM", "1")
+    with use_backend("triton"):
+        y = l2_norm(x)
+    ref = x64.clone().requires_grad_(True)
+    ry = l2norm(ref)
+    dy = torch.randn(y.shape, dtype=torch.float64)
+    (y.double() * dy).sum().backward()
+    (ry * dy).sum().backward()
+    assert relative_rms(y, ry) <= 1e-5 and relative_rms(x.grad, ref.grad) <= 1e-5
 
 
 @pytest.mark.gpu

@@ -59,9 +59,9 @@ def rms_norm_fwd_kernel(x, gate, w, y, rstd_out, R, D, eps, BR: tl.constexpr, BD
 
 @triton.jit
 def rms_norm_bwd_kernel(x, gate, w, rstd_in, dy, dx, dgate, dw_part, R, D, BR: tl.constexpr, BD: tl.constexpr,
-                        HAS_GATE: tl.constexpr):
+                        HAS_GATE: tl.constexpr, HAS_DW: tl.constexpr):
     """Grid (cdiv(R, BR),). dx = rstd (dn - n mean(dn n)) with dn = dy' w, dy' = dy (* silu(gate));
-    dgate = dy n w silu'(gate); dw_part[program] = sum over the program's rows of dy' n."""
+    dgate = dy n w silu'(gate); with HAS_DW, dw_part[program] = sum over the program's rows of dy' n."""
     rows, rmask, offs, mask, xt, gt, wt = _rows(x, gate, w, tl.program_id(0) * BR, R, D, BR, BD, HAS_GATE)
     rstd = tl.load(rstd_in + rows, mask=rmask, other=0.0)
     dyt = tl.load(dy + offs, mask=mask, other=0.0).to(tl.float32)
@@ -71,8 +71,9 @@ def rms_norm_bwd_kernel(x, gate, w, rstd_in, dy, dx, dgate, dw_part, R, D, BR: t
         dgt = dyt * n * wt[None, :] * sig * (1.0 + gt * (1.0 - sig))
         tl.store(dgate + offs, dgt.to(dgate.dtype.element_ty), mask=mask)
         dyt = dyt * gt * sig
-    cols = tl.arange(0, BD)
-    tl.store(dw_part + tl.program_id(0).to(tl.int64) * D + cols, tl.sum(dyt * n, 0), mask=cols < D)
+    if HAS_DW:
+        cols = tl.arange(0, BD)
+        tl.store(dw_part + tl.program_id(0).to(tl.int64) * D + cols, tl.sum(dyt * n, 0), mask=cols < D)
     dn = dyt * wt[None, :]
     dxt = rstd[:, None] * (dn - n * (tl.sum(dn * n, 1) / D)[:, None])
     tl.store(dx + offs, dxt.to(dx.dtype.element_ty), mask=mask)
@@ -103,10 +104,11 @@ class RMSNormFunction(torch.autograd.Function):
         dgate = torch.empty_like(g2) if g2 is not None else None
         br, bd = _tile(D)
         programs = triton.cdiv(R, br)
-        dw_part = torch.empty(programs, D, device=x2.device, dtype=torch.float32)
+        has_dw = ctx.needs_input_grad[1]
+        dw_part = torch.empty(programs, D, device=x2.device, dtype=torch.float32) if has_dw else None
         rms_norm_bwd_kernel[(programs,)](x2, g2, weight, rstd, dy2, dx, dgate, dw_part, R, D, BR=br, BD=bd,
-                                         HAS_GATE=g2 is not None, num_warps=WARPS)
-        dweight = dw_part.sum(0).to(weight.dtype)
+                                         HAS_GATE=g2 is not None, HAS_DW=has_dw, num_warps=WARPS)
+        dweight = dw_part.sum(0).to(weight.dtype) if has_dw else None
         return (dx.view(ctx.shape), dweight, dgate.view(ctx.shape) if dgate is not None else None, None)
 
 

@@ -18,7 +18,7 @@ from transformers import initialization as init
 
 from ...configuration.base import LinmemConfig
 from ...kernels import gated_delta_rule
-from ...kernels.utils import l2norm
+from ...kernels.norm import l2_norm
 from ..layers import GatedRMSNorm, RMSNorm, ShortConvolution
 from .base import RecurrentMixer
 from ..layers import upcast
@@ -77,8 +77,8 @@ class GatedDeltaNetMixer(RecurrentMixer):
             convs, [self.q_proj(x), self.k_proj(x), self.v_proj(x)], conv_states, cu_seqlens,
             output_final_state, fallback_activation=F.silu,
         )
-        q = l2norm(q.view(batch, seq_len, self.num_heads, self.head_k_dim))
-        k = l2norm(k.view(batch, seq_len, self.num_heads, self.head_k_dim))
+        q = l2_norm(q.view(batch, seq_len, self.num_heads, self.head_k_dim))
+        k = l2_norm(k.view(batch, seq_len, self.num_heads, self.head_k_dim))
         v = v.view(batch, seq_len, self.num_heads, self.head_v_dim)
         beta = upcast(self.b_proj(x)).sigmoid()
         if self.allow_neg_eigval:
