@@ -9,7 +9,8 @@ steps moved by up to 25% from one GPU session to the next); then measures `gener
 and the recurrent-state bytes, which do not depend on the context length. With --compile the training step runs
 `model.compile()` (Inductor fuses the glue around the Triton kernels, which stay eager:
 linmem.kernels.backend.kernel_op); the warm-up steps include the compilation. --cuda-graph also times the step with
-forward and backward replayed as one CUDA graph (graphed_training_step), against the eager step's launch overhead. Writes `train_throughput-<gpu>.json` (`train_throughput-<gpu>-compiled.json` with --compile).
+forward and backward replayed as one CUDA graph (graphed_training_step), against the eager step's launch overhead.
+Writes `train_throughput-<gpu>.json` (`train_throughput-<gpu>-compiled.json` with --compile).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 CPU: under TRITON_INTERPRET=1 on small shapes: rows not a multiple of the kernel's row block, a width that is not a
 power of two, fp32 (rrms <= 1e-5) and bf16 (outputs <= 5e-3, gradients <= 1e-2), every gradient (x, weight, gate);
 buffers from torch.empty come back NaN-poisoned (tests/conftest.py). The op's switch (FUSED_NORM /
-LINMEM_FUSED_NORM), the modules that use it, and the mixers' q/k l2 norm on the same kernels. GPU (marked `gpu`): a training-size bf16 case.
+LINMEM_FUSED_NORM), the modules that use it, and the mixers' q/k l2 norm on the same kernels. GPU (marked `gpu`):
+a training-size bf16 case.
 """
 
 import os

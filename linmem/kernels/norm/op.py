@@ -20,9 +20,12 @@ from ..utils import check_floating, check_shape, l2norm
 FUSED_NORM = False
 
 
-def _fused(x: torch.Tensor) -> bool:
-    from .triton_norm import MAX_DIM
+#: Widest row the kernels take (one row is one tile; triton_norm.py, which this module does not import: triton is
+#: optional on the CPU).
+MAX_DIM = 8192
 
+
+def _fused(x: torch.Tensor) -> bool:
     return (bool(env_int("LINMEM_FUSED_NORM", int(FUSED_NORM))) and x.dtype != torch.float64
             and 0 < x.shape[-1] <= MAX_DIM and resolve_backend(x) == "triton")
 
@@ -45,9 +48,10 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, gate: torch.Tens
     x [..., D]; weight [D]; gate None or x's shape.
     """
     if not torch.compiler.is_compiling() and _fused(x):  # Dynamo traces the PyTorch path below
-        _validate(x, weight, gate)
-        triton_rms_norm = load_triton(__package__, "triton_norm", "triton_rms_norm")
-        return triton_rms_norm(x, weight, eps, gate)
+        triton_rms_norm = load_triton(__package__, "triton_norm", "triton_rms_norm")  # None without triton
+        if triton_rms_norm is not None:
+            _validate(x, weight, gate)
+            return triton_rms_norm(x, weight, eps, gate)
     compute = torch.promote_types(x.dtype, torch.float32)
     y = F.rms_norm(x.to(compute), (x.shape[-1],), weight.to(compute), eps)
     if gate is not None:

@@ -5,9 +5,9 @@ all in float32 from inputs of any float dtype, y rounded once to x's dtype: the 
 read of x (and gate) and one write of y. On the H200 the eager 340M CCQ-GDN training step spent about 40 of its
 162 ms of kernels in the PyTorch path's norms: the float32 copies of x and back, F.rms_norm and its backward, whose
 weight gradient alone took 7.4 ms (h200-2026-12-04b-wide-keys/6-cuda-graph-train/prof-train).
-Each program normalises whole rows (D up to MAX_DIM), TILE_ELEMENTS of them at a time in 8 warps (16 fp32 values a
-thread per [rows, D] tensor: the backward keeps about six live); the backward recomputes n from x and the saved rstd,
-and writes per-program partial sums of dweight that PyTorch adds.
+Each program normalises whole rows (D up to op.MAX_DIM), TILE_ELEMENTS of them at a time in 8 warps (16 fp32
+values a thread per [rows, D] tensor: the backward keeps about six live); the backward recomputes n from x and the
+saved rstd, and writes per-program partial sums of dweight that PyTorch adds.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import triton.language as tl
 
 TILE_ELEMENTS = 4096
 WARPS = 8
-MAX_DIM = 8192  # one row is one tile
 
 
 def _tile(D: int) -> tuple[int, int]:
@@ -112,7 +111,8 @@ class RMSNormFunction(torch.autograd.Function):
         return (dx.view(ctx.shape), dweight, dgate.view(ctx.shape) if dgate is not None else None, None)
 
 
-def triton_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, gate: torch.Tensor | None = None) -> torch.Tensor:
+def triton_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float,
+                    gate: torch.Tensor | None = None) -> torch.Tensor:
     """The op's Triton path (op.rms_norm validates): x [..., D], weight [D], gate like x or None."""
     return RMSNormFunction.apply(x.contiguous(), weight.contiguous(),
                                  gate.contiguous() if gate is not None else None, eps)
