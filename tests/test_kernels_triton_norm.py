@@ -114,6 +114,9 @@ def test_l2_norm_on_the_kernels_equals_l2norm(monkeypatch):
     (y.double() * dy).sum().backward()
     (ry * dy).sum().backward()
     assert relative_rms(y, ry) <= 1e-5 and relative_rms(x.grad, ref.grad) <= 1e-5
+    monkeypatch.setenv("LINMEM_FUSED_NORM", "0")  # the PyTorch path is l2norm's computation, bit for bit
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        assert torch.equal(l2_norm(x64.to(dtype)), l2norm(x64.to(dtype)))
 
 
 @pytest.mark.gpu

@@ -350,9 +350,8 @@ def gla_bwd_inter_kernel(v, gcs, h, do, dh, dq_inter, dk_inter, table, T, NT, sc
                          ACCUMULATE: tl.constexpr = False):
     """Grid (cdiv(K, BK), slots, B*H). The inter-chunk parts of dq and dk of a whole chunk at once (fp32
     operands, [BT, BV] x [BV, BK] products; with ACCUMULATE added to what dq_inter and dk_inter hold; v and dO
-    with row stride VS). Done per
-    16-row sub-chunk inside the dq/dk kernel, which read h and dh once per sub-chunk, GLA fwd+bwd took 12.20 ms at B8 T4K on the H200; this way, 10.95 ms
-    (benchmarks/results/kernel-forms-h200.json)."""
+    with row stride VS). Done per 16-row sub-chunk inside the dq/dk kernel, which read h and dh once per sub-chunk,
+    GLA fwd+bwd took 12.20 ms at B8 T4K on the H200; this way, 10.95 ms (benchmarks/results/kernel-forms-h200.json)."""
     i_k, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_h, t0, t1, slot, _, rows, rm = chunk_rows(i_c, i_bh, table, T, NT, H, BT, IS_VARLEN)
     offs_k = i_k * BK + tl.arange(0, BK)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backend import env_int, load_triton, resolve_backend
-from ..utils import check_floating, check_shape, l2norm
+from ..utils import check_floating, check_shape
 
 #: Off until the fused kernels have been timed against the PyTorch path on the GPU and run there in the GPU tests
 #: (tests/test_kernels_triton_norm.py); the CPU tests check them under the interpreter.
@@ -60,10 +60,9 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, gate: torch.Tens
 
 
 def l2_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """x / sqrt(||x||^2 + eps) over the last dimension in float32, returned in x's dtype (the q/k norm of the
-    GDN-family mixers): linmem.kernels.utils.l2norm, or on the Triton path the same RMS norm with the constant weight
-    D^{-1/2} and eps / D (no weight gradient)."""
-    if not torch.compiler.is_compiling() and _fused(x):
-        D = x.shape[-1]
-        return rms_norm(x, torch.full((D,), D ** -0.5, dtype=torch.float32, device=x.device), eps / D)
-    return l2norm(x, eps)
+    """x / sqrt(||x||^2 + eps) over the last dimension in float32 (float64 stays float64), returned in x's dtype: the
+    q/k norm of the GDN-family mixers, as the RMS norm with the constant weight D^{-1/2} and eps / D. Its PyTorch path
+    is exactly linmem.kernels.utils.l2norm's computation; the Triton path takes no weight gradient."""
+    D = x.shape[-1]
+    weight = torch.full((D,), D ** -0.5, dtype=torch.promote_types(x.dtype, torch.float32), device=x.device)
+    return rms_norm(x, weight, eps / D)

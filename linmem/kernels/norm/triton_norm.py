@@ -28,7 +28,8 @@ def _tile(D: int) -> tuple[int, int]:
 
 @triton.jit
 def _rows(x, gate, w, r0, R, D, BR: tl.constexpr, BD: tl.constexpr, HAS_GATE: tl.constexpr):
-    """(rows, row mask, cols, col mask, x [BR, BD] fp32, gate fp32 (x without a gate), w [BD] fp32) of one tile."""
+    """(rows, row mask, element offsets, element mask, x [BR, BD] fp32, gate fp32 (x without a gate), w [BD] fp32)
+    of the tile of rows r0 .. r0 + BR."""
     rows = r0 + tl.arange(0, BR)
     cols = tl.arange(0, BD)
     rmask = rows < R
