@@ -8,9 +8,10 @@
 The LINMEM_* launch variables are read at every call, so each variant is the same process with os.environ
 changed: no second start, no second compilation of the other kernels. For each op and T (B·T = 32K, H16 d128,
 bf16, inputs as benchmarks/kernels.py makes them; or each of --shapes' B,T,H,d_k,d_v): the output and every gradient
-under each variant against linmem's defaults (relative RMS: a miscompiled setting shows), whether two calls give bitwise-equal results, and the fwd+bwd
-median of triton.testing.do_bench, timed in --rounds rounds that visit the variants in turn (so a drifting clock
-does not favour the variant timed first); the row's time is the median over rounds. Writes launch-ab-<gpu>.json.
+under each variant against linmem's defaults (relative RMS: a miscompiled setting shows), whether two calls give
+bitwise-equal results, and the fwd+bwd median of triton.testing.do_bench, timed in --rounds rounds that visit the
+variants in turn (so a drifting clock does not favour the variant timed first); the row's time is the median over
+rounds. Writes launch-ab-<gpu>.json.
 """
 
 from __future__ import annotations
