@@ -24,15 +24,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
-import transformers
-
-import linmem
-from linmem import CCQConfig, CCQForCausalLM, cache_of
-
 if __name__ == "__main__":
     import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
 
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+import linmem  # noqa: E402
+from linmem import CCQConfig, CCQForCausalLM, cache_of  # noqa: E402
 from benchmarks.kernels import gpu_file_name  # noqa: E402
 
 
