@@ -12,11 +12,24 @@ The final state (the last W - 1 inputs) is gathered by the caller with different
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import triton
 import triton.language as tl
 
-ROWS, CHANNELS = 32, 128  # tile [BR rows, BD channels]
+
+
+class ConvLaunch(NamedTuple):
+    """A kernel's tile [rows, channels] and warps."""
+    rows: int
+    channels: int
+    warps: int
+
+
+#: The forward kernel (and the backward's dpre pass, the same kernel), then the dx / dweight kernel.
+FWD_LAUNCH = ConvLaunch(32, 128, 4)
+BWD_LAUNCH = ConvLaunch(32, 128, 4)
 
 
 @triton.jit
@@ -106,6 +119,10 @@ def causal_conv1d_bwd_kernel(x, w, h0, seq_idx, cu, dpre, dx, dw_part, db_part, 
     tl.store(dx + rows[:, None] * D + cols[None, :], grad.to(dx.dtype.element_ty), mask=rmask[:, None] & cmask[None, :])
 
 
+def _grid(R: int, D: int, launch: ConvLaunch) -> tuple[int, int]:
+    return triton.cdiv(R, launch.rows), triton.cdiv(D, launch.channels)
+
+
 def _sequence_bounds(x: torch.Tensor, cu_seqlens: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(bos [N], eos [N]) int64: each sequence's first and end flat row of x [B, T, D]."""
     B, T, _ = x.shape
@@ -129,11 +146,11 @@ class CausalConv1dFunction(torch.autograd.Function):
             cu = cu_seqlens.to(device=x.device, dtype=torch.int64)
             seq_idx = torch.searchsorted(eos, torch.arange(T, device=x.device), right=True).to(torch.int32)
         y = torch.empty_like(x)
-        grid = (triton.cdiv(B * T, ROWS), triton.cdiv(D, CHANNELS))
-        causal_conv1d_fwd_kernel[grid](
-            x, weight, bias, initial_state, seq_idx, cu, None, y, B * T, T, D, W=W, BR=ROWS, BD=CHANNELS,
+        fwd = FWD_LAUNCH
+        causal_conv1d_fwd_kernel[_grid(B * T, D, fwd)](
+            x, weight, bias, initial_state, seq_idx, cu, None, y, B * T, T, D, W=W, BR=fwd.rows, BD=fwd.channels,
             HAS_BIAS=bias is not None, HAS_H0=initial_state is not None, SILU=silu, GRAD=False,
-            IS_VARLEN=cu is not None)
+            IS_VARLEN=cu is not None, num_warps=fwd.warps)
         ctx.save_for_backward(x, weight, bias, initial_state, seq_idx, cu, bos, eos)
         ctx.silu = silu
         return y
@@ -144,20 +161,23 @@ class CausalConv1dFunction(torch.autograd.Function):
         B, T, D = x.shape
         W = weight.shape[1]
         R = B * T
-        grid = (triton.cdiv(R, ROWS), triton.cdiv(D, CHANNELS))
-        flags = dict(W=W, BR=ROWS, BD=CHANNELS, HAS_H0=initial_state is not None, IS_VARLEN=cu is not None)
+        flags = dict(W=W, HAS_H0=initial_state is not None, IS_VARLEN=cu is not None)
         dy = dy.contiguous()
         if ctx.silu:
+            fwd = FWD_LAUNCH
             dpre = torch.empty(B, T, D, device=x.device, dtype=torch.float32)
-            causal_conv1d_fwd_kernel[grid](x, weight, bias, initial_state, seq_idx, cu, dy, dpre, R, T, D,
-                                           HAS_BIAS=bias is not None, SILU=True, GRAD=True, **flags)
+            causal_conv1d_fwd_kernel[_grid(R, D, fwd)](
+                x, weight, bias, initial_state, seq_idx, cu, dy, dpre, R, T, D, BR=fwd.rows, BD=fwd.channels,
+                HAS_BIAS=bias is not None, SILU=True, GRAD=True, num_warps=fwd.warps, **flags)
         else:
             dpre = dy.float()
+        bwd = BWD_LAUNCH
+        grid = _grid(R, D, bwd)
         dx = torch.empty_like(x)
         dw_part = torch.empty(grid[0], W, D, device=x.device, dtype=torch.float32)
         db_part = torch.empty(grid[0], D, device=x.device, dtype=torch.float32)
         causal_conv1d_bwd_kernel[grid](x, weight, initial_state, seq_idx, cu, dpre, dx, dw_part, db_part, R, T, D,
-                                       **flags)
+                                       BR=bwd.rows, BD=bwd.channels, num_warps=bwd.warps, **flags)
         dweight = dw_part.sum(0).t().to(weight.dtype)
         dbias = db_part.sum(0).to(bias.dtype) if bias is not None else None
         dh0 = None
