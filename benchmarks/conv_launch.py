@@ -5,11 +5,12 @@
 
 The 340M GDN models run three convolutions a layer (q and k at D 512, v at 1024; width 4, SiLU, bf16) and a
 training step spent about 12 ms of its 130 in them (h200-2026-12-04c-defaults/1-candidates/prof-norm), several
-times their memory-bandwidth bound. For each D this times (median of triton.testing.do_bench) the op's forward
-under every forward launch (linmem.kernels.conv.triton_conv.FWD_LAUNCH: rows, channels, warps), and its backward
-(the dpre pass, then dx and the dweight partial sums, and their reduction) under every backward launch
-(BWD_LAUNCH), each against the default launch's outputs (relative RMS: dweight's partial sums change with the
-tile's rows). Writes conv-launch-<gpu>.json with the achieved GB/s of the forward (x read, y written once).
+times their memory-bandwidth bound. For each D this times the op's forward under every forward launch
+(linmem.kernels.conv.triton_conv.FWD_LAUNCH: rows, channels, warps), and its backward (the dpre pass, then dx and
+the dweight partial sums, and their reduction) under every backward launch (BWD_LAUNCH): the median of
+triton.testing.do_bench_cudagraph (replays, no launch overhead, as in a graphed training step), outputs against
+the default launch's (relative RMS, buffers NaN-poisoned; dweight's partial sums change with the tile's rows).
+Writes conv-launch-<gpu>.json with the forward's achieved GB/s (x read and y written once).
 """
 
 from __future__ import annotations
@@ -25,21 +26,24 @@ if __name__ == "__main__":
     import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
 
 from benchmarks.kernels import gpu_file_name, result_header  # noqa: E402
+from linmem.kernels.poison import poisoned_buffers  # noqa: E402
 from linmem.kernels.utils import relative_rms  # noqa: E402
 
 
 def launches(smoke: bool) -> list[tuple[int, int, int]]:
     if smoke:
         return [(16, 16, 1), (32, 16, 2)]
-    return list(itertools.product((32, 64, 128, 256), (64, 128, 256), (2, 4, 8)))
+    return list(itertools.product((32, 64, 128, 256), (64, 128), (2, 4, 8)))
 
 
 def _time(fn, smoke: bool) -> float:
+    """Median ms of fn replayed in a CUDA graph: one op call is tens of microseconds, near its launch overhead,
+    while a training step replays the kernels back to back (train_throughput.py --cuda-graph)."""
     if smoke:
         fn()
         return float("nan")
     import triton
-    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+    return triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median")
 
 
 def sweep_dim(B: int, T: int, D: int, smoke: bool) -> list[dict]:
@@ -69,12 +73,14 @@ def sweep_dim(B: int, T: int, D: int, smoke: bool) -> list[dict]:
             try:
                 if kind == "fwd":
                     with torch.no_grad():
-                        row["rrms"] = relative_rms(forward(), y_ref)
+                        with poisoned_buffers(conv.__name__):
+                            row["rrms"] = relative_rms(forward(), y_ref)
                         row["ms"] = _time(forward, smoke)
                     row["GB/s"] = gigabytes / (row["ms"] * 1e-3)
                 else:
                     y = forward()
-                    grads = torch.autograd.grad(y, (x, weight), dy, retain_graph=True)
+                    with poisoned_buffers(conv.__name__):
+                        grads = torch.autograd.grad(y, (x, weight), dy, retain_graph=True)
                     row["rrms"] = max(relative_rms(g, r) for g, r in zip(grads, grads_ref))
                     row["ms"] = _time(lambda: torch.autograd.grad(y, (x, weight), dy, retain_graph=True), smoke)
             except Exception as err:  # a launch the compiler refuses (shared memory, registers) is recorded

@@ -18,6 +18,8 @@ if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 
+from linmem.kernels.poison import PoisonedTorch  # noqa: E402
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
@@ -50,26 +52,9 @@ KERNEL_HOST_MODULES = (
 )
 
 
-class _PoisonedTorch:
-    """Stands in for `torch` inside a kernel host module: empty buffers come back filled with NaN."""
-
-    def __getattr__(self, name):
-        return getattr(torch, name)
-
-    @staticmethod
-    def _poison(t):
-        return t.fill_(float("nan")) if t.is_floating_point() else t
-
-    def empty(self, *args, **kwargs):
-        return self._poison(torch.empty(*args, **kwargs))
-
-    def empty_like(self, *args, **kwargs):
-        return self._poison(torch.empty_like(*args, **kwargs))
-
-
 @pytest.fixture(autouse=True)
 def poison_kernel_buffers(monkeypatch):
-    poisoned = _PoisonedTorch()
+    poisoned = PoisonedTorch()
     for name in KERNEL_HOST_MODULES:
         monkeypatch.setattr(importlib.import_module(name), "torch", poisoned)
 
