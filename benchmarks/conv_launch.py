@@ -3,15 +3,15 @@
     python benchmarks/conv_launch.py [--shape 4,4096] [--dims 512,1024] [--out DIR]
     python benchmarks/conv_launch.py --smoke --out /tmp/x     # CPU interpreter, tiny shapes: checks the script
 
-The 340M GDN models run three convolutions a layer (q and k at D 512, v at 1024; width 4, SiLU, bf16) and a
-training step spent about 12 ms of its 130 in them (h200-2026-12-04c-defaults/1-candidates/prof-norm), several
-times their memory-bandwidth bound. For each D this times the op's forward under every forward launch
+The 340M GDN models run three convolutions a layer (q and k at D 512, v at 1024; width 4, SiLU, bf16) and a training
+step spent about 12 ms of its 130 in them (h200-2026-12-04c-defaults/1-candidates/prof-norm), 7.3 of them in the
+backward's dx / dweight kernel. For each D this times the op's forward under every forward launch
 (linmem.kernels.conv.triton_conv.FWD_LAUNCH: rows, channels, warps), and its forward+backward (the backward: the
-dpre pass, then dx and the dweight partial sums, and their reduction) under every backward launch (BWD_LAUNCH),
-the forward at the default launch: the median of
-triton.testing.do_bench_cudagraph (replays, no launch overhead, as in a graphed training step), outputs against
-the default launch's (relative RMS, buffers NaN-poisoned; dweight's partial sums change with the tile's rows).
-Writes conv-launch-<gpu>.json with the forward's achieved GB/s (x read and y written once).
+dpre pass, then dx and the dweight partial sums, and their reduction; or the one-kernel backward, FUSED_BACKWARD)
+under every backward launch (BWD_LAUNCH), the forward at the default launch: the median of
+triton.testing.do_bench_cudagraph (replays, no launch overhead, as in a graphed training step), outputs against the
+default launch's (relative RMS, buffers NaN-poisoned; dweight's partial sums change with the tile's rows). Writes
+conv-launch-<gpu>.json with the forward's achieved GB/s (x read and y written once).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -29,6 +30,10 @@ if __name__ == "__main__":
 from benchmarks.kernels import gpu_file_name, result_header  # noqa: E402
 from linmem.kernels.poison import poisoned_buffers  # noqa: E402
 from linmem.kernels.utils import relative_rms  # noqa: E402
+
+
+#: The forward, the two-kernel backward and the one-kernel backward (FUSED_BACKWARD), each under every launch.
+KINDS = ("fwd", "bwd", "fused")
 
 
 def launches(smoke: bool) -> list[tuple[int, int, int]]:
@@ -66,8 +71,9 @@ def sweep_dim(B: int, T: int, D: int, smoke: bool) -> list[dict]:
     rows = []
     gigabytes = 2 * x.numel() * x.element_size() / 1e9
     try:
-        for kind, launch in itertools.product(("fwd", "bwd"), launches(smoke)):
+        for kind, launch in itertools.product(KINDS, launches(smoke)):
             setting = conv.ConvLaunch(*launch)
+            os.environ["LINMEM_CONV_FUSED_BWD"] = str(int(kind == "fused"))
             conv.FWD_LAUNCH, conv.BWD_LAUNCH = (setting, default_bwd) if kind == "fwd" else (default_fwd, setting)
             row = {"D": D, "B": B, "T": T, "kernel": kind, "rows": setting.rows, "channels": setting.channels,
                    "warps": setting.warps}
@@ -92,6 +98,7 @@ def sweep_dim(B: int, T: int, D: int, smoke: bool) -> list[dict]:
             print(json.dumps(row), flush=True)
     finally:
         conv.FWD_LAUNCH, conv.BWD_LAUNCH = default_fwd, default_bwd
+        os.environ.pop("LINMEM_CONV_FUSED_BWD", None)
     return rows
 
 
@@ -107,7 +114,7 @@ def main() -> None:
     rows = [row for D in dims for row in sweep_dim(B, T, D, args.smoke)]
     result = {"header": {"smoke": True} if args.smoke else result_header(), "rows": rows}
     for D in dims:
-        for kind in ("fwd", "bwd"):
+        for kind in KINDS:
             key = "ms" if kind == "fwd" else "fwdbwd_ms"
             timed = [r for r in rows if r["D"] == D and r["kernel"] == kind and r.get(key, float("nan")) == r.get(key)]
             if timed:

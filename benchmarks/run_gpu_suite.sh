@@ -66,13 +66,13 @@ stage "kernel repeatability" "${REPEAT_S:-120}" kernel_repeatability.log \
   $PY benchmarks/kernel_repeatability.py --ops gla,gated_delta_rule,qdelta_rule --out "$OUT"
 # Candidates not yet in the tables, timed in the ops (LAUNCH_AB_ARGS, e.g. --variants "name:LINMEM_...=...").
 stage "launch a/b" "${LAUNCH_AB_S:-150}" launch_ab.log $PY benchmarks/launch_ab.py ${LAUNCH_AB_ARGS:-} --out "$OUT"
-# GLA's value slices read in place (VALUE_SLICES_IN_PLACE, off until timed) at the fla-1.3B GLA shape.
-stage "launch a/b, GLA slices in place" "${SLICES_AB_S:-90}" launch_ab_gla_slices.log $PY benchmarks/launch_ab.py \
-  --ops gla --shapes 8,4096,4,256,512 --variants "inplace:LINMEM_GLA_SLICES_IN_PLACE=1" --out "$OUT/gla-slices"
+# The short convolution's launches and its one-kernel backward (FUSED_BACKWARD, off until timed), CUDA-graph timed.
+stage "conv launches" "${CONV_S:-240}" conv_launch.log $PY benchmarks/conv_launch.py --out "$OUT/conv"
 
 # Compile every kernel the sweep times (fla's autotuning compiles dozens of launch settings per kernel, one after
-# another: more than 240 s on the H200) in parallel processes while the tests run; the sweep loads them from the
-# Triton cache. Not timing: the tests do not mind sharing the GPU.
+# another: more than 240 s on the H200; fla's GLA at the fla-1.3B shape took 123 s with 2 jobs in one session and
+# did not finish in 200 s + 330 s of the sweep in the next) in parallel processes while the tests run; the sweep
+# loads them from the Triton cache. Not timing: the tests do not mind sharing the GPU.
 timeout "${WARM_S:-420}" $PY benchmarks/warm_compile.py --jobs "${WARM_JOBS:-8}" > "$OUT/warm.log" 2>&1 &
 WARM_PID=$!
 
@@ -96,9 +96,9 @@ stage "kernel benchmark" "${BENCH_S:-600}" kernels.log $PY benchmarks/kernels.py
 stage "ccq fusion bound" "${FUSION_S:-120}" fusion_bound.log $PY benchmarks/ccq_fusion_bound.py --out "$OUT"
 # Eager and with forward+backward replayed as one CUDA graph (the eager step is host-bound); then compiled, both ways.
 stage "train throughput" "${TRAIN_S:-150}" train.log $PY benchmarks/train_throughput.py --cuda-graph --out "$OUT"
-# The fused norm kernels (linmem/kernels/norm, off by default) in the eager and graphed step.
-stage "train throughput, fused norms" "${TRAIN_NORM_S:-150}" train_fused_norm.log env LINMEM_FUSED_NORM=1 \
-  $PY benchmarks/train_throughput.py --cuda-graph --variants ccq-gdn --out "$OUT/fused-norm"
+# The one-kernel conv backward (off by default) in the eager and graphed step.
+stage "train throughput, fused conv backward" "${TRAIN_CONV_S:-150}" train_conv_bwd.log env LINMEM_CONV_FUSED_BWD=1 \
+  $PY benchmarks/train_throughput.py --cuda-graph --variants ccq-gdn --out "$OUT/conv-fused-bwd"
 stage "train throughput, compiled" "${TRAIN_COMPILED_S:-220}" train_compiled.log \
   $PY benchmarks/train_throughput.py --compile --cuda-graph --out "$OUT"
 stage "profile" "${PROFILE_S:-240}" profile.log $PY benchmarks/profile_gpu.py ${PROFILE_ARGS:-} --out "$OUT"

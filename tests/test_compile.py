@@ -27,8 +27,12 @@ def loss_and_grads(model, ids: torch.Tensor) -> tuple[torch.Tensor, list[torch.T
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
-def test_compiled_model_matches_eager_and_breaks_only_at_kernel_ops(name):
+def test_compiled_model_matches_eager_and_breaks_only_at_kernel_ops(name, monkeypatch):
     import torch._dynamo
+
+    # Compiled code always takes the norms' PyTorch path (Inductor fuses it); eager does too here, so the two runs
+    # do the same arithmetic (the fused kernels sum in another order: up to 2e-5 on near-cancelling gradients).
+    monkeypatch.setenv("LINMEM_FUSED_NORM", "0")
     from torch._dynamo.utils import counters
 
     model = make_model(name, dtype=torch.float32).train()

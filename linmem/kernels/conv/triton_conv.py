@@ -7,7 +7,9 @@ of a 340M GDN training step took about 30 ms that way (conv, its backward, the c
 plus the strided copies of the transposes. Here each program reads a [BR, BD] tile and its W - 1 earlier rows
 in place. The backward recomputes pre (no activation saved), writes dpre = dy act'(pre) in fp32, then
 dx_s = sum_j weight[:, j] dpre_{s+W-1-j} (same sequence only) and per-tile partial sums of dweight and dbias.
-The final state (the last W - 1 inputs) is gathered by the caller with differentiable PyTorch indexing.
+With FUSED_BACKWARD one kernel does the backward instead: it recomputes dpre in registers for its rows and the
+W - 1 rows after them (each shifted tile from its own taps, hits in L1/L2), so the fp32 dpre is neither written nor
+read back. The final state (the last W - 1 inputs) is gathered by the caller with differentiable PyTorch indexing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ..backend import env_int
+
 
 
 class ConvLaunch(NamedTuple):
@@ -27,9 +31,15 @@ class ConvLaunch(NamedTuple):
     warps: int
 
 
-#: The forward kernel (and the backward's dpre pass, the same kernel), then the dx / dweight kernel.
+#: The forward kernel (and the backward's dpre pass, the same kernel), then the dx / dweight kernel (or the fused
+#: backward kernel).
 FWD_LAUNCH = ConvLaunch(32, 128, 4)
 BWD_LAUNCH = ConvLaunch(32, 128, 4)
+
+#: One backward kernel without the fp32 dpre buffer (not where initial_state needs a gradient: dh0 reads dpre).
+#: Off until timed on the GPU against the two-kernel backward (benchmarks/conv_launch.py --fused-backward) and run
+#: in the GPU tests; CPU tests run it under the interpreter. LINMEM_CONV_FUSED_BWD=1 or 0 overrides it at each call.
+FUSED_BACKWARD = False
 
 
 @triton.jit
@@ -119,6 +129,55 @@ def causal_conv1d_bwd_kernel(x, w, h0, seq_idx, cu, dpre, dx, dw_part, db_part, 
     tl.store(dx + rows[:, None] * D + cols[None, :], grad.to(dx.dtype.element_ty), mask=rmask[:, None] & cmask[None, :])
 
 
+@triton.jit
+def _dpre(x, w, bias, h0, dy, rows, ok, n, bos, cols, cmask, D, W: tl.constexpr, HAS_BIAS: tl.constexpr,
+          HAS_H0: tl.constexpr, SILU: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr):
+    """[BR, BD] fp32 dpre = dy * act'(pre) at `rows` (all of sequence n), 0 where not ok."""
+    tile = rows[:, None] * D + cols[None, :]
+    both = ok[:, None] & cmask[None, :]
+    grad = tl.load(dy + tile, mask=both, other=0.0).to(tl.float32)
+    if SILU:
+        pre = _pre_activation(x, w, bias, h0, rows, ok, n, bos, cols, cmask, D, W, HAS_BIAS, HAS_H0, BR, BD)
+        s = tl.sigmoid(pre)
+        grad = grad * s * (1.0 + pre * (1.0 - s))
+    return grad
+
+
+@triton.jit
+def causal_conv1d_bwd_fused_kernel(x, w, bias, h0, seq_idx, cu, dy, dx, dw_part, db_part, R, T, D,
+                                   W: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr, HAS_BIAS: tl.constexpr,
+                                   HAS_H0: tl.constexpr, SILU: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """Grid as the forward. The backward in one pass: dx [R, D] (dx's dtype) = sum_j weight[:, j] dpre_{s+W-1-j}
+    over the rows of the same sequence, each shifted dpre tile recomputed from x and dy; dw_part [tiles, W, D] and
+    db_part [tiles, D] (fp32) as causal_conv1d_bwd_kernel's."""
+    i_r = tl.program_id(0).to(tl.int64)
+    rows = (i_r * BR + tl.arange(0, BR)).to(tl.int64)
+    cols = tl.program_id(1) * BD + tl.arange(0, BD)
+    rmask, cmask = rows < R, cols < D
+    n, bos, eos = _row_spans(rows, rmask, seq_idx, cu, T, IS_VARLEN)
+    here = _dpre(x, w, bias, h0, dy, rows, rmask, n, bos, cols, cmask, D, W, HAS_BIAS, HAS_H0, SILU, BR, BD)
+    w_last = tl.load(w + cols * W + (W - 1), mask=cmask, other=0.0).to(tl.float32)
+    grad = w_last[None, :] * here
+    for j in tl.static_range(W):
+        if j < W - 1:
+            later = rows + (W - 1) - j  # the output row that reads this row through tap j
+            ok = rmask & (later < eos)
+            wj = tl.load(w + cols * W + j, mask=cmask, other=0.0).to(tl.float32)
+            grad += wj[None, :] * _dpre(x, w, bias, h0, dy, later, ok, n, bos, cols, cmask, D, W, HAS_BIAS, HAS_H0,
+                                        SILU, BR, BD)
+        tap = _tap(x, h0, rows, rmask, n, bos, cols, cmask, D, j, W, HAS_H0)
+        tl.store(dw_part + (i_r * W + j) * D + cols, tl.sum(here * tap, 0), mask=cmask)
+    tl.store(db_part + i_r * D + cols, tl.sum(here, 0), mask=cmask)
+    tl.store(dx + rows[:, None] * D + cols[None, :], grad.to(dx.dtype.element_ty), mask=rmask[:, None] & cmask[None, :])
+
+
+def _weight_grads(dw_part: torch.Tensor, db_part: torch.Tensor, weight: torch.Tensor,
+                  bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(dweight [D, W], dbias [D] or None) from the row tiles' partial sums, in the parameters' dtypes."""
+    dbias = db_part.sum(0).to(bias.dtype) if bias is not None else None
+    return dw_part.sum(0).t().to(weight.dtype), dbias
+
+
 def _grid(R: int, D: int, launch: ConvLaunch) -> tuple[int, int]:
     return triton.cdiv(R, launch.rows), triton.cdiv(D, launch.channels)
 
@@ -163,6 +222,17 @@ class CausalConv1dFunction(torch.autograd.Function):
         R = B * T
         flags = dict(W=W, HAS_H0=initial_state is not None, IS_VARLEN=cu is not None)
         dy = dy.contiguous()
+        bwd = BWD_LAUNCH
+        grid = _grid(R, D, bwd)
+        dx = torch.empty_like(x)
+        dw_part = torch.empty(grid[0], W, D, device=x.device, dtype=torch.float32)
+        db_part = torch.empty(grid[0], D, device=x.device, dtype=torch.float32)
+        needs_dh0 = initial_state is not None and ctx.needs_input_grad[3]
+        if not needs_dh0 and env_int("LINMEM_CONV_FUSED_BWD", int(FUSED_BACKWARD)):
+            causal_conv1d_bwd_fused_kernel[grid](
+                x, weight, bias, initial_state, seq_idx, cu, dy, dx, dw_part, db_part, R, T, D, BR=bwd.rows,
+                BD=bwd.channels, HAS_BIAS=bias is not None, SILU=ctx.silu, num_warps=bwd.warps, **flags)
+            return dx, *_weight_grads(dw_part, db_part, weight, bias), None, None, None
         if ctx.silu:
             fwd = FWD_LAUNCH
             dpre = torch.empty(B, T, D, device=x.device, dtype=torch.float32)
@@ -171,17 +241,11 @@ class CausalConv1dFunction(torch.autograd.Function):
                 HAS_BIAS=bias is not None, SILU=True, GRAD=True, num_warps=fwd.warps, **flags)
         else:
             dpre = dy.float()
-        bwd = BWD_LAUNCH
-        grid = _grid(R, D, bwd)
-        dx = torch.empty_like(x)
-        dw_part = torch.empty(grid[0], W, D, device=x.device, dtype=torch.float32)
-        db_part = torch.empty(grid[0], D, device=x.device, dtype=torch.float32)
         causal_conv1d_bwd_kernel[grid](x, weight, initial_state, seq_idx, cu, dpre, dx, dw_part, db_part, R, T, D,
                                        BR=bwd.rows, BD=bwd.channels, num_warps=bwd.warps, **flags)
-        dweight = dw_part.sum(0).t().to(weight.dtype)
-        dbias = db_part.sum(0).to(bias.dtype) if bias is not None else None
+        dweight, dbias = _weight_grads(dw_part, db_part, weight, bias)
         dh0 = None
-        if initial_state is not None and ctx.needs_input_grad[3]:
+        if needs_dh0:
             # history slot i (input bos - (W-1) + i) reaches output bos + i - j through tap j <= i
             flat = dpre.view(R, D)
             dh0 = torch.zeros(initial_state.shape, device=x.device, dtype=torch.float32)
