@@ -253,7 +253,8 @@ class CausalConv1dFunction(torch.autograd.Function):
                 for j in range(i + 1):
                     out_row = bos + i - j
                     reach = (out_row < eos).unsqueeze(-1)
-                    dh0[:, :, i] += torch.where(reach, flat[out_row.clamp(max=max(R - 1, 0))], 0.0) * weight[:, j].float()
+                    reached = torch.where(reach, flat[out_row.clamp(max=max(R - 1, 0))], 0.0)
+                    dh0[:, :, i] += reached * weight[:, j].float()
             dh0 = dh0.to(initial_state.dtype)
         return dx, dweight, dbias, dh0, None, None
 
