@@ -97,6 +97,9 @@ stage "ccq fusion bound" "${FUSION_S:-120}" fusion_bound.log $PY benchmarks/ccq_
 # Eager and with forward+backward replayed as one CUDA graph (the eager step is host-bound); then compiled, both ways.
 stage "train throughput" "${TRAIN_S:-150}" train.log $PY benchmarks/train_throughput.py --cuda-graph --out "$OUT"
 # The one-kernel conv backward (off by default) in the eager and graphed step.
+# Fused input projections (linmem/modeling/projection.py, off by default): one matmul per layer input.
+stage "train throughput, fused projections" "${TRAIN_PROJ_S:-150}" train_fused_proj.log env LINMEM_FUSED_PROJECTIONS=1 \
+  $PY benchmarks/train_throughput.py --cuda-graph --variants ccq-gdn --out "$OUT/fused-projections"
 stage "train throughput, fused conv backward" "${TRAIN_CONV_S:-150}" train_conv_bwd.log env LINMEM_CONV_FUSED_BWD=1 \
   $PY benchmarks/train_throughput.py --cuda-graph --variants ccq-gdn --out "$OUT/conv-fused-bwd"
 stage "train throughput, compiled" "${TRAIN_COMPILED_S:-220}" train_compiled.log \

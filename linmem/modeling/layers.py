@@ -8,6 +8,7 @@ from transformers.activations import ACT2FN
 
 from ..kernels import causal_conv1d
 from ..kernels.norm import rms_norm
+from .projection import project
 
 
 def upcast(t: torch.Tensor) -> torch.Tensor:
@@ -56,7 +57,8 @@ class SwiGLUMLP(nn.Module):
         self.act_fn = activation(hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = project(x, self.gate_proj, self.up_proj)
+        return self.down_proj(self.act_fn(gate) * up)
 
 
 class PlainMLP(nn.Module):

@@ -19,9 +19,9 @@ from transformers import initialization as init
 from ...configuration.base import LinmemConfig
 from ...kernels import gated_delta_rule
 from ...kernels.norm import l2_norm
-from ..layers import GatedRMSNorm, RMSNorm, ShortConvolution
+from ..layers import GatedRMSNorm, RMSNorm, ShortConvolution, upcast
+from ..projection import project
 from .base import RecurrentMixer
-from ..layers import upcast
 
 
 class GatedDeltaNetMixer(RecurrentMixer):
@@ -72,24 +72,26 @@ class GatedDeltaNetMixer(RecurrentMixer):
 
     def mix(self, x, state, conv_states, cu_seqlens, output_final_state):
         batch, seq_len, _ = x.shape
+        optional = [self.a_proj] if self.use_decay else []
+        optional += [self.g_proj] if self.use_output_gate else []
+        q, k, v, beta_logits, *rest = project(x, self.q_proj, self.k_proj, self.v_proj, self.b_proj, *optional)
         convs = [self.q_conv1d, self.k_conv1d, self.v_conv1d] if self.use_short_conv else None
         (q, k, v), new_conv_states = self.run_convs(
-            convs, [self.q_proj(x), self.k_proj(x), self.v_proj(x)], conv_states, cu_seqlens,
-            output_final_state, fallback_activation=F.silu,
+            convs, [q, k, v], conv_states, cu_seqlens, output_final_state, fallback_activation=F.silu,
         )
-        q = l2_norm(q.view(batch, seq_len, self.num_heads, self.head_k_dim))
-        k = l2_norm(k.view(batch, seq_len, self.num_heads, self.head_k_dim))
-        v = v.view(batch, seq_len, self.num_heads, self.head_v_dim)
-        beta = upcast(self.b_proj(x)).sigmoid()
+        q = l2_norm(q.reshape(batch, seq_len, self.num_heads, self.head_k_dim))
+        k = l2_norm(k.reshape(batch, seq_len, self.num_heads, self.head_k_dim))
+        v = v.reshape(batch, seq_len, self.num_heads, self.head_v_dim)
+        beta = upcast(beta_logits).sigmoid()
         if self.allow_neg_eigval:
             beta = beta * 2.0
         if self.use_decay:
-            g = -upcast(self.A_log).exp() * F.softplus(upcast(self.a_proj(x)) + upcast(self.dt_bias))
+            g = -upcast(self.A_log).exp() * F.softplus(upcast(rest.pop(0)) + upcast(self.dt_bias))
         else:
             g = beta.new_zeros(beta.shape)
         o, new_state = self.recurrence(x, q, k, v, g, beta, state, cu_seqlens, output_final_state)
         if self.use_output_gate:
-            o = self.o_norm(o, self.g_proj(x).view(batch, seq_len, self.num_heads, self.head_v_dim))
+            o = self.o_norm(o, rest.pop(0).reshape(batch, seq_len, self.num_heads, self.head_v_dim))
         else:
             o = self.o_norm(o)
         o = o.reshape(batch, seq_len, -1)

@@ -15,9 +15,9 @@ from torch import nn
 
 from ...configuration.base import LinmemConfig
 from ...kernels import gla
-from ..layers import GatedRMSNorm, ShortConvolution
+from ..layers import GatedRMSNorm, ShortConvolution, upcast
+from ..projection import project
 from .base import RecurrentMixer
-from ..layers import upcast
 
 
 class GLAMixer(RecurrentMixer):
@@ -46,17 +46,16 @@ class GLAMixer(RecurrentMixer):
 
     def mix(self, x, state, conv_states, cu_seqlens, output_final_state):
         batch, seq_len, _ = x.shape
+        q, k, v, gk_low_rank, gate = project(x, self.q_proj, self.k_proj, self.v_proj, self.gk_proj[0], self.g_proj)
         convs = [self.q_conv1d, self.k_conv1d, self.v_conv1d] if self.use_short_conv else None
-        (q, k, v), new_conv_states = self.run_convs(
-            convs, [self.q_proj(x), self.k_proj(x), self.v_proj(x)], conv_states, cu_seqlens, output_final_state
-        )
-        q = q.view(batch, seq_len, self.num_heads, self.head_k_dim)
-        k = k.view(batch, seq_len, self.num_heads, self.head_k_dim)
-        v = v.view(batch, seq_len, self.num_heads, self.head_v_dim)
-        gk = F.logsigmoid(upcast(self.gk_proj[1](self.gk_proj[0](x)))) / self.gate_logit_normalizer
+        (q, k, v), new_conv_states = self.run_convs(convs, [q, k, v], conv_states, cu_seqlens, output_final_state)
+        q = q.reshape(batch, seq_len, self.num_heads, self.head_k_dim)
+        k = k.reshape(batch, seq_len, self.num_heads, self.head_k_dim)
+        v = v.reshape(batch, seq_len, self.num_heads, self.head_v_dim)
+        gk = F.logsigmoid(upcast(self.gk_proj[1](gk_low_rank))) / self.gate_logit_normalizer
         gk = gk.view(batch, seq_len, self.num_heads, self.head_k_dim)
         o, new_state = self.recurrence(x, q, k, v, gk, state, cu_seqlens, output_final_state)
-        gate = self.g_proj(x).view(batch, seq_len, self.num_heads, self.head_v_dim)
+        gate = gate.reshape(batch, seq_len, self.num_heads, self.head_v_dim)
         o = self.g_norm(o, gate).reshape(batch, seq_len, -1)
         return self.o_proj(o), new_state, new_conv_states
 
