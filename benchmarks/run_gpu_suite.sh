@@ -84,7 +84,7 @@ PARALLEL=$($PY -c "import xdist" 2>/dev/null && echo "-n ${TEST_WORKERS:-6} --di
 stage "gpu tests" "${TEST_S:-360}" gpu_tests.log env TORCHINDUCTOR_COMPILE_THREADS=1 $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 300 $PARALLEL \
   tests/test_kernels_triton_gla.py tests/test_kernels_triton_gdn.py tests/test_kernels_triton_qdelta.py \
   tests/test_kernels_triton_ccq_stats.py tests/test_kernels_triton_conv.py tests/test_kernels_gpu_determinism.py \
-  tests/test_model_gpu.py tests/test_hub_gpu.py tests/test_train_throughput_script.py tests/test_kernels_triton_norm.py
+  tests/test_model_gpu.py tests/test_hub_gpu.py tests/test_training_graph.py tests/test_kernels_triton_norm.py
 
 wait "$WARM_PID"
 echo "warm compile rc=$?" >> "$OUT/gpu.txt"

@@ -9,7 +9,7 @@ steps moved by up to 25% from one GPU session to the next); then measures `gener
 and the recurrent-state bytes, which do not depend on the context length. With --compile the training step runs
 `model.compile()` (Inductor fuses the glue around the Triton kernels, which stay eager:
 linmem.kernels.backend.kernel_op); the warm-up steps include the compilation. --cuda-graph also times the step with
-forward and backward replayed as one CUDA graph (graphed_training_step), against the eager step's launch overhead.
+forward and backward replayed as one CUDA graph (linmem.CUDAGraphTrainingStep), against the eager step's launch overhead.
 Writes `train_throughput-<gpu>.json` (`train_throughput-<gpu>-compiled.json` with --compile).
 """
 
@@ -22,7 +22,6 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Callable
 
 if __name__ == "__main__":
     import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
@@ -31,7 +30,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 import linmem  # noqa: E402
-from linmem import CCQConfig, CCQForCausalLM, cache_of  # noqa: E402
+from linmem import CCQConfig, CCQForCausalLM, CUDAGraphTrainingStep, cache_of  # noqa: E402
 from benchmarks.kernels import gpu_file_name  # noqa: E402
 
 
@@ -48,40 +47,18 @@ def training_step(model, optimizer, data: torch.Tensor) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def graphed_training_step(model, optimizer, data: torch.Tensor, warmup: int = 3) -> Callable[[], None]:
-    """A training step on `data` [B, T] whose forward and backward replay one captured CUDA graph; the optimizer
-    step stays eager (one fused AdamW launch). The eager step of the 340M model is bound by the host, not the GPU
-    (profile_gpu.py: wall time per step about twice its kernel time on the H200), and a replay launches the whole
-    forward and backward at once. The gradients are the graph's own tensors: each replay overwrites them, so they
-    are not zeroed between steps. Needs a model with no host synchronisation in its training forward (dense
-    batches, no attention mask)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # compiles the kernels and settles the allocator before the capture
-        for _ in range(warmup):
-            model(data, labels=data).loss.backward()
-    torch.cuda.current_stream().wait_stream(side)
-    optimizer.zero_grad(set_to_none=True)  # the captured backward allocates the gradients in the graph's pool
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        model(data, labels=data).loss.backward()
-
-    def step() -> None:
-        graph.replay()
-        optimizer.step()
-    return step
-
-
 def measure_training(model, batch_size: int, seq_len: int, steps: int, warmup: int, repeats: int = 1,
                      cuda_graph: bool = False) -> list[float]:
     """Training tokens/s of `repeats` back-to-back windows of `steps` steps each, after `warmup` steps, on the
-    model's device; with `cuda_graph`, forward and backward replayed as one CUDA graph (graphed_training_step)."""
+    model's device; with `cuda_graph`, forward and backward replayed as one CUDA graph (linmem.CUDAGraphTrainingStep)."""
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     model.train()
     data = torch.randint(0, model.config.vocab_size, (batch_size, seq_len), device=device)
-    step = graphed_training_step(model, optimizer, data) if cuda_graph else \
-        functools.partial(training_step, model, optimizer, data)
+    if cuda_graph:
+        step = functools.partial(CUDAGraphTrainingStep(model, optimizer, batch_size, seq_len), data)
+    else:
+        step = functools.partial(training_step, model, optimizer, data)
 
     def sync():
         if device.type == "cuda":

@@ -17,6 +17,7 @@ from .modeling import (
     QDeltaModel,
     cache_of,
 )
+from .training import CUDAGraphTrainingStep
 
 __version__ = "0.1.0"
 
@@ -37,5 +38,5 @@ for _config_class, (_model_class, _lm_class) in ARCHITECTURES.items():
 __all__ = [
     "LinmemConfig", "CCQConfig", "QDeltaConfig", "LinmemCache", "LinmemPreTrainedModel", "LinmemModel",
     "LinmemForCausalLM", "CCQModel", "CCQForCausalLM", "QDeltaModel", "QDeltaForCausalLM", "ARCHITECTURES",
-    "LORA_TARGET_MODULES", "cache_of",
+    "LORA_TARGET_MODULES", "cache_of", "CUDAGraphTrainingStep",
 ]
