@@ -84,7 +84,8 @@ PARALLEL=$($PY -c "import xdist" 2>/dev/null && echo "-n ${TEST_WORKERS:-6} --di
 stage "gpu tests" "${TEST_S:-360}" gpu_tests.log env TORCHINDUCTOR_COMPILE_THREADS=1 $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 300 $PARALLEL \
   tests/test_kernels_triton_gla.py tests/test_kernels_triton_gdn.py tests/test_kernels_triton_qdelta.py \
   tests/test_kernels_triton_ccq_stats.py tests/test_kernels_triton_conv.py tests/test_kernels_gpu_determinism.py \
-  tests/test_model_gpu.py tests/test_hub_gpu.py tests/test_training_graph.py tests/test_kernels_triton_norm.py
+  tests/test_model_gpu.py tests/test_hub_gpu.py tests/test_training_graph.py tests/test_kernels_triton_norm.py \
+  tests/test_kernels_loss.py
 
 wait "$WARM_PID"
 echo "warm compile rc=$?" >> "$OUT/gpu.txt"
@@ -100,6 +101,9 @@ stage "train throughput" "${TRAIN_S:-150}" train.log $PY benchmarks/train_throug
 # Fused input projections (linmem/modeling/projection.py, off by default): one matmul per layer input.
 stage "train throughput, fused projections" "${TRAIN_PROJ_S:-150}" train_fused_proj.log env LINMEM_FUSED_PROJECTIONS=1 \
   $PY benchmarks/train_throughput.py --cuda-graph --variants ccq-gdn --out "$OUT/fused-projections"
+# The LM head fused into the loss (config.fuse_linear_cross_entropy, off by default).
+stage "train throughput, fused loss" "${TRAIN_LOSS_S:-150}" train_fused_loss.log \
+  $PY benchmarks/train_throughput.py --cuda-graph --variants ccq-gdn --fused-loss --out "$OUT/fused-loss"
 stage "train throughput, fused conv backward" "${TRAIN_CONV_S:-150}" train_conv_bwd.log env LINMEM_CONV_FUSED_BWD=1 \
   $PY benchmarks/train_throughput.py --cuda-graph --variants ccq-gdn --out "$OUT/conv-fused-bwd"
 stage "train throughput, compiled" "${TRAIN_COMPILED_S:-220}" train_compiled.log \

@@ -127,6 +127,8 @@ def main() -> None:
     parser.add_argument("--cuda-graph", action="store_true",
                         help="also time training with forward+backward replayed as one CUDA graph")
     parser.add_argument("--variants", default="ccq-gdn,gdn", help="comma-separated subset of ccq-gdn,gdn")
+    parser.add_argument("--fused-loss", action="store_true",
+                        help="train with config.fuse_linear_cross_entropy (the LM head fused into the loss)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
 
@@ -139,11 +141,13 @@ def main() -> None:
     except ImportError:
         pass
     results["compiled"] = args.compile
+    results["fuse_linear_cross_entropy"] = args.fused_loss
     variants = args.variants.split(",")
     if not set(variants) <= {"ccq-gdn", "gdn"}:
         raise SystemExit(f"--variants: expected names from ccq-gdn,gdn, got {args.variants!r}")
     for variant in variants:
-        model = CCQForCausalLM(config_340m(ccq=variant == "ccq-gdn")).to("cuda", torch.bfloat16)
+        config = config_340m(ccq=variant == "ccq-gdn", fuse_linear_cross_entropy=args.fused_loss)
+        model = CCQForCausalLM(config).to("cuda", torch.bfloat16)
         row = {"parameters": sum(p.numel() for p in model.parameters()), "batch_size": args.batch_size,
                "seq_len": args.seq_len}
         if args.compile:

@@ -48,7 +48,7 @@ KERNEL_HOST_MODULES = (
     "linmem.kernels.gated_delta_rule.triton_chunk", "linmem.kernels.gated_delta_rule.triton_step",
     "linmem.kernels.gla.triton_chunk", "linmem.kernels.gla.triton_step",
     "linmem.kernels.ccq.triton_stats", "linmem.kernels.ccq.triton_step", "linmem.kernels.conv.triton_conv",
-    "linmem.kernels.norm.triton_norm",
+    "linmem.kernels.norm.triton_norm", "linmem.kernels.loss.triton_ce",
 )
 
 

@@ -68,6 +68,10 @@ class LinmemConfig(PretrainedConfig):
         cuda_graph_decode: on CUDA, replay each one-token decode step of a purely recurrent model as a CUDA
             graph captured once per cache (linmem/modeling/decode_graph.py): one launch per token instead of
             hundreds. Models with softmax layers or learned positions decode eagerly whatever this says.
+        fuse_linear_cross_entropy: in training mode with labels, compute the loss from the last hidden states with
+            the LM head fused in (linmem.kernels.loss.linear_cross_entropy: no float32 logits, their gradient kept in
+            place of them); the output's logits are then None (eval mode keeps them). Off by default until timed on
+            the GPU.
     """
 
     model_type = "linmem"
@@ -110,6 +114,7 @@ class LinmemConfig(PretrainedConfig):
         max_position_embeddings: int = 2048,
         use_cache: bool = True,
         cuda_graph_decode: bool = False,
+        fuse_linear_cross_entropy: bool = False,
         pad_token_id: int | None = None,
         bos_token_id: int | None = 1,
         eos_token_id: int | None = 2,
@@ -149,6 +154,7 @@ class LinmemConfig(PretrainedConfig):
         self.max_position_embeddings = max_position_embeddings
         self.use_cache = use_cache
         self.cuda_graph_decode = cuda_graph_decode
+        self.fuse_linear_cross_entropy = fuse_linear_cross_entropy
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
@@ -192,6 +198,8 @@ class LinmemConfig(PretrainedConfig):
             _require(_positive_int(self.intermediate_size), "intermediate_size", "a positive integer or None", self.intermediate_size)
         _require(isinstance(self.norm_eps, float) and self.norm_eps > 0, "norm_eps", "a positive float", self.norm_eps)
         _require(isinstance(self.cuda_graph_decode, bool), "cuda_graph_decode", "True or False", self.cuda_graph_decode)
+        _require(isinstance(self.fuse_linear_cross_entropy, bool), "fuse_linear_cross_entropy", "True or False",
+                 self.fuse_linear_cross_entropy)
         _require(self.initializer_range >= 0, "initializer_range", "a non-negative number", self.initializer_range)
         for index in self.attn_layers:
             _require(0 <= index < self.num_hidden_layers, "attn_layers",

@@ -16,6 +16,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from ..configuration.base import LinmemConfig
+from ..kernels.loss import linear_cross_entropy
 from .attention import SoftmaxAttention
 from .block import LinmemBlock
 from .cache import LinmemCache
@@ -258,6 +259,14 @@ class LinmemForCausalLM(LinmemPreTrainedModel, GenerationMixin):
                 model_inputs.pop("inputs_embeds", None)
         return model_inputs
 
+    def _fused_loss_applies(self) -> bool:
+        """config.fuse_linear_cross_entropy in training mode (evaluation keeps its logits), with a plain bias-free LM
+        head (a LoRA- or otherwise wrapped head keeps its own forward)."""
+        head = self.lm_head
+        return (self.config.fuse_linear_cross_entropy and self.training and type(head) is nn.Linear
+                and head.bias is None
+                and not (head._forward_hooks or head._forward_pre_hooks) and not hasattr(head, "_hf_hook"))
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -288,13 +297,17 @@ class LinmemForCausalLM(LinmemPreTrainedModel, GenerationMixin):
             output_hidden_states=output_hidden_states, return_dict=True,
         )
         hidden_states = outputs.last_hidden_state
-        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(hidden_states[:, keep, :])
-        loss = None
-        if labels is not None:
-            if labels.shape != hidden_states.shape[:2]:
-                raise ValueError(f"`labels` must have shape {tuple(hidden_states.shape[:2])}, got {tuple(labels.shape)}")
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        if labels is not None and labels.shape != hidden_states.shape[:2]:
+            raise ValueError(f"`labels` must have shape {tuple(hidden_states.shape[:2])}, got {tuple(labels.shape)}")
+        loss = logits = None
+        if labels is not None and self._fused_loss_applies():
+            loss = linear_cross_entropy(hidden_states, self.lm_head.weight, labels,
+                                        num_items_in_batch=kwargs.get("num_items_in_batch"))
+        else:
+            keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+            logits = self.lm_head(hidden_states[:, keep, :])
+            if labels is not None:
+                loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
         if not return_dict:
             output = (logits, cache_of(outputs), outputs.hidden_states)
             output = tuple(v for v in output if v is not None)
