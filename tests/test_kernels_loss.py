@@ -100,7 +100,8 @@ def test_a_label_outside_the_vocabulary_gives_nan_and_bad_shapes_are_named(backe
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_model_switch_gives_the_same_loss_and_gradients(name):
     """fuse_linear_cross_entropy=True: in training the same loss and parameter gradients as the logits path, no
-    logits; without labels, or in eval mode, the logits are there as usual. float32: Transformers' loss casts the logits to float32 itself."""
+    logits; without labels, or in eval mode, the logits are there as usual. float32: Transformers' loss casts the
+    logits to float32 itself."""
     model = make_model(name, dtype=torch.float32).train()
     ids = torch.randint(3, model.config.vocab_size, (2, 11), generator=torch.Generator().manual_seed(1))
     labels = ids.clone()
