@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One device call (about 9 minutes on a cold H200) for the training-speed candidates that are off by default until
+# timed: their GPU tests, then the 340M CCQ-GDN training step (CUDA graph, B4 T4K) with each candidate alone and with
+# all of them, then the short convolution's launch sweep (its one-kernel backward included).
+#   OUT=results_dir bash benchmarks/run_candidates.sh
+# Each candidate becomes a default only if its tests pass and it is faster here:
+#   LINMEM_FUSED_PROJECTIONS=1     linmem/modeling/projection.py (FUSED_PROJECTIONS)
+#   --fused-loss                   config.fuse_linear_cross_entropy (linmem/kernels/loss)
+#   LINMEM_CONV_FUSED_BWD=1        linmem/kernels/conv/triton_conv.py (FUSED_BACKWARD)
+set -uo pipefail
+OUT=${OUT:-benchmarks/results/candidates}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 TORCHINDUCTOR_COMPILE_THREADS=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
+step() { local name=$1 limit=$2; shift 2; local t0=$SECONDS; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+         echo "$name rc=$? $((SECONDS - t0))s" >> "$OUT/gpu.txt"; }
+PARALLEL=$($PY -c "import xdist" 2>/dev/null && echo "-n 6 --dist load")
+# the model GPU tests with every candidate switch on (the defaults passed them on 2026-12-04)
+step tests 200 env LINMEM_FUSED_PROJECTIONS=1 LINMEM_CONV_FUSED_BWD=1 $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 190 $PARALLEL tests/test_training_graph.py \
+  tests/test_kernels_loss.py tests/test_kernels_triton_conv.py tests/test_model_gpu.py -k "not hub"
+TRAIN="$PY benchmarks/train_throughput.py --cuda-graph --variants ccq-gdn --new-tokens 32 --repeats 2"
+step train-default 70 $TRAIN --out "$OUT/default"
+step train-projections 70 env LINMEM_FUSED_PROJECTIONS=1 $TRAIN --out "$OUT/projections"
+step train-loss 70 $TRAIN --fused-loss --out "$OUT/loss"
+step train-conv 70 env LINMEM_CONV_FUSED_BWD=1 $TRAIN --out "$OUT/conv"
+step train-all 70 env LINMEM_FUSED_PROJECTIONS=1 LINMEM_CONV_FUSED_BWD=1 $TRAIN --fused-loss --out "$OUT/all"
+step conv-launch 150 $PY benchmarks/conv_launch.py --dims 1024 --out "$OUT/conv-launch"
+echo "done" >> "$OUT/gpu.txt"
