@@ -126,6 +126,13 @@ def test_model_switch_gives_the_same_loss_and_gradients(name):
     assert out.logits.shape == (2, 11, model.config.vocab_size) and torch.allclose(out.loss, loss, rtol=1e-6)
 
 
+def test_a_frozen_head_gets_no_gradient():
+    hidden, weight, labels = _inputs(torch.float64)
+    weight.requires_grad_(False)
+    linear_cross_entropy(hidden, weight, labels).backward()
+    assert weight.grad is None and relative_rms(hidden.grad, _reference(hidden, weight, labels)[1]) <= 1e-12
+
+
 def test_the_config_field_is_checked():
     with pytest.raises(ValueError, match="fuse_linear_cross_entropy"):
         VARIANTS["ccq-gdn"](fuse_linear_cross_entropy="yes")

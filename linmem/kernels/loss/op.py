@@ -49,8 +49,11 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
     def backward(ctx, grad_loss):
         hidden, weight, grad_logits = ctx.saved_tensors
         g = grad_logits.to(weight.dtype)
-        grad_hidden = (g @ weight).to(hidden.dtype) * grad_loss.to(hidden.dtype)
-        grad_weight = (g.t() @ hidden.to(weight.dtype)) * grad_loss.to(weight.dtype)
+        grad_hidden = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_hidden = (g @ weight).to(hidden.dtype) * grad_loss.to(hidden.dtype)
+        if ctx.needs_input_grad[1]:  # a frozen head (LoRA fine-tuning) skips this matmul
+            grad_weight = (g.t() @ hidden.to(weight.dtype)) * grad_loss.to(weight.dtype)
         return grad_hidden, grad_weight, None, None, None
 
 
