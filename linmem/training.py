@@ -52,7 +52,10 @@ class CUDAGraphTrainingStep:
             for _ in range(warmup):
                 model(self.input_ids, labels=self.labels).loss.backward()
         torch.cuda.current_stream(device).wait_stream(side)
-        optimizer.zero_grad(set_to_none=True)  # the captured backward allocates the gradients in the graph's pool
+        # The captured backward must allocate every gradient in the graph's pool (one left from the warm-up would be
+        # accumulated into at each replay), so the model's are dropped, not only the optimizer's.
+        model.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.loss = model(self.input_ids, labels=self.labels).loss
