@@ -135,28 +135,32 @@ def gdn_kernels(K: int):
     bk = min(64, triton.next_power_of_2(K))
     base = dict(H=16, K=K, V=K, BT=64, BK=bk, BV=bk, IS_VARLEN=False, DOT_PREC="tf32", chunk_table=None)
     stages = host._stages(torch.bfloat16)
-    wy_fwd = dict(q=bf16, k=bf16, v=bf16, g=f32, beta=f32, lam=f32, gc_out=f32, t_out=f32, w_out=bf16, u_out=bf16)
+    wy_fwd = dict(q=bf16, k=bf16, v=bf16, g=f32, beta=f32, lam=f32, gc_out=f32, t_out=f32, x_out=bf16, x=bf16,
+                  w_out=bf16, u_out=bf16)
     setting = host._wy_bwd_config()
     fwd_bk = min(host._wy_fwd_block(), triton.next_power_of_2(K))
     wy_warps = host._wy_fwd_warps()
     wu = host._wu_launch(K, K, torch.bfloat16)
-    for op, has_lam in (("gdn", False), ("qdelta", True)):
-        yield (f"{op} wy fwd A", triton_wy.wy_A_kernel, wy_fwd, dict(base, BK=fwd_bk, HAS_LAM=has_lam), wy_warps,
-               stages)
+    # "qdelta+X": the probe rows stored by wy_A and read by wy_wu and the gates kernel (STORE_PROBE)
+    for op, has_lam, stored in (("gdn", False, False), ("qdelta", True, False), ("qdelta+X", True, True)):
+        yield (f"{op} wy fwd A", triton_wy.wy_A_kernel, wy_fwd,
+               dict(base, BK=fwd_bk, HAS_LAM=has_lam, STORE_X=stored), wy_warps, stages)
         yield (f"{op} wy fwd W/U", triton_wy.wy_wu_kernel, dict(wy_fwd, gc=f32, t_in=f32),
-               dict(base, BK=wu.block_k, BV=wu.block_v, HAS_LAM=has_lam), wu.warps, wu.stages)
+               dict(base, BK=wu.block_k, BV=wu.block_v, HAS_LAM=has_lam, STORED_X=stored), wu.warps, wu.stages)
     yield ("wy fwd solve", triton_wy.wy_solve_kernel, dict(t_io=f32), base, wy_warps, stages)
-    gates = dict(q=bf16, k=bf16, v=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, du=bf16, dgc_part=f32,
-                 dv_out=bf16, dg_out=f32, dbeta_out=f32, e_out=bf16)
+    gates = dict(q=bf16, k=bf16, v=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, x=bf16, dw=bf16, du=bf16,
+                 dgc_part=f32, dv_out=bf16, dg_out=f32, dbeta_out=f32, e_out=bf16)
     keys = dict(q=bf16, k=bf16, beta=f32, lam=f32, gc=f32, t_in=f32, dw=bf16, e_in=bf16, dq_part=f32, dk_part=f32,
                 dq_out=bf16, dk_out=bf16, dlam_out=f32)
     key_flags = {n: v for n, v in base.items() if n not in ("V", "BV")}
-    for op, has_lam, warps in (("gdn", False, host.WY_BWD_NUM_WARPS), ("gdn", False, 8),
-                               ("qdelta", True, host.WY_BWD_NUM_WARPS)):
+    for op, has_lam, warps, stored in (("gdn", False, host.WY_BWD_NUM_WARPS, False), ("gdn", False, 8, False),
+                                       ("qdelta", True, host.WY_BWD_NUM_WARPS, False),
+                                       ("qdelta+X", True, host.WY_BWD_NUM_WARPS, True)):
         gates_bk = min(setting.gates_block, triton.next_power_of_2(K))
         keys_warps = warps if warps == 8 else setting.keys_warps  # the 8-warp rows: both kernels at 8
         yield (f"{op} wy bwd 1/2 ({warps} warps)", triton_wy.wy_bwd_gates_kernel, gates,
-               dict(base, BK=gates_bk, BV=gates_bk, NKP=triton.cdiv(K, bk), HAS_LAM=has_lam), warps, stages)
+               dict(base, BK=gates_bk, BV=gates_bk, NKP=triton.cdiv(K, bk), HAS_LAM=has_lam, STORED_X=stored),
+               warps, stages)
         yield (f"{op} wy bwd 2/2 ({keys_warps} warps)", triton_wy.wy_bwd_keys_kernel, keys,
                dict(key_flags, BK=min(setting.keys_block, triton.next_power_of_2(K)), HAS_LAM=has_lam),
                keys_warps, stages)

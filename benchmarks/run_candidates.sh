@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One device call (about 9 minutes on a cold H200) for the training-speed candidates that are off by default until
-# timed: their GPU tests, then the 340M CCQ-GDN training step (CUDA graph, B4 T4K) with each candidate alone and with
+# timed (and Q-Delta's stored probe rows): their GPU tests, then the 340M CCQ-GDN training step (CUDA graph, B4 T4K) with each candidate alone and with
 # all of them, then the short convolution's launch sweep (its one-kernel backward included).
 #   OUT=results_dir bash benchmarks/run_candidates.sh
 # Each candidate becomes a default only if its tests pass and it is faster here:
 #   LINMEM_FUSED_PROJECTIONS=1     linmem/modeling/projection.py (FUSED_PROJECTIONS)
 #   --fused-loss                   config.fuse_linear_cross_entropy (linmem/kernels/loss)
 #   LINMEM_CONV_FUSED_BWD=1        linmem/kernels/conv/triton_conv.py (FUSED_BACKWARD)
+#   LINMEM_QDELTA_STORE_PROBE=1    linmem/kernels/gated_delta_rule/triton_config.py (STORE_PROBE; Q-Delta / GDN)
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/candidates}
 mkdir -p "$OUT"
@@ -16,9 +17,14 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu
 step() { local name=$1 limit=$2; shift 2; local t0=$SECONDS; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
          echo "$name rc=$? $((SECONDS - t0))s" >> "$OUT/gpu.txt"; }
 PARALLEL=$($PY -c "import xdist" 2>/dev/null && echo "-n 6 --dist load")
-# the model GPU tests with every candidate switch on (the defaults passed them on 2026-12-04)
-step tests 200 env LINMEM_FUSED_PROJECTIONS=1 LINMEM_CONV_FUSED_BWD=1 $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 190 $PARALLEL tests/test_training_graph.py \
-  tests/test_kernels_loss.py tests/test_kernels_triton_conv.py tests/test_model_gpu.py -k "not hub"
+# the model GPU tests with every candidate switch on (the defaults passed them on 2026-12-04); the Q-Delta kernel
+# tests run both probe paths themselves
+step tests 200 env LINMEM_FUSED_PROJECTIONS=1 LINMEM_CONV_FUSED_BWD=1 LINMEM_QDELTA_STORE_PROBE=1 $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 190 $PARALLEL tests/test_training_graph.py \
+  tests/test_kernels_loss.py tests/test_kernels_triton_conv.py tests/test_kernels_triton_qdelta.py \
+  tests/test_model_gpu.py -k "not hub"
+# Q-Delta with the probe rows stored, beside GDN, at launch_ab.py's default shapes (H16 d128: the issue's 1.05 target)
+step ab-qdelta 120 $PY benchmarks/launch_ab.py --ops qdelta_rule,gated_delta_rule \
+  --variants "store:LINMEM_QDELTA_STORE_PROBE=1" --out "$OUT/ab-qdelta"
 TRAIN="$PY benchmarks/train_throughput.py --cuda-graph --variants ccq-gdn --new-tokens 32 --repeats 2"
 step train-default 70 $TRAIN --out "$OUT/default"
 step train-projections 70 env LINMEM_FUSED_PROJECTIONS=1 $TRAIN --out "$OUT/projections"

@@ -28,20 +28,46 @@ GATES = ("q", "k", "v", "g", "beta", "lam")
 NAMES = GATES + ("initial_state",)
 
 
+@pytest.fixture(params=[False, True], ids=["probe-formed", "probe-stored"])
+def probe(request, monkeypatch):
+    """Both ways of reading the probe rows in wy_wu and the backward's gates kernel (STORE_PROBE)."""
+    monkeypatch.setenv("LINMEM_QDELTA_STORE_PROBE", str(int(request.param)))
+    return request.param
+
+
 @cpu_only
 @pytest.mark.parametrize("batch,seq_len,heads,dk,dv,chunk", [
     (2, 1, 1, 16, 16, 16), (1, 17, 2, 20, 24, 16), (1, 70, 2, 16, 24, 32),
 ])
-def test_chunk_matches_naive(batch, seq_len, heads, dk, dv, chunk):
+def test_chunk_matches_naive(probe, batch, seq_len, heads, dk, dv, chunk):
     x = make_inputs(batch, seq_len, heads, dk, dv, seed=10 + seq_len, with_lam=True)
     compare(triton_qdelta_rule, naive_qdelta_rule, x, NAMES, chunk_size=chunk)
 
 
 @cpu_only
-def test_varlen_matches_naive():
+def test_varlen_matches_naive(probe):
     cu = torch.tensor([0, 9, 9, 26, 27, 45], dtype=torch.int32)
     x = make_inputs(1, 45, 2, 20, 16, n_states=5, seed=11, with_lam=True)
     compare(triton_qdelta_rule, naive_qdelta_rule, x, NAMES, cu_seqlens=cu, chunk_size=16)
+
+
+@cpu_only
+def test_the_stored_probe_is_k_plus_lam_q(monkeypatch):
+    """With STORE_PROBE the forward keeps X = k + lam q (what wy_wu and the gates kernel then read; the comparisons
+    with the naive recurrence above check that they do); without it nothing is stored."""
+    from linmem.kernels.gated_delta_rule import triton_chunk
+    from linmem.kernels.triton_layout import ChunkLayout
+
+    x = {n: t.detach() for n, t in make_inputs(1, 37, 2, 16, 16, seed=14, with_lam=True).items()}
+    layout = ChunkLayout(1, 37, None, 16)
+    for stored in (False, True):
+        monkeypatch.setenv("LINMEM_QDELTA_STORE_PROBE", str(int(stored)))
+        *_, saved = triton_chunk._forward(*(x[n] for n in GATES), 16 ** -0.5, None, False, layout)
+        if stored:
+            expected = x["k"] + x["lam"][..., None] * x["q"]
+            assert relative_rms(saved[-1], expected) <= 1e-6
+        else:
+            assert saved[-1] is None
 
 
 @cpu_only
@@ -75,7 +101,7 @@ def test_chunk_size_independent_and_prefill_equals_decode():
 @pytest.mark.parametrize("batch,seq_len,heads,dk,dv", [
     (1, 8192, 4, 128, 128), (1, 1024, 2, 256, 256), (1, 1500, 2, 100, 100), (2, 2048, 4, 64, 64),
 ])
-def test_gpu_chunk_bf16(batch, seq_len, heads, dk, dv):
+def test_gpu_chunk_bf16(probe, batch, seq_len, heads, dk, dv):
     x = make_inputs(batch, seq_len, heads, dk, dv, dtype=torch.bfloat16, device="cuda", seed=seq_len,
                     with_lam=True)
     compare(triton_qdelta_rule, naive_qdelta_rule, x, NAMES, tol_o=5e-3, tol_g=1e-2)
@@ -83,7 +109,7 @@ def test_gpu_chunk_bf16(batch, seq_len, heads, dk, dv):
 
 @gpu
 @needs_cuda
-def test_gpu_varlen_bf16():
+def test_gpu_varlen_bf16(probe):
     cu = torch.tensor([0, 700, 701, 1901, 1901, 3000, 3333, 5000], dtype=torch.int32, device="cuda")
     x = make_inputs(1, 5000, 2, 100, 100, n_states=7, dtype=torch.bfloat16, device="cuda", seed=8, with_lam=True)
     compare(triton_qdelta_rule, naive_qdelta_rule, x, NAMES, cu_seqlens=cu, tol_o=5e-3, tol_g=1e-2)
@@ -92,7 +118,7 @@ def test_gpu_varlen_bf16():
 @gpu
 @needs_cuda
 @pytest.mark.parametrize("dtype,tol_o,tol_g", [(torch.float32, 1e-4, 1e-3), (torch.float16, 5e-3, 1e-2)])
-def test_gpu_chunk_fp32_fp16(dtype, tol_o, tol_g):
+def test_gpu_chunk_fp32_fp16(probe, dtype, tol_o, tol_g):
     x = make_inputs(1, 1000, 2, 128, 128, dtype=dtype, device="cuda", seed=11, with_lam=True)
     compare(triton_qdelta_rule, naive_qdelta_rule, x, NAMES, tol_o=tol_o, tol_g=tol_g)
 

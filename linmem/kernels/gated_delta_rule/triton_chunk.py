@@ -14,7 +14,7 @@ import torch
 import triton
 
 from ..triton_layout import ChunkLayout
-from .triton_config import (_dot_precision, _num_warps, _pow2, _stages, _state_tiles, _wy_a_stages,
+from .triton_config import (_dot_precision, _num_warps, _pow2, _stages, _state_tiles, _store_probe, _wy_a_stages,
                             _wy_bwd_config, _wy_fwd_block, _wy_fwd_warps, _wu_launch, _dqk_launch)
 from .triton_output import output_dqk_kernel, output_dv_kernel, output_fwd_kernel
 from .triton_state import state_bwd_kernel, state_fwd_kernel
@@ -41,13 +41,15 @@ def _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, la
     bk = min(_wy_fwd_block(), _pow2(K))
     flags = dict(H=H, BT=BT, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_stages=_stages(dt))
     wy_warps, grid = _wy_fwd_warps(), (layout.slot_grid, B * H)
-    wy_A_kernel[grid](q, k, g, beta, lam_arg, gc, tm, table, T_arg, NT, K=K, BK=bk, HAS_LAM=lam is not None,
-                      num_warps=wy_warps, **dict(flags, num_stages=_wy_a_stages(dt, lam is not None)))
+    x = torch.empty_like(k) if lam is not None and _store_probe() else None  # the probe rows, kept for the backward
+    wy_A_kernel[grid](q, k, g, beta, lam_arg, gc, tm, x, table, T_arg, NT, K=K, BK=bk, HAS_LAM=lam is not None,
+                      STORE_X=x is not None, num_warps=wy_warps,
+                      **dict(flags, num_stages=_wy_a_stages(dt, lam is not None)))
     wy_solve_kernel[grid](tm, table, T_arg, NT, num_warps=wy_warps, **flags)
     wu = _wu_launch(K, V, dt)
     wy_wu_kernel[(triton.cdiv(K, wu.block_k) + triton.cdiv(V, wu.block_v), layout.slot_grid, B * H)](
-        q, k, v, beta, lam_arg, gc, tm, w, u, table, T_arg, NT, K=K, V=V, BK=wu.block_k, BV=wu.block_v,
-        HAS_LAM=lam is not None, num_warps=wu.warps, **dict(flags, num_stages=wu.stages))
+        q, k, v, beta, lam_arg, gc, tm, x, w, u, table, T_arg, NT, K=K, V=V, BK=wu.block_k, BV=wu.block_v,
+        HAS_LAM=lam is not None, STORED_X=x is not None, num_warps=wu.warps, **dict(flags, num_stages=wu.stages))
     h = torch.empty(layout.n_slots, H, K, V, device=dev, dtype=dt)
     vnew = torch.empty(B, T, H, V, device=dev, dtype=dt)
     final = torch.empty(layout.n_seqs, H, K, V, device=dev, dtype=torch.float32) if output_final_state else None
@@ -65,11 +67,11 @@ def _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, la
         H=H, K=K, V=V, BT=BT, BK=min(64, _pow2(K)), BV=bv_o, IS_VARLEN=layout.is_varlen,
         DOT_PREC=prec, num_warps=_num_warps(), num_stages=_stages(dt),
     )
-    return o, final, (gc, tm, w, u, h, vnew)
+    return o, final, (gc, tm, w, u, h, vnew, x)
 
 
 def _backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layout: ChunkLayout):
-    gc, tm, w, u, h, vnew = saved
+    gc, tm, w, u, h, vnew, x = saved
     B, T, H, K = k.shape
     V = v.shape[-1]
     BT = layout.chunk_size
@@ -113,9 +115,9 @@ def _backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layou
                   num_stages=_stages(dt), **({"maxnreg": setting.maxnreg} if setting.maxnreg else {}))
     e = torch.empty(B, T, H, BT, device=dev, dtype=dt)
     wy_bwd_gates_kernel[(layout.slot_grid, B * H)](
-        q, k, v, beta, lam_arg, gc, tm, dw, dvnew, dgc_part, dv, dg, dbeta, e, table, T_arg, NT, B * T,
+        q, k, v, beta, lam_arg, gc, tm, x, dw, dvnew, dgc_part, dv, dg, dbeta, e, table, T_arg, NT, B * T,
         V=V, BK=min(setting.gates_block, _pow2(K)), BV=min(setting.gates_block, _pow2(V)), NKP=nkp,
-        num_warps=setting.warps, **common)
+        STORED_X=x is not None, num_warps=setting.warps, **common)
     wy_bwd_keys_kernel[(layout.slot_grid, B * H)](
         q, k, beta, lam_arg, gc, tm, dw, e, dq_part, dk_part, dq, dk, dlam if dlam is not None else dbeta,
         table, T_arg, NT, BK=min(setting.keys_block, _pow2(K)), num_warps=setting.keys_warps, **common)

@@ -94,6 +94,18 @@ def _wy_a_stages(dtype: torch.dtype, has_probe: bool) -> int:
     return env_int("LINMEM_GDN_A_STAGES", min(WY_A_PROBE_STAGES, _stages(dtype)) if has_probe else _stages(dtype))
 
 
+#: Q-Delta: wy_A_kernel stores the probe rows X = k + lam q (k's dtype) and wy_wu and the backward's gates kernel
+#: read them instead of forming them from q, k and lam again. At H16 d128 Q-Delta / GDN is 1.06-1.08 fwd+bwd, the
+#: gap in those WY kernels (q read beside k, and at 2 warps the gates kernel spills 1.6 KB against GDN's 1.4 KB,
+#: kernel_resources-sm90-triton3.6.txt). Off until timed on the GPU; the CPU tests run both ways.
+#: LINMEM_QDELTA_STORE_PROBE=1 or 0 overrides it at each call.
+STORE_PROBE = False
+
+
+def _store_probe() -> bool:
+    return bool(env_int("LINMEM_QDELTA_STORE_PROBE", int(STORE_PROBE)))
+
+
 #: Value block of output_dqk_kernel (its key block is the output kernels' 64). At 32 its sm_90 build needs no stack
 #: (584 B at 64), but GDN fwd+bwd on the H200 was 0.09 ms slower (gdn-wy-bwd-blocks-h200.json).
 DQK_VALUE_BLOCK = 64

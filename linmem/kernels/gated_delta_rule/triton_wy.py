@@ -82,6 +82,19 @@ def _probe_rows(q, k, lr, tok, m, i_h, offs_k, H: tl.constexpr, K: tl.constexpr,
 
 
 @triton.jit
+def _key_and_probe_rows(q, k, x, lr, tok, m, i_h, offs_k, H: tl.constexpr, K: tl.constexpr, HAS_LAM: tl.constexpr,
+                        STORED_X: tl.constexpr):
+    """(k rows, probe rows) as fp32 [R, BK]: the probe read from x, where wy_A_kernel stored it (STORED_X, Q-Delta
+    only), or formed from k, q and lr as _probe_rows does (lr unused, and its load dropped, with STORED_X)."""
+    if STORED_X:
+        kr = load_rows(k, tok, m, i_h, H, K, offs_k).to(tl.float32)
+        xr = load_rows(x, tok, m, i_h, H, K, offs_k).to(tl.float32)
+    else:
+        kr, qr, xr = _probe_rows(q, k, lr, tok, m, i_h, offs_k, H, K, HAS_LAM)
+    return kr, xr
+
+
+@triton.jit
 def _load_block(t_io, tok, m, i_h, col0, H: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr):
     """[BC, BC] fp32 sub-block at rows `tok`, columns col0 .. col0 + BC of a [*, H, BT] buffer."""
     return tl.load(t_io + (tok[:, None] * H + i_h) * BT + col0 + tl.arange(0, BC)[None, :],
@@ -104,11 +117,12 @@ def _store_block_row(t_io, tok, m, i_h, H: tl.constexpr, BT: tl.constexpr, BC: t
 # (benchmarks/results/h200-2026-12-03-ccq-bwd/gdn-*).
 
 @triton.jit
-def wy_A_kernel(q, k, g, beta, lam, gc_out, t_out, chunk_table, T, NT, H: tl.constexpr, K: tl.constexpr,
-                BT: tl.constexpr, BK: tl.constexpr, HAS_LAM: tl.constexpr, IS_VARLEN: tl.constexpr,
-                DOT_PREC: tl.constexpr):
+def wy_A_kernel(q, k, g, beta, lam, gc_out, t_out, x_out, chunk_table, T, NT, H: tl.constexpr, K: tl.constexpr,
+                BT: tl.constexpr, BK: tl.constexpr, HAS_LAM: tl.constexpr, STORE_X: tl.constexpr,
+                IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
     """Grid (chunk slots, B*H). Writes G (fp32) and A = strict_lower(diag(beta) (Gamma o X K^T)) into t_out
-    (fp32 [*, H, BT]), where wy_solve_kernel inverts it."""
+    (fp32 [*, H, BT]), where wy_solve_kernel inverts it; with STORE_X also the probe rows X in x_out (k's dtype,
+    [B, T, H, K]) for the W/U and the backward's gates kernels."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_h, t0, t1, slot, r, tok, m = chunk_rows(i_c, i_bh, chunk_table, T, NT, H, BT, IS_VARLEN)
     dt = k.dtype.element_ty
@@ -120,6 +134,8 @@ def wy_A_kernel(q, k, g, beta, lam, gc_out, t_out, chunk_table, T, NT, H: tl.con
     for i_k in range(0, tl.cdiv(K, BK)):
         offs_k = i_k * BK + tl.arange(0, BK)
         kr, qr, xr = _probe_rows(q, k, lr, tok, m, i_h, offs_k, H, K, HAS_LAM)
+        if STORE_X:  # Q-Delta only (HAS_LAM)
+            store_rows(x_out, xr, tok, m, i_h, H, K, offs_k)
         a += tl.dot(xr.to(dt), tl.trans(kr.to(dt)), input_precision=DOT_PREC)
     strict = (r[:, None] > r[None, :]) & m[:, None] & m[None, :]
     a = tl.where(strict, a * b[:, None] * tl.exp(tl.where(strict, gk[:, None] - gk[None, :], 0.0)), 0.0)
@@ -158,9 +174,9 @@ def wy_solve_kernel(t_io, chunk_table, T, NT, H: tl.constexpr, BT: tl.constexpr,
 
 
 @triton.jit
-def wy_wu_kernel(q, k, v, beta, lam, gc, t_in, w_out, u_out, chunk_table, T, NT, H: tl.constexpr, K: tl.constexpr,
-                 V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, HAS_LAM: tl.constexpr,
-                 IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
+def wy_wu_kernel(q, k, v, beta, lam, gc, t_in, x, w_out, u_out, chunk_table, T, NT, H: tl.constexpr,
+                 K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                 HAS_LAM: tl.constexpr, STORED_X: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr):
     """Grid (cdiv(K, BK) + cdiv(V, BV), chunk slots, B*H): one key block of W = T diag(beta e^G) X or one value
     block of U = T diag(beta) V, with T (from wy_solve_kernel) in the input dtype."""
     i_blk, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -172,7 +188,8 @@ def wy_wu_kernel(q, k, v, beta, lam, gc, t_in, w_out, u_out, chunk_table, T, NT,
     if i_blk < n_key_blocks:
         s = b * tl.where(m, tl.exp(load_gate(gc, tok, m, i_h, H)), 0.0)
         offs_k = i_blk * BK + tl.arange(0, BK)
-        kr, qr, xr = _probe_rows(q, k, _lam_rows(lam, tok, m, i_h, H, HAS_LAM), tok, m, i_h, offs_k, H, K, HAS_LAM)
+        lr = _lam_rows(lam, tok, m, i_h, H, HAS_LAM)
+        kr, xr = _key_and_probe_rows(q, k, x, lr, tok, m, i_h, offs_k, H, K, HAS_LAM, STORED_X)
         store_rows(w_out, tl.dot(tm, (xr * s[:, None]).to(dt), input_precision=DOT_PREC), tok, m, i_h, H, K, offs_k)
     else:
         offs_v = (i_blk - n_key_blocks) * BV + tl.arange(0, BV)
@@ -242,9 +259,9 @@ def _wy_key_gradients(q, k, lam, dw, dq_part, dk_part, dq_out, dk_out, dlam_out,
 
 @triton.jit
 def wy_bwd_gates_kernel(
-    q, k, v, beta, lam, gc, t_in, dw, du, dgc_part, dv_out, dg_out, dbeta_out, e_out, chunk_table, T, NT, NTOK,
+    q, k, v, beta, lam, gc, t_in, x, dw, du, dgc_part, dv_out, dg_out, dbeta_out, e_out, chunk_table, T, NT, NTOK,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
-    BV: tl.constexpr, NKP: tl.constexpr, HAS_LAM: tl.constexpr, IS_VARLEN: tl.constexpr,
+    BV: tl.constexpr, NKP: tl.constexpr, HAS_LAM: tl.constexpr, STORED_X: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PREC: tl.constexpr,
 ):
     """Grid (chunk slots, B*H). Part 1 of the split WY backward: dv, dg, dbeta, and E for part 2."""
@@ -266,7 +283,7 @@ def wy_bwd_gates_kernel(
     dgv = tl.zeros([BT], tl.float32)
     for i_k in range(0, tl.cdiv(K, BK)):
         offs_k = i_k * BK + tl.arange(0, BK)
-        kr, qr, xr = _probe_rows(q, k, lr, tok, m, i_h, offs_k, H, K, HAS_LAM)
+        kr, xr = _key_and_probe_rows(q, k, x, lr, tok, m, i_h, offs_k, H, K, HAS_LAM, STORED_X)
         dwr = load_rows(dw, tok, m, i_h, H, K, offs_k)
         d_t += tl.dot(dwr, tl.trans((xr * s[:, None]).to(dt)), input_precision=DOT_PREC)
         red = tl.sum(xr * tl.dot(tmc_t, dwr, input_precision=DOT_PREC), 1)
