@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One device call (about 9 minutes on a cold H200) for the training-speed candidates that are off by default until
+# Two device calls (each under 8 minutes on a cold H200) for the training-speed candidates that are off by default until
 # timed (and Q-Delta's stored probe rows): their GPU tests, then the 340M CCQ-GDN training step (CUDA graph, B4 T4K) with each candidate alone and with
 # all of them, then the short convolution's launch sweep (its one-kernel backward included).
-#   OUT=results_dir bash benchmarks/run_candidates.sh
+#   OUT=results_dir bash benchmarks/run_candidates.sh 1    # GPU tests, Q-Delta A/B, training: default, projections
+#   OUT=results_dir bash benchmarks/run_candidates.sh 2    # training: fused loss, conv backward, all; conv sweep
 # Each candidate becomes a default only if its tests pass and it is faster here:
 #   LINMEM_FUSED_PROJECTIONS=1     linmem/modeling/projection.py (FUSED_PROJECTIONS)
 #   --fused-loss                   config.fuse_linear_cross_entropy (linmem/kernels/loss)
@@ -16,7 +17,10 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 TORCHINDUCTOR_COMPILE_THREADS=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
 step() { local name=$1 limit=$2; shift 2; local t0=$SECONDS; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
          echo "$name rc=$? $((SECONDS - t0))s" >> "$OUT/gpu.txt"; }
+PART=${1:-1}
 PARALLEL=$($PY -c "import xdist" 2>/dev/null && echo "-n 6 --dist load")
+TRAIN="$PY benchmarks/train_throughput.py --cuda-graph --variants ccq-gdn --new-tokens 32 --repeats 2"
+if [ "$PART" = 1 ]; then
 # the model GPU tests with every candidate switch on (the defaults passed them on 2026-12-04); the Q-Delta kernel
 # tests run both probe paths themselves
 step tests 200 env LINMEM_FUSED_PROJECTIONS=1 LINMEM_CONV_FUSED_BWD=1 LINMEM_QDELTA_STORE_PROBE=1 $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 190 $PARALLEL tests/test_training_graph.py \
@@ -25,11 +29,13 @@ step tests 200 env LINMEM_FUSED_PROJECTIONS=1 LINMEM_CONV_FUSED_BWD=1 LINMEM_QDE
 # Q-Delta with the probe rows stored, beside GDN, at launch_ab.py's default shapes (H16 d128: the 1.05 target)
 step ab-qdelta 120 $PY benchmarks/launch_ab.py --ops qdelta_rule,gated_delta_rule \
   --variants "store:LINMEM_QDELTA_STORE_PROBE=1" --out "$OUT/ab-qdelta"
-TRAIN="$PY benchmarks/train_throughput.py --cuda-graph --variants ccq-gdn --new-tokens 32 --repeats 2"
 step train-default 70 $TRAIN --out "$OUT/default"
 step train-projections 70 env LINMEM_FUSED_PROJECTIONS=1 $TRAIN --out "$OUT/projections"
+else
+step train-default 70 $TRAIN --out "$OUT/default-2"
 step train-loss 70 $TRAIN --fused-loss --out "$OUT/loss"
 step train-conv 70 env LINMEM_CONV_FUSED_BWD=1 $TRAIN --out "$OUT/conv"
 step train-all 70 env LINMEM_FUSED_PROJECTIONS=1 LINMEM_CONV_FUSED_BWD=1 $TRAIN --fused-loss --out "$OUT/all"
 step conv-launch 150 $PY benchmarks/conv_launch.py --dims 1024 --out "$OUT/conv-launch"
+fi
 echo "done" >> "$OUT/gpu.txt"
