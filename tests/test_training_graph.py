@@ -27,10 +27,10 @@ def test_needs_a_cuda_model_in_training_mode():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("name", ["ccq-gdn", "qdelta-hybrid"])
+@pytest.mark.parametrize("name", ["ccq-gdn", "qdelta"])
 def test_graphed_steps_train_as_eager_steps(name):
     """fp32 weights on the Triton kernels; fresh batches each step (the static input buffers are refilled)."""
-    eager = make_model(name, dtype=torch.float32, max_position_embeddings=64).cuda().train()
+    eager = make_model(name, dtype=torch.float32).cuda().train()
     graphed = copy.deepcopy(eager)
     optimizers = [torch.optim.AdamW(m.parameters(), lr=1e-3, fused=True) for m in (eager, graphed)]
     with pytest.raises(ValueError, match="eval mode"):
