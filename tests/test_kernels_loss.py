@@ -17,9 +17,10 @@ from .variants import VARIANTS, make_model
 
 
 def _inputs(dtype, B=2, T=13, H=24, V=300, seed=0):
+    """hidden, weight (requiring gradients) and labels with ignored positions; logits of standard deviation ~1.5."""
     gen = torch.Generator().manual_seed(seed)
     hidden = torch.randn(B, T, H, generator=gen, dtype=torch.float64)
-    weight = torch.randn(V, H, generator=gen, dtype=torch.float64) * 0.3
+    weight = torch.randn(V, H, generator=gen, dtype=torch.float64) * (1.5 / H ** 0.5)
     labels = torch.randint(0, V, (B, T), generator=gen)
     labels[0, :4] = -100
     labels[1, -3:] = -100
