@@ -196,10 +196,34 @@ def norm_kernels(K: int):
                         dw_part="*fp32"), dict(shapes, HAS_DW=True), host.WARPS, 1)
 
 
-def kernel_builds(K: int, gla_warps: int | None = None) -> list[tuple]:
-    """Every (label, fn, pointers, constexprs, warps, stages) this report builds at head dim K."""
+def conv_and_loss_kernels():
+    """The short convolution's kernels (the 340M value conv, D 1024, width 4, SiLU, dense) as triton_conv.py launches
+    them, the one-kernel backward included, and the cross-entropy kernel of the fused loss (bf16 logits)."""
+    from linmem.kernels.conv import triton_conv as conv
+    from linmem.kernels.loss import triton_ce
+
+    fwd, bwd = conv.FWD_LAUNCH, conv.BWD_LAUNCH
+    dense = dict(W=4, HAS_H0=False, IS_VARLEN=False, h0=None, seq_idx=None, cu=None)
+    pointers = dict(x="*bf16", w="*bf16", bias=None, dy="*bf16", dpre="*fp32", dx="*bf16", dw_part="*fp32",
+                    db_part="*fp32")
+    for grad in (False, True):
+        yield (f"conv {'dpre pass' if grad else 'forward'} D1024", conv.causal_conv1d_fwd_kernel,
+               dict(pointers, out="*fp32" if grad else "*bf16", dy="*bf16" if grad else None),
+               dict(dense, BR=fwd.rows, BD=fwd.channels, HAS_BIAS=False, SILU=True, GRAD=grad), fwd.warps, 1)
+    yield ("conv backward D1024", conv.causal_conv1d_bwd_kernel, pointers,
+           dict(dense, BR=bwd.rows, BD=bwd.channels), bwd.warps, 1)
+    yield ("conv fused backward D1024", conv.causal_conv1d_bwd_fused_kernel, pointers,
+           dict(dense, BR=bwd.rows, BD=bwd.channels, HAS_BIAS=False, SILU=True), bwd.warps, 1)
+    yield ("cross-entropy V32000", triton_ce.ce_loss_and_grad_kernel,
+           dict(logits="*bf16", labels="*i64", denominator="*fp32", loss_rows="*fp32"),
+           dict(IGNORE=-100, BV=triton_ce.BLOCK_V), 8, 1)
+
+
+def kernel_builds(K: int, gla_warps: int | None = None, headless: bool = True) -> list[tuple]:
+    """Every (label, fn, pointers, constexprs, warps, stages) this report builds at head dim K; with `headless` also
+    the kernels without a head dimension (the convolution's and the loss's)."""
     return (list(ccq_statistic_kernels(K)) + list(gla_kernels(K, gla_warps)) + list(gdn_kernels(K))
-            + list(norm_kernels(K)))
+            + list(norm_kernels(K)) + (list(conv_and_loss_kernels()) if headless else []))
 
 
 def main() -> None:
@@ -208,8 +232,8 @@ def main() -> None:
     parser.add_argument("--gla-warps", type=int, default=None, help="try the GLA kernels with this many warps")
     args = parser.parse_args()
     print(f"{'kernel':32s} {'K':>4s} {'smem KB':>8s} {'regs':>5s} {'stack B':>8s}")
-    for K in (int(k) for k in args.head_dims.split(",")):
-        for label, fn, pointers, constexprs, warps, stages in kernel_builds(K, args.gla_warps):
+    for index, K in enumerate(int(k) for k in args.head_dims.split(",")):
+        for label, fn, pointers, constexprs, warps, stages in kernel_builds(K, args.gla_warps, headless=index == 0):
             try:
                 r = resources(fn, pointers, constexprs, warps, stages)
                 print(f"{label:32s} {K:4d} {r['smem'] / 1024:8.1f} {r['regs']:5d} {r['stack']:8d}", flush=True)

@@ -28,6 +28,7 @@ def test_offline_sm90_build_reports_every_kernel():
     from benchmarks.kernel_resources import kernel_builds
 
     assert len(rows) == len(kernel_builds(32)) >= 23 and not any("failed" in row for row in rows), run.stdout
-    for row in rows:
+    for row in rows:  # the elementwise kernels (convolution, cross-entropy) may use no shared memory
         smem_kb, regs, stack = float(row[-3]), int(row[-2]), int(row[-1])
-        assert 0 < smem_kb < 232 and 0 < regs <= 255 and stack >= 0, row
+        assert 0 <= smem_kb < 232 and 0 < regs <= 255 and stack >= 0, row
+    assert sum(float(row[-3]) > 0 for row in rows) >= 23, run.stdout
