@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two device calls (each under 8 minutes on a cold H200) for the training-speed candidates that are off by default until
+# Two device calls (each about 8 minutes on a cold H200) for the training-speed candidates that are off by default until
 # timed (and Q-Delta's stored probe rows): their GPU tests, then the 340M CCQ-GDN training step (CUDA graph, B4 T4K) with each candidate alone and with
 # all of them, then the short convolution's launch sweep (its one-kernel backward included).
 #   OUT=results_dir bash benchmarks/run_candidates.sh 1    # GPU tests, Q-Delta A/B, training: default, projections
@@ -36,6 +36,6 @@ step train-default 70 $TRAIN --out "$OUT/default-2"
 step train-loss 70 $TRAIN --fused-loss --out "$OUT/loss"
 step train-conv 70 env LINMEM_CONV_FUSED_BWD=1 $TRAIN --out "$OUT/conv"
 step train-all 70 env LINMEM_FUSED_PROJECTIONS=1 LINMEM_CONV_FUSED_BWD=1 $TRAIN --fused-loss --out "$OUT/all"
-step conv-launch 150 $PY benchmarks/conv_launch.py --dims 1024 --out "$OUT/conv-launch"
+step conv-launch 200 $PY benchmarks/conv_launch.py --dims 1024 --out "$OUT/conv-launch"
 fi
 echo "done" >> "$OUT/gpu.txt"
