@@ -13,7 +13,7 @@ from linmem.kernels import relative_rms
 from linmem.modeling import projection
 from linmem.modeling.projection import project
 
-from .variants import VARIANTS, make_model
+from .variants import VARIANTS, loss_and_grads, make_model
 
 
 def _linears(seed: int = 0) -> list[nn.Linear]:
@@ -71,10 +71,8 @@ def test_every_variant_trains_the_same_fused(name, monkeypatch):
     results = []
     for fused in (False, True):
         monkeypatch.setenv("LINMEM_FUSED_PROJECTIONS", str(int(fused)))
-        model.zero_grad(set_to_none=True)
-        loss = model(ids, labels=ids).loss
-        loss.backward()
-        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+        out, grads = loss_and_grads(model, ids)
+        results.append((out.loss.detach(), grads))
     (loss, grads), (fused_loss, fused_grads) = results
     assert torch.allclose(fused_loss, loss, rtol=1e-12)
     assert fused_grads.keys() == grads.keys()
@@ -106,18 +104,13 @@ def test_lora_layers_are_not_bypassed(monkeypatch):
 def test_triton_path_takes_the_column_views(name, monkeypatch):
     """On the Triton kernels (the interpreter here) the fused outputs, column views, reach the short convolution
     and the norms: the same loss and gradients as separate projections, float32."""
-    from linmem.kernels import use_backend
-
     model = make_model(name, dtype=torch.float32).train()
     ids = torch.randint(3, model.config.vocab_size, (2, 11), generator=torch.Generator().manual_seed(1))
     results = []
     for fused in (False, True):
         monkeypatch.setenv("LINMEM_FUSED_PROJECTIONS", str(int(fused)))
-        model.zero_grad(set_to_none=True)
-        with use_backend("triton"):
-            loss = model(ids, labels=ids).loss
-            loss.backward()
-        results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+        out, grads = loss_and_grads(model, ids, backend="triton")
+        results.append((out.loss.detach(), list(grads.values())))
     (loss, grads), (fused_loss, fused_grads) = results
     assert torch.allclose(fused_loss, loss, rtol=1e-5)
     for g, fg in zip(grads, fused_grads):  # float32 sums in another order: 1.2e-5 seen on a 2-element gradient

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from linmem import CCQConfig, QDeltaConfig
+from linmem.kernels import use_backend
 
 TINY = dict(vocab_size=96, hidden_size=32, num_hidden_layers=2, num_heads=2, head_dim=8, expand_v=2,
             intermediate_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)
@@ -53,3 +56,14 @@ def make_model(name: str, dtype: torch.dtype = torch.float64, seed: int = 0, **o
             elif module_name.endswith(("q_norm.weight", "k_norm.weight")):
                 param.uniform_(0.5, 1.5)
     return model
+
+
+def loss_and_grads(model, ids: torch.Tensor, labels: torch.Tensor | None = None, backend: str | None = None):
+    """One forward and backward of the language-model loss on ids [B, T] (labels: ids unless given), on the named
+    kernel backend (None: the one that resolves) -> (the model's output, {parameter name: a copy of its gradient},
+    parameters without a gradient left out)."""
+    model.zero_grad(set_to_none=True)
+    with use_backend(backend) if backend else contextlib.nullcontext():
+        output = model(ids, labels=ids if labels is None else labels)
+        output.loss.backward()
+    return output, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
