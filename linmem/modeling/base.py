@@ -24,6 +24,7 @@ from .compat import cache_argument, cache_of, with_cache
 from .decode_graph import DECODE_GRAPHS, DecodeGraph, graph_eligible
 from .layers import RMSNorm, ShortConvolution, make_norm
 from .padding import TokenLayout, token_positions
+from .projection import is_plain_linear
 
 
 class LinmemPreTrainedModel(PreTrainedModel):
@@ -262,10 +263,8 @@ class LinmemForCausalLM(LinmemPreTrainedModel, GenerationMixin):
     def _fused_loss_applies(self) -> bool:
         """config.fuse_linear_cross_entropy in training mode (evaluation keeps its logits), with a plain bias-free LM
         head (a LoRA- or otherwise wrapped head keeps its own forward)."""
-        head = self.lm_head
-        return (self.config.fuse_linear_cross_entropy and self.training and type(head) is nn.Linear
-                and head.bias is None
-                and not (head._forward_hooks or head._forward_pre_hooks) and not hasattr(head, "_hf_hook"))
+        return (self.config.fuse_linear_cross_entropy and self.training and is_plain_linear(self.lm_head)
+                and self.lm_head.bias is None)
 
     def forward(
         self,

@@ -23,11 +23,17 @@ from ..kernels.backend import env_int
 FUSED_PROJECTIONS = False
 
 
+def is_plain_linear(module: nn.Module) -> bool:
+    """An nn.Linear itself (not a subclass, a LoRA or quantised wrapper) with no hooks (accelerate's offloading
+    included), so its forward is exactly F.linear with its own weight and bias and may be computed elsewhere."""
+    return (type(module) is nn.Linear and not (module._forward_hooks or module._forward_pre_hooks)
+            and not hasattr(module, "_hf_hook"))
+
+
 def _fusable(linears: tuple[nn.Module, ...], x: torch.Tensor) -> bool:
     first = linears[0].weight
     return len(linears) > 1 and all(
-        type(m) is nn.Linear and not (m._forward_hooks or m._forward_pre_hooks) and not hasattr(m, "_hf_hook")
-        and m.weight.dtype == first.dtype == x.dtype and m.weight.device == first.device
+        is_plain_linear(m) and m.weight.dtype == first.dtype == x.dtype and m.weight.device == first.device
         for m in linears)
 
 
