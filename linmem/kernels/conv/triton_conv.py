@@ -23,7 +23,6 @@ import triton.language as tl
 from ..backend import env_int
 
 
-
 class ConvLaunch(NamedTuple):
     """A kernel's tile [rows, channels] and warps."""
     rows: int
@@ -37,7 +36,7 @@ FWD_LAUNCH = ConvLaunch(32, 128, 4)
 BWD_LAUNCH = ConvLaunch(32, 128, 4)
 
 #: One backward kernel without the fp32 dpre buffer (not where initial_state needs a gradient: dh0 reads dpre).
-#: Off until timed on the GPU against the two-kernel backward (benchmarks/conv_launch.py --fused-backward) and run
+#: Off until timed on the GPU against the two-kernel backward (benchmarks/conv_launch.py, its "fused" rows) and run
 #: in the GPU tests; CPU tests run it under the interpreter. LINMEM_CONV_FUSED_BWD=1 or 0 overrides it at each call.
 FUSED_BACKWARD = False
 
@@ -83,6 +82,13 @@ def _pre_activation(x, w, bias, h0, rows, rmask, n, bos, cols, cmask, D, W: tl.c
 
 
 @triton.jit
+def _silu_backward(dy, pre):
+    """dy * SiLU'(pre), fp32: the gradient at the pre-activation."""
+    s = tl.sigmoid(pre)
+    return dy * s * (1.0 + pre * (1.0 - s))
+
+
+@triton.jit
 def causal_conv1d_fwd_kernel(x, w, bias, h0, seq_idx, cu, dy, out, R, T, D, W: tl.constexpr, BR: tl.constexpr,
                              BD: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_H0: tl.constexpr, SILU: tl.constexpr,
                              GRAD: tl.constexpr, IS_VARLEN: tl.constexpr):
@@ -96,8 +102,7 @@ def causal_conv1d_fwd_kernel(x, w, bias, h0, seq_idx, cu, dy, out, R, T, D, W: t
     tile = rows[:, None] * D + cols[None, :]
     both = rmask[:, None] & cmask[None, :]
     if GRAD:
-        s = tl.sigmoid(pre)
-        result = tl.load(dy + tile, mask=both, other=0.0).to(tl.float32) * s * (1.0 + pre * (1.0 - s))
+        result = _silu_backward(tl.load(dy + tile, mask=both, other=0.0).to(tl.float32), pre)
     elif SILU:
         result = pre * tl.sigmoid(pre)
     else:
@@ -137,9 +142,8 @@ def _dpre(x, w, bias, h0, dy, rows, ok, n, bos, cols, cmask, D, W: tl.constexpr,
     both = ok[:, None] & cmask[None, :]
     grad = tl.load(dy + tile, mask=both, other=0.0).to(tl.float32)
     if SILU:
-        pre = _pre_activation(x, w, bias, h0, rows, ok, n, bos, cols, cmask, D, W, HAS_BIAS, HAS_H0, BR, BD)
-        s = tl.sigmoid(pre)
-        grad = grad * s * (1.0 + pre * (1.0 - s))
+        grad = _silu_backward(grad, _pre_activation(x, w, bias, h0, rows, ok, n, bos, cols, cmask, D, W, HAS_BIAS,
+                                                    HAS_H0, BR, BD))
     return grad
 
 
