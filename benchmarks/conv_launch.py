@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -28,6 +28,7 @@ if __name__ == "__main__":
     import _script  # noqa: F401  (benchmarks/_script.py: the repo root on sys.path, not benchmarks/)
 
 from benchmarks.kernels import gpu_file_name, result_header  # noqa: E402
+from benchmarks.launch_ab import environment  # noqa: E402
 from linmem.kernels.poison import poisoned_buffers  # noqa: E402
 from linmem.kernels.utils import relative_rms  # noqa: E402
 
@@ -72,13 +73,13 @@ def sweep_dim(B: int, T: int, D: int, smoke: bool) -> list[dict]:
     grads_ref = torch.autograd.grad(forward(), (x, weight), dy)
     rows = []
     gigabytes = 2 * x.numel() * x.element_size() / 1e9
-    try:
-        for kind, launch in itertools.product(KINDS, launches(smoke)):
-            setting = conv.ConvLaunch(*launch)
-            os.environ["LINMEM_CONV_FUSED_BWD"] = str(int(kind == "fused"))
-            conv.FWD_LAUNCH, conv.BWD_LAUNCH = (setting, default_bwd) if kind == "fwd" else (default_fwd, setting)
-            row = {"D": D, "B": B, "T": T, "kernel": kind, "rows": setting.rows, "channels": setting.channels,
-                   "warps": setting.warps}
+    for kind, launch in itertools.product(KINDS, launches(smoke)):
+        setting = conv.ConvLaunch(*launch)
+        fwd, bwd = (setting, default_bwd) if kind == "fwd" else (default_fwd, setting)
+        row = {"D": D, "B": B, "T": T, "kernel": kind, "rows": setting.rows, "channels": setting.channels,
+               "warps": setting.warps}
+        with environment({"LINMEM_CONV_FUSED_BWD": str(int(kind == "fused"))}), \
+                mock.patch.multiple(conv, FWD_LAUNCH=fwd, BWD_LAUNCH=bwd):
             try:
                 if kind == "fwd":
                     with torch.no_grad():
@@ -96,11 +97,8 @@ def sweep_dim(B: int, T: int, D: int, smoke: bool) -> list[dict]:
                     row["fwdbwd_ms"] = _time(lambda: torch.autograd.grad(forward(), (x, weight), dy), smoke)
             except Exception as err:  # a launch the compiler refuses (shared memory, registers) is recorded
                 row["error"] = f"{type(err).__name__}: {str(err)[:200]}"
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    finally:
-        conv.FWD_LAUNCH, conv.BWD_LAUNCH = default_fwd, default_bwd
-        os.environ.pop("LINMEM_CONV_FUSED_BWD", None)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     return rows
 
 
