@@ -9,7 +9,8 @@ B8 T4K or --shape's B,T (and H,d_k,d_v), as benchmarks/kernels.py makes its inpu
 alone under every setting of its grid in SWEEPS, on the recorded inputs: the median time of triton.testing.do_bench,
 the largest relative RMS of its outputs against the launch linmem makes (outputs poisoned with NaN before every
 launch, so a tile left unwritten shows), and whether two launches give bitwise-equal outputs. Compilation runs
-first in --jobs processes (Triton's on-disk cache); the timing then runs in this one process, alone on the GPU. Writes kernel-settings-<gpu>.json.
+first in --jobs processes (Triton's on-disk cache); the timing then runs in this one process, alone on the GPU.
+Writes kernel-settings-<gpu>.json.
 The sweep times kernels, not the op: a winner becomes a default (triton_config.py, gla/triton_chunk.py) only after
 the op's fwd+bwd (benchmarks/kernels.py) and the GPU tests agree. --exports writes the winners' LINMEM_* `export`
 lines, to time the op under them (for the sweep's shape and dtype only: they apply to every shape).

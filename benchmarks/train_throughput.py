@@ -9,7 +9,8 @@ steps moved by up to 25% from one GPU session to the next); then measures `gener
 and the recurrent-state bytes, which do not depend on the context length. With --compile the training step runs
 `model.compile()` (Inductor fuses the glue around the Triton kernels, which stay eager:
 linmem.kernels.backend.kernel_op); the warm-up steps include the compilation. --cuda-graph also times the step with
-forward and backward replayed as one CUDA graph (linmem.CUDAGraphTrainingStep), against the eager step's launch overhead.
+forward and backward replayed as one CUDA graph (linmem.CUDAGraphTrainingStep), against the eager step's launch
+overhead.
 Writes `train_throughput-<gpu>.json` (`train_throughput-<gpu>-compiled.json` with --compile).
 """
 
@@ -50,7 +51,8 @@ def training_step(model, optimizer, data: torch.Tensor) -> None:
 def measure_training(model, batch_size: int, seq_len: int, steps: int, warmup: int, repeats: int = 1,
                      cuda_graph: bool = False) -> list[float]:
     """Training tokens/s of `repeats` back-to-back windows of `steps` steps each, after `warmup` steps, on the
-    model's device; with `cuda_graph`, forward and backward replayed as one CUDA graph (linmem.CUDAGraphTrainingStep)."""
+    model's device; with `cuda_graph`, forward and backward replayed as one CUDA graph
+    (linmem.CUDAGraphTrainingStep)."""
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     model.train()
