@@ -3,7 +3,7 @@
 # timed (and Q-Delta's stored probe rows): their GPU tests, then the 340M CCQ-GDN training step (CUDA graph, B4 T4K) with each candidate alone and with
 # all of them, then the short convolution's launch sweep (its one-kernel backward included).
 #   OUT=results_dir bash benchmarks/run_candidates.sh 1    # GPU tests, Q-Delta A/B, training: default, projections
-#   OUT=results_dir bash benchmarks/run_candidates.sh 2    # training: fused loss, conv backward, all; conv sweep
+#   OUT=results_dir bash benchmarks/run_candidates.sh 2    # training: fused loss, conv backward, all, compiled; conv sweep
 # Each candidate becomes a default only if its tests pass and it is faster here:
 #   LINMEM_FUSED_PROJECTIONS=1     linmem/modeling/projection.py (FUSED_PROJECTIONS)
 #   --fused-loss                   config.fuse_linear_cross_entropy (linmem/kernels/loss)
@@ -25,7 +25,7 @@ if [ "$PART" = 1 ]; then
 # tests run both probe paths themselves
 step tests 200 env LINMEM_FUSED_PROJECTIONS=1 LINMEM_CONV_FUSED_BWD=1 LINMEM_QDELTA_STORE_PROBE=1 $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 190 $PARALLEL tests/test_training_graph.py \
   tests/test_kernels_loss.py tests/test_kernels_triton_conv.py tests/test_kernels_triton_qdelta.py \
-  tests/test_model_gpu.py -k "not hub"
+  tests/test_model_gpu.py tests/test_library_ops.py -k "not hub"
 # Q-Delta with the probe rows stored, beside GDN, at launch_ab.py's default shapes (H16 d128: the 1.05 target)
 step ab-qdelta 120 $PY benchmarks/launch_ab.py --ops qdelta_rule,gated_delta_rule \
   --variants "store:LINMEM_QDELTA_STORE_PROBE=1" --out "$OUT/ab-qdelta"
@@ -36,6 +36,8 @@ step train-default 70 $TRAIN --out "$OUT/default-2"
 step train-loss 70 $TRAIN --fused-loss --out "$OUT/loss"
 step train-conv 70 env LINMEM_CONV_FUSED_BWD=1 $TRAIN --out "$OUT/conv"
 step train-all 70 env LINMEM_FUSED_PROJECTIONS=1 LINMEM_CONV_FUSED_BWD=1 $TRAIN --fused-loss --out "$OUT/all"
+# one graph (the kernels as custom ops, linmem/kernels/library.py) against the earlier graph-broken 136.3k
+step train-compile 150 $TRAIN --compile --out "$OUT/compile"
 step conv-launch 200 $PY benchmarks/conv_launch.py --dims 1024 --out "$OUT/conv-launch"
 fi
 echo "done" >> "$OUT/gpu.txt"

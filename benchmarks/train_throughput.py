@@ -7,8 +7,8 @@ Trains in bf16 autocast-free pure bf16 weights with fp32 AdamW states (the usual
 tokens/s (the median of --repeats timed windows of --steps steps each, every window recorded: single runs of 6
 steps moved by up to 25% from one GPU session to the next); then measures `generate()` decode tokens/s at batch 1
 and the recurrent-state bytes, which do not depend on the context length. With --compile the training step runs
-`model.compile()` (Inductor fuses the glue around the Triton kernels, which stay eager:
-linmem.kernels.backend.kernel_op); the warm-up steps include the compilation. --cuda-graph also times the step with
+`model.compile()` (one graph: the Triton kernels are opaque custom ops, linmem/kernels/library.py, and Inductor
+fuses the glue around them); the warm-up steps include the compilation. --cuda-graph also times the step with
 forward and backward replayed as one CUDA graph (linmem.CUDAGraphTrainingStep), against the eager step's launch
 overhead.
 Writes `train_throughput-<gpu>.json` (`train_throughput-<gpu>-compiled.json` with --compile).

@@ -11,7 +11,7 @@ from transformers.loss.loss_utils import ForCausalLMLoss
 
 from linmem.kernels import relative_rms, use_backend
 from linmem.kernels.loss import linear_cross_entropy
-from linmem.kernels.loss import op as loss_op
+from linmem.kernels import backend
 
 from .variants import VARIANTS, loss_and_grads, make_model
 
@@ -75,12 +75,9 @@ def test_triton_kernel_matches_in_float32_and_bf16(dtype, tol, monkeypatch):
     calls = []
     real = triton_ce.triton_ce_loss_and_grad_
     monkeypatch.setattr(triton_ce, "triton_ce_loss_and_grad_", lambda *a: calls.append(1) or real(*a))
-    loss_op.load_triton.cache_clear()
-    try:
-        with use_backend("triton"):
-            got = _fused(hidden, weight, labels)
-    finally:
-        loss_op.load_triton.cache_clear()
+    monkeypatch.setattr(backend, "_triton_functions", {})  # so that the patched function is the one looked up
+    with use_backend("triton"):
+        got = _fused(hidden, weight, labels)
     assert calls == [1]  # the kernel ran
     for a, b in zip(got, _reference(hidden, weight, labels)):
         assert torch.isfinite(a).all() and relative_rms(a, b) <= tol

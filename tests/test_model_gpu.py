@@ -67,16 +67,16 @@ def test_training_step_runs_on_triton_with_finite_grads():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("name", ["ccq-gdn", "ccq-gla", "qdelta"])
+@pytest.mark.parametrize("name", ["ccq-gdn", "ccq-gla", "qdelta", "ccq-gdn-hybrid"])
 def test_compiled_training_step_matches_eager(name):
-    """model.compile() (Inductor) around the Triton kernels: the loss and every gradient as eager's, fp32
-    (relative RMS <= 1e-4: Inductor only reorders the glue's float32 sums)."""
+    """model.compile(fullgraph=True) (Inductor; the Triton kernels as opaque custom ops, one graph): the loss and
+    every gradient as eager's, fp32 (relative RMS <= 1e-4: Inductor only reorders the glue's float32 sums)."""
     model = cuda_model(name, torch.float32).train()
     x = ids(2, 300)
     runs = []
     for compiled in (False, True):
         if compiled:
-            model.compile()
+            model.compile(fullgraph=True)
         model.zero_grad(set_to_none=True)
         loss = model(x, labels=x).loss
         loss.backward()

@@ -105,18 +105,41 @@ def use_backend(name: str) -> Iterator[None]:
 
 
 def kernel_op(fn: Callable) -> Callable:
-    """Mark a public op as one opaque call inside `torch.compile`d code (`torch.compiler.disable`).
+    """Mark a public op: under `torch.compile` its Triton path is traced, its other paths run as one opaque call.
 
-    Dynamo would otherwise trace the op's dispatch (thread-local backend stack, cached imports) and break its graph
-    several times per call; as one opaque call, the Triton launches and their autograd.Function run eagerly and
-    each layer compiles into a few graphs around them, where the glue (projections, norms, gates) fuses.
+    On the Triton path Dynamo traces the op's validation, dispatch and autograd.Function, whose kernels are opaque
+    custom ops (library.py): the compiled graph does not break at the op, so `fullgraph=True` works. Which path
+    runs is decided when the graph is compiled (the backend in force then, `assume_constant_result`), not at each
+    call. The PyTorch and naive paths (CPU, or a forced backend) stay one opaque call (`torch.compiler.disable`):
+    their per-chunk and per-token Python loops would unroll into the graph.
     """
-    return torch.compiler.disable(fn)
+    opaque = torch.compiler.disable(fn)
+
+    @functools.wraps(fn)
+    def op(*args, **kwargs):
+        if torch.compiler.is_compiling() and not _traced_backend_is_triton(args[0]):
+            return opaque(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return op
 
 
-@functools.cache
+def _traced_backend_is_triton(q: torch.Tensor) -> bool:
+    return _triton_when_compiled(q.is_cuda)
+
+
+@torch.compiler.assume_constant_result
+def _triton_when_compiled(on_cuda: bool) -> bool:
+    name = requested_backend()
+    return name == "triton" or (name == "auto" and on_cuda and triton_available())
+
+
+#: Whether triton is importable (looked up once; a plain value, which Dynamo reads without tracing the lookup).
+_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+
+
 def triton_available() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    return _TRITON_INSTALLED
 
 
 def resolve_backend(q: torch.Tensor) -> str:
@@ -127,13 +150,29 @@ def resolve_backend(q: torch.Tensor) -> str:
     return name
 
 
-@functools.cache
+#: The Triton functions found so far: (package, module, function) -> the function, or None where it does not exist.
+_triton_functions: dict[tuple[str, str, str], Callable | None] = {}
+
+
 def load_triton(package: str, module: str, function: str) -> Callable | None:
     """`package.module.function`, or None when that module/function (or triton itself) does not exist yet.
 
     Other import errors (a bug inside an existing Triton file) propagate. Cached: a decode step calls this
     for every op of every layer, and an import-system lookup per call costs more than the step kernel.
     """
+    _find_triton_function(package, module, function)
+    return _triton_functions[(package, module, function)]
+
+
+@torch.compiler.assume_constant_result  # Dynamo runs the import when it traces, and reads the cache after it
+def _find_triton_function(package: str, module: str, function: str) -> bool:
+    key = (package, module, function)
+    if key not in _triton_functions:
+        _triton_functions[key] = _import_triton_function(package, module, function)
+    return _triton_functions[key] is not None
+
+
+def _import_triton_function(package: str, module: str, function: str) -> Callable | None:
     full = f"{package}.{module}"
     try:
         mod = importlib.import_module(full)
@@ -170,6 +209,8 @@ def dispatch(op_name: str, package: str, naive_fn: Callable, chunk_fn: Callable,
     fn = None
     if use_step:
         fn = load_triton(package, "triton_step", f"triton_{op_name}_step")
+        if fn is not None and torch.compiler.is_compiling():  # it updates the cached state in place: run it eagerly
+            return torch.compiler.disable(fn)(*args, **kwargs)
     if fn is None:
         fn = load_triton(package, "triton_chunk", f"triton_{op_name}")
     if fn is not None:

@@ -61,6 +61,17 @@ class ChunkLayout:
         """(cu_seqlens, chunk_offsets, T, NT) as the sequential state kernels take them."""
         return self.cu_seqlens, self.chunk_offsets, self.seq_len, self.n_chunks
 
+    def zero_unused_slots(self, *buffers: torch.Tensor | None) -> None:
+        """Zero the slots no chunk uses (varlen: at most n_seqs, all at the end) of per-slot buffers [n_slots, ...],
+        in place and without a host sync, so that an op's saved per-slot tensors are a function of its inputs."""
+        if not self.is_varlen:
+            return
+        tail = torch.arange(max(self.n_slots - self.n_seqs, 0), self.n_slots, device=self.table.device)
+        unused = tail >= self.chunk_offsets[-1]
+        for buffer in buffers:
+            if buffer is not None:
+                buffer[tail] = torch.where(unused.view(-1, *([1] * (buffer.dim() - 1))), 0, buffer[tail])
+
     def suffix_of_later_chunks(self, totals: torch.Tensor) -> torch.Tensor:
         """totals [n_slots, ...] per-chunk sums -> for each slot the sum over the LATER chunks of its sequence."""
         if not self.is_varlen:

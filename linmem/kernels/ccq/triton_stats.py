@@ -23,6 +23,7 @@ import torch
 import triton
 
 from ..backend import env_int
+from ..library import opaque_op
 from ..triton_layout import ChunkLayout, sequential_block
 from .triton_stats_kernels import (
     ccq_stats_bwd_chunk_kernel,
@@ -148,6 +149,7 @@ def _stats_forward(q, k, g, lam, M0, z0, m0, layout: ChunkLayout, center: bool, 
     ccq_stats_fwd_state_kernel[(triton.cdiv(K, bv), N * H)](
         k, g, M0, z0, m0, S_st, z_st, m_st, MT, zT, mT, layout.cu_seqlens, layout.chunk_offsets, T,
         layout.n_chunks, **flags, BV=bv, **starts, num_warps=8)
+    layout.zero_unused_slots(S_st, z_st, m_st)
     _chunk_read(q, k, g, lam, S_st, z_st, m_st, out, (u_s, z_s, m_s) if save else None, layout, center)
     return out, ((u_s, z_s, m_s, S_st, z_st) if save else None), ((MT, zT, mT) if store_final else None)
 
@@ -241,50 +243,71 @@ def _key_gradients(q, k, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, layout: ChunkL
     return dk, writer, dM0, dz0, dm0
 
 
+@opaque_op("ccq_stats_fwd")
+def _forward_op(q: torch.Tensor, k: torch.Tensor, g: torch.Tensor, lam: torch.Tensor, M0: torch.Tensor | None,
+                z0: torch.Tensor | None, m0: torch.Tensor | None, center: bool, save: bool, output_final_state: bool,
+                cu_seqlens: torch.Tensor | None, chunk_size: int) -> list[torch.Tensor | None]:
+    """-> [q̃, M_T, z_T, m_T, u, z, m, chunk-start M, chunk-start z] (the last five None unless save)."""
+    layout = ChunkLayout(q.shape[0], q.shape[1], cu_seqlens, chunk_size)
+    q_tilde, saved, finals = _stats_forward(q, k, g, lam, M0, z0, m0, layout, center, save, output_final_state)
+    return [q_tilde, *(finals if finals is not None else (None,) * 3), *(saved if saved is not None else (None,) * 5)]
+
+
+@opaque_op("ccq_stats_bwd")
+def _backward_op(q: torch.Tensor, k: torch.Tensor, g: torch.Tensor, lam: torch.Tensor, M0: torch.Tensor | None,
+                 z0: torch.Tensor | None, m0: torch.Tensor | None, saved: list[torch.Tensor | None],
+                 finals: list[torch.Tensor | None], dqt: torch.Tensor | None, dMT: torch.Tensor | None,
+                 dzT: torch.Tensor | None, dmT: torch.Tensor | None, center: bool, cu_seqlens: torch.Tensor | None,
+                 chunk_size: int) -> list[torch.Tensor | None]:
+    """-> [dq, dk, dg, dlam, dM0, dz0, dm0] (the last three None where the start was not given)."""
+    layout = ChunkLayout(q.shape[0], q.shape[1], cu_seqlens, chunk_size)
+    u, z, m, S_st, z_st = saved
+    MT, zT, mT = finals
+    B, T, H, K = q.shape
+    N = layout.n_seqs
+    kp = _padded_k(K)
+    dqt = dqt.to(q.dtype).contiguous() if dqt is not None else torch.zeros_like(q)
+    dq_direct, dm = (_buffer((B, T, H, K), q), _buffer((B, T, H, K), q)) if center else (None, None)
+    du_scale, dz, dlam, reader = (_buffer((B, T, H), q) for _ in range(4))
+    prep_rows = 16
+    ccq_stats_bwd_prep_kernel[(triton.cdiv(B * T, prep_rows), H)](
+        dqt, q, lam, u, z, m, du_scale, dz, dm, dq_direct, dlam, reader, B * T,
+        H=H, K=K, BT=prep_rows, KP=kp, CENTER=center, num_warps=4)
+    dq = _query_gradient(dqt, k, g, lam, du_scale, dq_direct, S_st, z_st, layout, center)
+    store_d0 = any(x is not None for x in (M0, z0, m0))
+    dk, writer, dM0, dz0, dm0 = _key_gradients(q, k, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, layout, center,
+                                               store_d0)
+    dG = reader - writer
+    final = torch.zeros(N, H, device=q.device, dtype=torch.float32)
+    for d, x in ((dMT, MT), (dzT, zT), (dmT, mT)):
+        if d is not None and x is not None:
+            final = final + (d.float() * x).reshape(N, H, -1).sum(-1)
+    dG = _add_at_last_token(dG, final, layout)
+    dg = _seq_reverse_cumsum(dG, layout)
+    return [dq, dk, dg.to(g.dtype), dlam.to(lam.dtype), dM0 if M0 is not None else None,
+            dz0 if z0 is not None else None, dm0 if m0 is not None else None]
+
+
 class CCQStatsFunction(torch.autograd.Function):
     """q̃ and the final (M, z, m); differentiable in q, k̂, g, lam, M0, z0, m0."""
 
     @staticmethod
     def forward(ctx, q, k, g, lam, M0, z0, m0, center, output_final_state, cu_seqlens, chunk_size):
-        B, T = q.shape[:2]
-        layout = ChunkLayout(B, T, cu_seqlens, chunk_size)
         save = any(ctx.needs_input_grad[:7])
-        q_tilde, saved, finals = _stats_forward(q, k, g, lam, M0, z0, m0, layout, center, save, output_final_state)
-        MT, zT, mT = finals if finals is not None else (None, None, None)
+        q_tilde, MT, zT, mT, *saved = _forward_op(q, k, g, lam, M0, z0, m0, center, save, output_final_state,
+                                                  cu_seqlens, chunk_size)
         if save:
-            ctx.save_for_backward(q, k, g, lam, M0, z0, m0, *saved, MT, zT, mT)
-        ctx.layout, ctx.center = layout, center
+            ctx.save_for_backward(q, k, g, lam, M0, z0, m0, *saved, MT, zT, mT, cu_seqlens)
+        ctx.center, ctx.chunk_size = center, chunk_size
         ctx.set_materialize_grads(False)
         return q_tilde, MT, zT, mT
 
     @staticmethod
     def backward(ctx, dqt, dMT, dzT, dmT):
-        q, k, g, lam, M0, z0, m0, u, z, m, S_st, z_st, MT, zT, mT = ctx.saved_tensors
-        layout, center = ctx.layout, ctx.center
-        B, T, H, K = q.shape
-        N = layout.n_seqs
-        kp = _padded_k(K)
-        dqt = dqt.to(q.dtype).contiguous() if dqt is not None else torch.zeros_like(q)
-        dq_direct, dm = (_buffer((B, T, H, K), q), _buffer((B, T, H, K), q)) if center else (None, None)
-        du_scale, dz, dlam, reader = (_buffer((B, T, H), q) for _ in range(4))
-        prep_rows = 16
-        ccq_stats_bwd_prep_kernel[(triton.cdiv(B * T, prep_rows), H)](
-            dqt, q, lam, u, z, m, du_scale, dz, dm, dq_direct, dlam, reader, B * T,
-            H=H, K=K, BT=prep_rows, KP=kp, CENTER=center, num_warps=4)
-        dq = _query_gradient(dqt, k, g, lam, du_scale, dq_direct, S_st, z_st, layout, center)
-        store_d0 = any(x is not None for x in (M0, z0, m0))
-        dk, writer, dM0, dz0, dm0 = _key_gradients(q, k, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, layout, center,
-                                                   store_d0)
-        dG = reader - writer
-        final = torch.zeros(N, H, device=q.device, dtype=torch.float32)
-        for d, x in ((dMT, MT), (dzT, zT), (dmT, mT)):
-            if d is not None and x is not None:
-                final = final + (d.float() * x).reshape(N, H, -1).sum(-1)
-        dG = _add_at_last_token(dG, final, layout)
-        dg = _seq_reverse_cumsum(dG, layout)
-        return (dq, dk, dg.to(g.dtype), dlam.to(lam.dtype),
-                dM0 if M0 is not None else None, dz0 if z0 is not None else None,
-                dm0 if m0 is not None else None, None, None, None, None)
+        q, k, g, lam, M0, z0, m0, u, z, m, S_st, z_st, MT, zT, mT, cu_seqlens = ctx.saved_tensors
+        grads = _backward_op(q, k, g, lam, M0, z0, m0, [u, z, m, S_st, z_st], [MT, zT, mT], dqt, dMT, dzT, dmT,
+                             ctx.center, cu_seqlens, ctx.chunk_size)
+        return (*grads, None, None, None, None)
 
 
 def ccq_contract_query(

@@ -21,6 +21,7 @@ import triton
 import triton.language as tl
 
 from ..backend import env_int
+from ..library import opaque_op
 
 
 class ConvLaunch(NamedTuple):
@@ -196,70 +197,94 @@ def _sequence_bounds(x: torch.Tensor, cu_seqlens: torch.Tensor | None) -> tuple[
     return cu[:-1], cu[1:]
 
 
+def _row_sequences(x: torch.Tensor, cu_seqlens: torch.Tensor | None):
+    """(cu [N + 1] int64, seq_idx [T] int32: each row's sequence) for the varlen kernels (no host sync), or
+    (None, None) for a dense batch."""
+    if cu_seqlens is None:
+        return None, None
+    cu = cu_seqlens.to(device=x.device, dtype=torch.int64)
+    seq_idx = torch.searchsorted(cu[1:], torch.arange(x.shape[1], device=x.device), right=True).to(torch.int32)
+    return cu, seq_idx
+
+
+@opaque_op("causal_conv1d_fwd")
+def _forward_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, initial_state: torch.Tensor | None,
+                silu: bool, cu_seqlens: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """-> [y]."""
+    B, T, D = x.shape
+    cu, seq_idx = _row_sequences(x, cu_seqlens)
+    y = torch.empty_like(x)
+    fwd = FWD_LAUNCH
+    causal_conv1d_fwd_kernel[_grid(B * T, D, fwd)](
+        x, weight, bias, initial_state, seq_idx, cu, None, y, B * T, T, D, W=weight.shape[1], BR=fwd.rows,
+        BD=fwd.channels, HAS_BIAS=bias is not None, HAS_H0=initial_state is not None, SILU=silu, GRAD=False,
+        IS_VARLEN=cu is not None, num_warps=fwd.warps)
+    return [y]
+
+
+@opaque_op("causal_conv1d_bwd")
+def _backward_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                 initial_state: torch.Tensor | None, dy: torch.Tensor, silu: bool, needs_dh0: bool,
+                 cu_seqlens: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """-> [dx, dweight, dbias, dh0] (dbias None without a bias, dh0 None unless needs_dh0)."""
+    B, T, D = x.shape
+    W = weight.shape[1]
+    R = B * T
+    cu, seq_idx = _row_sequences(x, cu_seqlens)
+    flags = dict(W=W, HAS_H0=initial_state is not None, IS_VARLEN=cu is not None)
+    bwd = BWD_LAUNCH
+    grid = _grid(R, D, bwd)
+    dx = torch.empty_like(x)
+    dw_part = torch.empty(grid[0], W, D, device=x.device, dtype=torch.float32)
+    db_part = torch.empty(grid[0], D, device=x.device, dtype=torch.float32)
+    if not needs_dh0 and env_int("LINMEM_CONV_FUSED_BWD", int(FUSED_BACKWARD)):
+        causal_conv1d_bwd_fused_kernel[grid](
+            x, weight, bias, initial_state, seq_idx, cu, dy, dx, dw_part, db_part, R, T, D, BR=bwd.rows,
+            BD=bwd.channels, HAS_BIAS=bias is not None, SILU=silu, num_warps=bwd.warps, **flags)
+        return [dx, *_weight_grads(dw_part, db_part, weight, bias), None]
+    if silu:
+        fwd = FWD_LAUNCH
+        dpre = torch.empty(B, T, D, device=x.device, dtype=torch.float32)
+        causal_conv1d_fwd_kernel[_grid(R, D, fwd)](
+            x, weight, bias, initial_state, seq_idx, cu, dy, dpre, R, T, D, BR=fwd.rows, BD=fwd.channels,
+            HAS_BIAS=bias is not None, SILU=True, GRAD=True, num_warps=fwd.warps, **flags)
+    else:
+        dpre = dy.float()
+    causal_conv1d_bwd_kernel[grid](x, weight, initial_state, seq_idx, cu, dpre, dx, dw_part, db_part, R, T, D,
+                                   BR=bwd.rows, BD=bwd.channels, num_warps=bwd.warps, **flags)
+    dweight, dbias = _weight_grads(dw_part, db_part, weight, bias)
+    dh0 = None
+    if needs_dh0:
+        # history slot i (input bos - (W-1) + i) reaches output bos + i - j through tap j <= i
+        bos, eos = _sequence_bounds(x, cu_seqlens)
+        flat = dpre.view(R, D)
+        dh0 = torch.zeros(initial_state.shape, device=x.device, dtype=torch.float32)
+        for i in range(W - 1):
+            for j in range(i + 1):
+                out_row = bos + i - j
+                reach = (out_row < eos).unsqueeze(-1)
+                reached = torch.where(reach, flat[out_row.clamp(max=max(R - 1, 0))], 0.0)
+                dh0[:, :, i] += reached * weight[:, j].float()
+        dh0 = dh0.to(initial_state.dtype)
+    return [dx, dweight, dbias, dh0]
+
+
 class CausalConv1dFunction(torch.autograd.Function):
     """y = act(conv(x)); differentiable in x, weight, bias and initial_state."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, initial_state, silu, cu_seqlens):
-        B, T, D = x.shape
-        W = weight.shape[1]
-        bos, eos = _sequence_bounds(x, cu_seqlens)
-        cu, seq_idx = None, None
-        if cu_seqlens is not None:  # each row's sequence, for the kernels (no host sync)
-            cu = cu_seqlens.to(device=x.device, dtype=torch.int64)
-            seq_idx = torch.searchsorted(eos, torch.arange(T, device=x.device), right=True).to(torch.int32)
-        y = torch.empty_like(x)
-        fwd = FWD_LAUNCH
-        causal_conv1d_fwd_kernel[_grid(B * T, D, fwd)](
-            x, weight, bias, initial_state, seq_idx, cu, None, y, B * T, T, D, W=W, BR=fwd.rows, BD=fwd.channels,
-            HAS_BIAS=bias is not None, HAS_H0=initial_state is not None, SILU=silu, GRAD=False,
-            IS_VARLEN=cu is not None, num_warps=fwd.warps)
-        ctx.save_for_backward(x, weight, bias, initial_state, seq_idx, cu, bos, eos)
+        (y,) = _forward_op(x, weight, bias, initial_state, silu, cu_seqlens)
+        ctx.save_for_backward(x, weight, bias, initial_state, cu_seqlens)
         ctx.silu = silu
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        x, weight, bias, initial_state, seq_idx, cu, bos, eos = ctx.saved_tensors
-        B, T, D = x.shape
-        W = weight.shape[1]
-        R = B * T
-        flags = dict(W=W, HAS_H0=initial_state is not None, IS_VARLEN=cu is not None)
-        dy = dy.contiguous()
-        bwd = BWD_LAUNCH
-        grid = _grid(R, D, bwd)
-        dx = torch.empty_like(x)
-        dw_part = torch.empty(grid[0], W, D, device=x.device, dtype=torch.float32)
-        db_part = torch.empty(grid[0], D, device=x.device, dtype=torch.float32)
+        x, weight, bias, initial_state, cu_seqlens = ctx.saved_tensors
         needs_dh0 = initial_state is not None and ctx.needs_input_grad[3]
-        if not needs_dh0 and env_int("LINMEM_CONV_FUSED_BWD", int(FUSED_BACKWARD)):
-            causal_conv1d_bwd_fused_kernel[grid](
-                x, weight, bias, initial_state, seq_idx, cu, dy, dx, dw_part, db_part, R, T, D, BR=bwd.rows,
-                BD=bwd.channels, HAS_BIAS=bias is not None, SILU=ctx.silu, num_warps=bwd.warps, **flags)
-            return dx, *_weight_grads(dw_part, db_part, weight, bias), None, None, None
-        if ctx.silu:
-            fwd = FWD_LAUNCH
-            dpre = torch.empty(B, T, D, device=x.device, dtype=torch.float32)
-            causal_conv1d_fwd_kernel[_grid(R, D, fwd)](
-                x, weight, bias, initial_state, seq_idx, cu, dy, dpre, R, T, D, BR=fwd.rows, BD=fwd.channels,
-                HAS_BIAS=bias is not None, SILU=True, GRAD=True, num_warps=fwd.warps, **flags)
-        else:
-            dpre = dy.float()
-        causal_conv1d_bwd_kernel[grid](x, weight, initial_state, seq_idx, cu, dpre, dx, dw_part, db_part, R, T, D,
-                                       BR=bwd.rows, BD=bwd.channels, num_warps=bwd.warps, **flags)
-        dweight, dbias = _weight_grads(dw_part, db_part, weight, bias)
-        dh0 = None
-        if needs_dh0:
-            # history slot i (input bos - (W-1) + i) reaches output bos + i - j through tap j <= i
-            flat = dpre.view(R, D)
-            dh0 = torch.zeros(initial_state.shape, device=x.device, dtype=torch.float32)
-            for i in range(W - 1):
-                for j in range(i + 1):
-                    out_row = bos + i - j
-                    reach = (out_row < eos).unsqueeze(-1)
-                    reached = torch.where(reach, flat[out_row.clamp(max=max(R - 1, 0))], 0.0)
-                    dh0[:, :, i] += reached * weight[:, j].float()
-            dh0 = dh0.to(initial_state.dtype)
+        dx, dweight, dbias, dh0 = _backward_op(x, weight, bias, initial_state, dy.contiguous(), ctx.silu, needs_dh0,
+                                               cu_seqlens)
         return dx, dweight, dbias, dh0, None, None
 
 

@@ -13,6 +13,7 @@ import os
 import torch
 import triton
 
+from ..library import opaque_op
 from ..triton_layout import ChunkLayout
 from .triton_config import (_dot_precision, _num_warps, _pow2, _stages, _state_tiles, _store_probe, _wy_a_stages,
                             _wy_bwd_config, _wy_fwd_block, _wy_fwd_warps, _wu_launch, _dqk_launch)
@@ -60,6 +61,7 @@ def _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, la
         H=H, K=K, V=V, BT=BT, BK=bk, BV=bv, HAS_H0=initial_state is not None,
         STORE_HT=output_final_state, IS_VARLEN=layout.is_varlen, DOT_PREC=prec, num_warps=nw, num_stages=ns,
     )
+    layout.zero_unused_slots(h)
     o = torch.empty(B, T, H, V, device=dev, dtype=q.dtype)
     bv_o = min(64, _pow2(V))
     output_fwd_kernel[(triton.cdiv(V, bv_o), layout.slot_grid, B * H)](
@@ -124,24 +126,44 @@ def _backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layou
     return dq, dk, dv, dg, dbeta, dlam, dh0
 
 
+@opaque_op("delta_rule_fwd")
+def _forward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
+                lam: torch.Tensor | None, scale: float, initial_state: torch.Tensor | None, output_final_state: bool,
+                cu_seqlens: torch.Tensor | None, chunk_size: int) -> list[torch.Tensor | None]:
+    """-> [o, final state, *saved intermediates] (see _forward)."""
+    layout = ChunkLayout(k.shape[0], k.shape[1], cu_seqlens, chunk_size)
+    o, final, saved = _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, layout)
+    return [o, final, *saved]
+
+
+@opaque_op("delta_rule_bwd")
+def _backward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
+                 lam: torch.Tensor | None, scale: float, initial_state: torch.Tensor | None,
+                 saved: list[torch.Tensor | None], do: torch.Tensor, dht: torch.Tensor | None,
+                 cu_seqlens: torch.Tensor | None, chunk_size: int) -> list[torch.Tensor | None]:
+    """-> [dq, dk, dv, dg, dbeta, dlam, dh0] (see _backward)."""
+    layout = ChunkLayout(k.shape[0], k.shape[1], cu_seqlens, chunk_size)
+    return list(_backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layout))
+
+
 class ChunkDeltaRuleFunction(torch.autograd.Function):
     """Autograd wrapper; saves the chunk intermediates (T, W, U, states, V~) instead of recomputing them."""
 
     @staticmethod
     def forward(ctx, q, k, v, g, beta, lam, scale, initial_state, output_final_state, cu_seqlens, chunk_size):
-        layout = ChunkLayout(k.shape[0], k.shape[1], cu_seqlens, chunk_size)
-        o, final, saved = _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, layout)
-        ctx.save_for_backward(q, k, v, g, beta, lam, initial_state, *saved)
-        ctx.layout, ctx.scale = layout, scale
+        o, final, *saved = _forward_op(q, k, v, g, beta, lam, scale, initial_state, output_final_state, cu_seqlens,
+                                       chunk_size)
+        ctx.save_for_backward(q, k, v, g, beta, lam, initial_state, cu_seqlens, *saved)
+        ctx.scale, ctx.chunk_size = scale, chunk_size
         return o, final
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, g, beta, lam, initial_state, *saved = ctx.saved_tensors
+        q, k, v, g, beta, lam, initial_state, cu_seqlens, *saved = ctx.saved_tensors
         do = do.to(q.dtype).contiguous()
         dht = dht.float().contiguous() if dht is not None else None
-        dq, dk, dv, dg, dbeta, dlam, dh0 = _backward(
-            q, k, v, g, beta, lam, ctx.scale, initial_state, saved, do, dht, ctx.layout)
+        dq, dk, dv, dg, dbeta, dlam, dh0 = _backward_op(q, k, v, g, beta, lam, ctx.scale, initial_state, saved, do,
+                                                        dht, cu_seqlens, ctx.chunk_size)
         return dq, dk, dv, dg, dbeta, dlam, None, dh0, None, None, None
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backend import load_triton, resolve_backend
+from ..library import opaque_op
 
 
 def _ce_loss_and_grad_(logits: torch.Tensor, labels: torch.Tensor, denominator: torch.Tensor,
@@ -33,16 +34,24 @@ def _ce_loss_and_grad_(logits: torch.Tensor, labels: torch.Tensor, denominator: 
     return rows.sum() / denominator.to(rows.dtype)
 
 
+@opaque_op("linear_cross_entropy_fwd")
+def _loss_and_logit_gradient(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
+                             denominator: torch.Tensor, ignore_index: int) -> list[torch.Tensor | None]:
+    """-> [loss, the gradient of the loss with respect to the logits (in the logits' buffer)]."""
+    logits = F.linear(hidden, weight)
+    if resolve_backend(hidden) == "triton" and logits.dtype != torch.float64:
+        ce = load_triton(__package__, "triton_ce", "triton_ce_loss_and_grad_")
+    else:
+        ce = None
+    loss = (ce or _ce_loss_and_grad_)(logits, labels, denominator, ignore_index)
+    return [loss, logits]
+
+
 class LinearCrossEntropyFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, labels, denominator, ignore_index):
-        logits = F.linear(hidden, weight)
-        if resolve_backend(hidden) == "triton" and logits.dtype != torch.float64:
-            ce = load_triton(__package__, "triton_ce", "triton_ce_loss_and_grad_")
-        else:
-            ce = None
-        loss = (ce or _ce_loss_and_grad_)(logits, labels, denominator, ignore_index)
-        ctx.save_for_backward(hidden, weight, logits)
+        loss, grad_logits = _loss_and_logit_gradient(hidden, weight, labels, denominator, ignore_index)
+        ctx.save_for_backward(hidden, weight, grad_logits)
         return loss
 
     @staticmethod

@@ -9,6 +9,8 @@ itself.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -65,5 +67,14 @@ def l2_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     q/k norm of the GDN-family mixers, as the RMS norm with the constant weight D^{-1/2} and eps / D. Its PyTorch path
     is exactly linmem.kernels.utils.l2norm's computation; the Triton path takes no weight gradient."""
     D = x.shape[-1]
-    weight = torch.full((D,), D ** -0.5, dtype=torch.promote_types(x.dtype, torch.float32), device=x.device)
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    if torch.compiler.is_compiling() or (x.is_cuda and torch.cuda.is_current_stream_capturing()):
+        weight = torch.full((D,), D ** -0.5, dtype=dtype, device=x.device)  # a constant of the graph
+    else:  # made once per size, dtype and device instead of a fill launch per call
+        weight = _l2_weight(D, dtype, x.device)
     return rms_norm(x, weight, eps / D)
+
+
+@functools.lru_cache(maxsize=64)
+def _l2_weight(D: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.full((D,), D ** -0.5, dtype=dtype, device=device)
