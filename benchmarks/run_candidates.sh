@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Two device calls (each about 8 minutes on a cold H200) for the training-speed candidates that are off by default until
+# Three device calls (each about 8 minutes on a cold H200) for the training-speed candidates that are off by default until
 # timed (and Q-Delta's stored probe rows): their GPU tests, then the 340M CCQ-GDN training step (CUDA graph, B4 T4K) with each candidate alone and with
 # all of them, then the short convolution's launch sweep (its one-kernel backward included).
 #   OUT=results_dir bash benchmarks/run_candidates.sh 1    # GPU tests, Q-Delta A/B, training: default, projections
 #   OUT=results_dir bash benchmarks/run_candidates.sh 2    # training: fused loss, conv backward, all, compiled; conv sweep
+#   OUT=results_dir bash benchmarks/run_candidates.sh 3    # fla beside ours at the fla-1.3B shapes (fla importable)
 # Each candidate becomes a default only if its tests pass and it is faster here:
 #   LINMEM_FUSED_PROJECTIONS=1     linmem/modeling/projection.py (FUSED_PROJECTIONS)
 #   --fused-loss                   config.fuse_linear_cross_entropy (linmem/kernels/loss)
@@ -13,7 +14,7 @@ set -uo pipefail
 OUT=${OUT:-benchmarks/results/candidates}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 TORCHINDUCTOR_COMPILE_THREADS=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TORCHINDUCTOR_COMPILE_THREADS=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
 step() { local name=$1 limit=$2; shift 2; local t0=$SECONDS; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
          echo "$name rc=$? $((SECONDS - t0))s" >> "$OUT/gpu.txt"; }
@@ -31,6 +32,12 @@ step ab-qdelta 120 $PY benchmarks/launch_ab.py --ops qdelta_rule,gated_delta_rul
   --variants "store:LINMEM_QDELTA_STORE_PROBE=1" --out "$OUT/ab-qdelta"
 step train-default 70 $TRAIN --out "$OUT/default"
 step train-projections 70 env LINMEM_FUSED_PROJECTIONS=1 $TRAIN --out "$OUT/projections"
+elif [ "$PART" = 3 ]; then
+# fla's GLA beside ours at the fla-1.3B shapes (its compile and autotuning overran three calls on 2026-12-04: it warms
+# alone first, in parallel processes); fla must be importable (PYTHONPATH is kept)
+step warm-fla 330 $PY benchmarks/warm_compile.py --ops fla_chunk_gla,fla_chunk_gated_delta_rule --jobs 8
+step kernels-fla-shapes 240 $PY benchmarks/kernels.py --seq-lens none \
+  --ops gla,fla_chunk_gla,gated_delta_rule,fla_chunk_gated_delta_rule,qdelta_rule --out "$OUT/kernels-fla-shapes.json"
 else
 step train-default 70 $TRAIN --out "$OUT/default-2"
 step train-loss 70 $TRAIN --fused-loss --out "$OUT/loss"
