@@ -8,6 +8,7 @@ its tracing by AOT autograd with dynamic shapes. Under the interpreter on the CP
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -19,7 +20,7 @@ from torch.utils._pytree import tree_map_only
 
 from linmem.kernels import causal_conv1d, ccq_gated_delta_rule, ccq_gla, gated_delta_rule, gla, qdelta_rule, use_backend
 from linmem.kernels.loss import linear_cross_entropy
-from linmem.kernels.library import NAMESPACE, dry_run
+from linmem.kernels.library import NAMESPACE, dry_run, through_dispatcher
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 B, T, H, K, V = 2, 19, 2, 16, 32
@@ -113,7 +114,7 @@ CASES = {"gated_delta_rule": _gdn, "gated_delta_rule varlen": _gdn_varlen, "qdel
 def test_every_custom_op_call_passes_opcheck(case):
     torch.manual_seed(0)
     recorder = _Recorder()
-    with use_backend("triton"), recorder:
+    with use_backend("triton"), through_dispatcher(), recorder:
         out, final = CASES[case]()
         loss = out.float().square().sum() + (final.float().sum() if final is not None else 0)
         loss.backward()
@@ -162,5 +163,7 @@ def test_a_module_run_again_registers_its_ops_under_new_names():
     assert second.op._qualname.startswith(f"{NAMESPACE}::test_double_v")
     x = torch.arange(3.0)
     for call in (first, second):
-        doubled, absent = call(x)
-        assert torch.equal(doubled, 2 * x) and absent is None
+        for path in (contextlib.nullcontext(), through_dispatcher()):  # eager: the function itself; the op
+            with path:
+                doubled, absent = call(x)
+            assert torch.equal(doubled, 2 * x) and absent is None
