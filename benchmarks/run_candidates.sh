@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Three device calls (each about 8 minutes on a cold H200) for the training-speed candidates that are off by default until
+# Device calls of up to 10 minutes each on a cold H200 (parts 1-3 first; 4 if time is left) for the training-speed candidates that are off by default until
 # timed (and Q-Delta's stored probe rows): their GPU tests, then the 340M CCQ-GDN training step (CUDA graph, B4 T4K) with each candidate alone and with
-# all of them, then the short convolution's launch sweep (its one-kernel backward included).
+# all of them, compiled, fla beside ours at its own shapes, then the short convolution's launch sweep.
 #   OUT=results_dir bash benchmarks/run_candidates.sh 1    # GPU tests, Q-Delta A/B, training: default, projections
-#   OUT=results_dir bash benchmarks/run_candidates.sh 2    # training: fused loss, conv backward, all, compiled; conv sweep
+#   OUT=results_dir bash benchmarks/run_candidates.sh 2    # training: fused loss, conv backward, all, compiled (2 modes)
 #   OUT=results_dir bash benchmarks/run_candidates.sh 3    # fla beside ours at the fla-1.3B shapes (fla importable)
+#   OUT=results_dir bash benchmarks/run_candidates.sh 4    # the short convolution's launch sweep
 # Each candidate becomes a default only if its tests pass and it is faster here:
 #   LINMEM_FUSED_PROJECTIONS=1     linmem/modeling/projection.py (FUSED_PROJECTIONS)
 #   --fused-loss                   config.fuse_linear_cross_entropy (linmem/kernels/loss)
@@ -32,10 +33,12 @@ step ab-qdelta 120 $PY benchmarks/launch_ab.py --ops qdelta_rule,gated_delta_rul
   --variants "store:LINMEM_QDELTA_STORE_PROBE=1" --out "$OUT/ab-qdelta"
 step train-default 70 $TRAIN --out "$OUT/default"
 step train-projections 70 env LINMEM_FUSED_PROJECTIONS=1 $TRAIN --out "$OUT/projections"
+elif [ "$PART" = 4 ]; then
+step conv-launch 200 $PY benchmarks/conv_launch.py --dims 1024 --out "$OUT/conv-launch"
 elif [ "$PART" = 3 ]; then
 # fla's GLA beside ours at the fla-1.3B shapes (its compile and autotuning overran three calls on 2026-12-04: it warms
 # alone first, in parallel processes); fla must be importable (PYTHONPATH is kept)
-step warm-fla 330 $PY benchmarks/warm_compile.py --ops fla_chunk_gla,fla_chunk_gated_delta_rule --jobs 8
+step warm-fla 300 $PY benchmarks/warm_compile.py --ops fla_chunk_gla,fla_chunk_gated_delta_rule --jobs 8
 step kernels-fla-shapes 240 $PY benchmarks/kernels.py --seq-lens none \
   --ops gla,fla_chunk_gla,gated_delta_rule,fla_chunk_gated_delta_rule,qdelta_rule --out "$OUT/kernels-fla-shapes.json"
 else
@@ -45,6 +48,8 @@ step train-conv 70 env LINMEM_CONV_FUSED_BWD=1 $TRAIN --out "$OUT/conv"
 step train-all 70 env LINMEM_FUSED_PROJECTIONS=1 LINMEM_CONV_FUSED_BWD=1 $TRAIN --fused-loss --out "$OUT/all"
 # one graph (the kernels as custom ops, linmem/kernels/library.py) against the earlier graph-broken 136.3k
 step train-compile 150 $TRAIN --compile --out "$OUT/compile"
-step conv-launch 200 $PY benchmarks/conv_launch.py --dims 1024 --out "$OUT/conv-launch"
+# Inductor's own CUDA graphs over the one-graph step (no CUDAGraphTrainingStep: what Trainer(torch_compile_mode=...) gets)
+step train-reduce-overhead 150 $PY benchmarks/train_throughput.py --variants ccq-gdn --new-tokens 32 --repeats 2 \
+  --compile --compile-mode reduce-overhead --out "$OUT/reduce-overhead"
 fi
 echo "done" >> "$OUT/gpu.txt"

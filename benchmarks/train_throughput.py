@@ -1,6 +1,7 @@
 """Training throughput and decode speed of a ~340M CCQ-GDN model on one GPU.
 
-    python benchmarks/train_throughput.py [--seq-len 4096] [--batch-size 4] [--steps 10] [--repeats 3] [--compile]
+    python benchmarks/train_throughput.py [--seq-len 4096] [--batch-size 4] [--steps 10] [--repeats 3] [--compile
+        [--compile-mode reduce-overhead]]
                                           [--cuda-graph] [--out results/]
 
 Trains in bf16 autocast-free pure bf16 weights with fp32 AdamW states (the usual fla recipe) and reports
@@ -8,7 +9,8 @@ tokens/s (the median of --repeats timed windows of --steps steps each, every win
 steps moved by up to 25% from one GPU session to the next); then measures `generate()` decode tokens/s at batch 1
 and the recurrent-state bytes, which do not depend on the context length. With --compile the training step runs
 `model.compile()` (one graph: the Triton kernels are opaque custom ops, linmem/kernels/library.py, and Inductor
-fuses the glue around them); the warm-up steps include the compilation. --cuda-graph also times the step with
+fuses the glue around them); the warm-up steps include the compilation. --compile-mode reduce-overhead replays
+the compiled forward and backward as CUDA graphs (Inductor's own capture, what Trainer(torch_compile_mode=...) uses). --cuda-graph also times the step with
 forward and backward replayed as one CUDA graph (linmem.CUDAGraphTrainingStep), against the eager step's launch
 overhead.
 Writes `train_throughput-<gpu>.json` (`train_throughput-<gpu>-compiled.json` with --compile).
@@ -43,6 +45,7 @@ def config_340m(**overrides) -> CCQConfig:
 
 def training_step(model, optimizer, data: torch.Tensor) -> None:
     """One language-modelling step on `data` [B, T] (its own labels): forward, backward, optimizer step."""
+    torch.compiler.cudagraph_mark_step_begin()  # a new iteration for compiled CUDA graphs (a no-op otherwise)
     model(data, labels=data).loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -126,6 +129,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed windows of --steps steps; the median is reported")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--compile", action="store_true", help="train with model.compile() (Inductor)")
+    parser.add_argument("--compile-mode", default=None, choices=["default", "reduce-overhead", "max-autotune"],
+                        help="torch.compile's mode with --compile")
     parser.add_argument("--cuda-graph", action="store_true",
                         help="also time training with forward+backward replayed as one CUDA graph")
     parser.add_argument("--variants", default="ccq-gdn,gdn", help="comma-separated subset of ccq-gdn,gdn")
@@ -133,6 +138,8 @@ def main() -> None:
                         help="train with config.fuse_linear_cross_entropy (the LM head fused into the loss)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
+    if args.compile_mode is not None and not args.compile:
+        parser.error("--compile-mode needs --compile")
 
     torch.manual_seed(0)
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "transformers": transformers.__version__,
@@ -143,6 +150,7 @@ def main() -> None:
     except ImportError:
         pass
     results["compiled"] = args.compile
+    results["compile_mode"] = args.compile_mode if args.compile else None
     results["fuse_linear_cross_entropy"] = args.fused_loss
     variants = args.variants.split(",")
     if not set(variants) <= {"ccq-gdn", "gdn"}:
@@ -153,7 +161,7 @@ def main() -> None:
         row = {"parameters": sum(p.numel() for p in model.parameters()), "batch_size": args.batch_size,
                "seq_len": args.seq_len}
         if args.compile:
-            model.compile()
+            model.compile(mode=args.compile_mode)
         windows = measure_training(model, args.batch_size, args.seq_len, args.steps, args.warmup, args.repeats)
         row["train_tokens_per_s"] = statistics.median(windows)
         row["train_tokens_per_s_windows"] = windows
@@ -174,7 +182,8 @@ def main() -> None:
         torch.cuda.empty_cache()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = "-compiled" if args.compile else ""
+    suffix = ("-compiled" + (f"-{args.compile_mode}" if args.compile_mode not in (None, "default") else "")
+              if args.compile else "")
     (out / f"train_throughput-{gpu_file_name()}{suffix}.json").write_text(json.dumps(results, indent=2))
 
 
