@@ -59,3 +59,34 @@ def test_trainer_resume_equals_uninterrupted(tmp_path):
     resumed.train(resume_from_checkpoint=str(tmp_path / "parts" / "checkpoint-10"))
     for (param_name, p), q in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.allclose(p, q, rtol=1e-5, atol=1e-7), param_name
+
+
+def test_trainer_with_torch_compile_on_the_triton_kernels_equals_eager(tmp_path, monkeypatch):
+    """Trainer(torch_compile=True) on the Triton path (the interpreter here; Dynamo with aot_eager): the kernels are
+    custom ops inside the compiled graph (no break), and five steps give the eager Trainer's weights (both on the PyTorch norm
+    path, which compiled code takes)."""
+    import torch._dynamo
+
+    from linmem.kernels import use_backend
+
+    monkeypatch.setenv("LINMEM_FUSED_NORM", "0")
+    def run(out_dir, **compile_args):
+        model = make_model("qdelta", dtype=torch.float32).train()
+        args = TrainingArguments(output_dir=str(out_dir), per_device_train_batch_size=4, max_steps=5,
+                                 learning_rate=3e-3, report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+                                 data_seed=0, save_strategy="no", **compile_args)
+        trainer = Trainer(model=model, args=args, train_dataset=CountingRows(20, 16))
+        with use_backend("triton"):
+            trainer.train()
+        return model
+
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    eager = run(tmp_path / "eager")
+    counters.clear()
+    compiled = run(tmp_path / "compiled", torch_compile=True, torch_compile_backend="aot_eager")
+    assert counters["stats"]["unique_graphs"] >= 1 and not counters["graph_break"], dict(counters["graph_break"])
+    torch._dynamo.reset()
+    for (param_name, p), q in zip(eager.state_dict().items(), compiled.state_dict().values()):
+        assert torch.allclose(p, q, rtol=1e-4, atol=1e-6), param_name
