@@ -114,6 +114,30 @@ def test_reduce_overhead_training_steps_match_eager(name, monkeypatch):
         assert relative_rms(q, p) <= 1e-4, param_name
 
 
+def test_trainer_with_reduce_overhead_compile_equals_eager_trainer(tmp_path, monkeypatch):
+    """Trainer(torch_compile=True, torch_compile_mode="reduce-overhead"): Inductor's CUDA graphs inside the Trainer's
+    own loop (which zeroes gradients with set_to_none and calls no cudagraph_mark_step_begin) train to the eager
+    Trainer's weights, fp32, PyTorch norm path on both sides."""
+    from transformers import Trainer, TrainingArguments
+
+    from .test_trainer import CountingRows
+
+    monkeypatch.setenv("LINMEM_FUSED_NORM", "0")
+
+    def run(out_dir, **compile_args):
+        model = cuda_model("ccq-gdn", torch.float32).train()
+        args = TrainingArguments(output_dir=str(out_dir), per_device_train_batch_size=8, max_steps=8,
+                                 learning_rate=3e-3, report_to=[], disable_tqdm=True, seed=0, data_seed=0,
+                                 save_strategy="no", **compile_args)
+        Trainer(model=model, args=args, train_dataset=CountingRows(64, 128)).train()
+        return model
+
+    eager = run(tmp_path / "eager")
+    compiled = run(tmp_path / "compiled", torch_compile=True, torch_compile_mode="reduce-overhead")
+    for (param_name, p), q in zip(eager.state_dict().items(), compiled.state_dict().values()):
+        assert relative_rms(q, p) <= 1e-4, param_name
+
+
 AUTOCAST_KNOWN_GAP = pytest.mark.xfail(
     strict=True, reason="CCQ-GLA's Triton path under bf16 autocast: gradient error 0.059 against the PyTorch path's "
     "0.036 on the H200 (1.64x); it follows the GLA backbone's kernels, not the CCQ statistic (GLA on PyTorch with the "
