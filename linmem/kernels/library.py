@@ -29,7 +29,22 @@ import torch
 NAMESPACE = ("linmem" if __name__ == "linmem.kernels.library"
              else "linmem_" + hashlib.sha1(__name__.encode()).hexdigest()[:12])
 
-_dry_run = threading.local()
+
+class _ThreadFlag(threading.local):
+    """A per-thread switch, off until set inside `on()`."""
+
+    active = False
+
+    @contextlib.contextmanager
+    def on(self) -> Iterator[None]:
+        previous, self.active = self.active, True
+        try:
+            yield
+        finally:
+            self.active = previous
+
+
+_dry_run, _through_dispatcher = _ThreadFlag(), _ThreadFlag()
 
 
 def _none_marker(device: torch.device) -> torch.Tensor:
@@ -55,38 +70,23 @@ def _skip_launches_when_dry() -> None:
 
     @functools.wraps(launch)
     def launch_or_skip(self, grid):
-        if getattr(_dry_run, "active", False):
+        if _dry_run.active:
             return lambda *args, **kwargs: None
         return launch(self, grid)
 
     KernelInterface.__getitem__ = launch_or_skip
 
 
-@contextlib.contextmanager
-def dry_run() -> Iterator[None]:
+def dry_run() -> contextlib.AbstractContextManager:
     """Inside the block this thread's Triton launches are skipped (the outputs keep their allocations)."""
     _skip_launches_when_dry()
-    previous = getattr(_dry_run, "active", False)
-    _dry_run.active = True
-    try:
-        yield
-    finally:
-        _dry_run.active = previous
+    return _dry_run.on()
 
 
-_through_dispatcher = threading.local()
-
-
-@contextlib.contextmanager
-def through_dispatcher() -> Iterator[None]:
+def through_dispatcher() -> contextlib.AbstractContextManager:
     """Inside the block, eager calls go through the custom ops too (in this thread), so that dispatch modes and
     torch.library's tools see them; otherwise only traced code (torch.compile, torch.export) does."""
-    previous = getattr(_through_dispatcher, "active", False)
-    _through_dispatcher.active = True
-    try:
-        yield
-    finally:
-        _through_dispatcher.active = previous
+    return _through_dispatcher.on()
 
 
 def _device_of(args: Sequence) -> torch.device:
@@ -153,7 +153,7 @@ def opaque_op(name: str) -> Callable[[Callable], Callable]:
 
         @functools.wraps(fn)
         def call(*args) -> tuple:
-            if not (torch.compiler.is_compiling() or getattr(_through_dispatcher, "active", False)):
+            if not (torch.compiler.is_compiling() or _through_dispatcher.active):
                 return tuple(fn(*args))  # eager: the dispatcher would add about 15 us a call, and nothing else
             return tuple(None if _is_none_marker(t) else t for t in op(*args))
 
