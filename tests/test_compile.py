@@ -85,3 +85,19 @@ def test_compiled_generation_matches_eager():
         expected = model.generate(ids, max_new_tokens=4, do_sample=False)
         model.forward = torch.compile(model.forward, backend="aot_eager")
         assert torch.equal(model.generate(ids, max_new_tokens=4, do_sample=False), expected)
+
+
+def test_bad_input_to_a_compiled_op_raises_the_ops_own_error():
+    """The ops' validation is traced with them: a wrong shape still raises its ValueError naming the argument (with
+    fullgraph=True Dynamo wraps it in its Unsupported error, whose text carries the same message)."""
+    from linmem.kernels import gated_delta_rule
+
+    q, k, v = torch.randn(1, 8, 2, 16), torch.randn(1, 8, 2, 16), torch.randn(1, 8, 2, 32)
+    g, beta = -torch.rand(1, 8, 2), torch.rand(1, 8, 3)
+    message = r"beta: expected shape \[B, T, H\] = \[1, 8, 2\], got \[1, 8, 3\]"
+    with use_backend("triton"):
+        with pytest.raises(ValueError, match=message):
+            torch.compile(lambda *a: gated_delta_rule(*a)[0], backend="aot_eager")(q, k, v, g, beta)
+        torch._dynamo.reset()
+        with pytest.raises(Exception, match=message):
+            torch.compile(lambda *a: gated_delta_rule(*a)[0], backend="aot_eager", fullgraph=True)(q, k, v, g, beta)
