@@ -51,6 +51,18 @@ def test_compiled_training_step_is_one_graph_and_matches_eager(name):
     _assert_same_training_step(eager, loss_and_grads(model, ids, backend="triton"))
 
 
+def test_dynamic_shapes_specialise_at_the_kernel_ops():
+    """compile(dynamic=True): the ops' fake implementations fix the sizes they see (the launch settings are chosen by
+    size), so another batch shape recompiles instead of failing; both shapes match eager."""
+    model = make_model("qdelta", dtype=torch.float32).train()
+    batches = [torch.randint(3, model.config.vocab_size, shape, generator=torch.Generator().manual_seed(0))
+               for shape in ((2, 21), (3, 17))]
+    eager = [loss_and_grads(model, ids, backend="triton") for ids in batches]
+    model.compile(backend="aot_eager", fullgraph=True, dynamic=True)
+    for ids, expected in zip(batches, eager):
+        _assert_same_training_step(expected, loss_and_grads(model, ids, backend="triton"))
+
+
 def test_inductor_compiles_the_graph_around_the_kernel_ops():
     """Inductor's own code generation (C++ on the CPU) around the custom ops: their list outputs and None markers
     reach the generated code as they do aot_eager's (one variant: Inductor takes about 30 s here)."""
