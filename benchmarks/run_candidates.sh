@@ -5,12 +5,13 @@
 #   OUT=results_dir bash benchmarks/run_candidates.sh 1    # GPU tests, Q-Delta A/B, training: default, projections
 #   OUT=results_dir bash benchmarks/run_candidates.sh 2    # training: fused loss, conv backward, all, compiled (2 modes)
 #   OUT=results_dir bash benchmarks/run_candidates.sh 3    # fla beside ours at the fla-1.3B shapes (fla importable)
-#   OUT=results_dir bash benchmarks/run_candidates.sh 4    # the short convolution's launch sweep
+#   OUT=results_dir bash benchmarks/run_candidates.sh 4    # compiled with the norm kernels; the conv launch sweep
 # Each candidate becomes a default only if its tests pass and it is faster here:
 #   LINMEM_FUSED_PROJECTIONS=1     linmem/modeling/projection.py (FUSED_PROJECTIONS)
 #   --fused-loss                   config.fuse_linear_cross_entropy (linmem/kernels/loss)
 #   LINMEM_CONV_FUSED_BWD=1        linmem/kernels/conv/triton_conv.py (FUSED_BACKWARD)
 #   LINMEM_QDELTA_STORE_PROBE=1    linmem/kernels/gated_delta_rule/triton_config.py (STORE_PROBE; Q-Delta / GDN)
+#   LINMEM_FUSED_NORM_COMPILED=1   linmem/kernels/norm/op.py (FUSED_NORM_COMPILED; compiled runs only)
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/candidates}
 mkdir -p "$OUT"
@@ -34,6 +35,8 @@ step ab-qdelta 120 $PY benchmarks/launch_ab.py --ops qdelta_rule,gated_delta_rul
 step train-default 70 $TRAIN --out "$OUT/default"
 step train-projections 70 env LINMEM_FUSED_PROJECTIONS=1 $TRAIN --out "$OUT/projections"
 elif [ "$PART" = 4 ]; then
+# the fused norm kernels inside the compiled graph (custom ops) against Inductor's fusion of the PyTorch norm (part 2)
+step train-compile-norm 150 env LINMEM_FUSED_NORM_COMPILED=1 $TRAIN --compile --out "$OUT/compile-norm"
 step conv-launch 200 $PY benchmarks/conv_launch.py --dims 1024 --out "$OUT/conv-launch"
 elif [ "$PART" = 3 ]; then
 # fla's GLA beside ours at the fla-1.3B shapes (its compile and autotuning overran three calls on 2026-12-04: it warms

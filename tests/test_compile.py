@@ -63,6 +63,31 @@ def test_dynamic_shapes_specialise_at_the_kernel_ops():
         _assert_same_training_step(expected, loss_and_grads(model, ids, backend="triton"))
 
 
+def test_fused_norm_kernels_run_inside_the_compiled_graph_when_asked(monkeypatch):
+    """LINMEM_FUSED_NORM_COMPILED=1: the norm kernels are custom ops in the graph too (by default compiled code takes
+    the PyTorch norm, which Inductor fuses); eager on the same kernels gives the same step."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    from linmem.kernels.library import NAMESPACE
+
+    called = set()
+
+    def record(graph_module, example_inputs):  # the forward's and the backward's graph, as aot_eager runs them
+        called.update(str(n.target) for n in graph_module.graph.nodes if n.op == "call_function")
+        return make_boxed_func(graph_module.forward)
+
+    monkeypatch.setenv("LINMEM_FUSED_NORM", "1")
+    monkeypatch.setenv("LINMEM_FUSED_NORM_COMPILED", "1")
+    model = make_model("ccq-gdn", dtype=torch.float32).train()
+    ids = torch.randint(3, model.config.vocab_size, (2, 21), generator=torch.Generator().manual_seed(0))
+    eager = loss_and_grads(model, ids, backend="triton")
+    model.compile(backend=aot_autograd(fw_compiler=record, bw_compiler=record), fullgraph=True)
+    _assert_same_training_step(eager, loss_and_grads(model, ids, backend="triton"))
+    ops = {target.split(".")[1] for target in called if target.startswith(f"{NAMESPACE}.")}
+    assert {"rms_norm_fwd", "rms_norm_bwd", "delta_rule_fwd", "delta_rule_bwd"} <= ops, ops
+
+
 def test_inductor_compiles_the_graph_around_the_kernel_ops():
     """Inductor's own code generation (C++ on the CPU) around the custom ops: their list outputs and None markers
     reach the generated code as they do aot_eager's (one variant: Inductor takes about 30 s here)."""

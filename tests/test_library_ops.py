@@ -101,13 +101,21 @@ def _conv():
     return causal_conv1d(x, weight, bias, activation="silu", output_final_state=True)
 
 
+def _gated_norm():
+    from linmem.kernels.norm import rms_norm
+
+    x, gate, weight = _rand(B, T, V), _rand(B, T, V), _rand(V)
+    return rms_norm(x, weight, 1e-6, gate), None
+
+
 def _loss():
     hidden, weight = _rand(B, T, V), _rand(50, V)
     return linear_cross_entropy(hidden, weight, torch.randint(0, 50, (B, T), device=DEVICE)), None
 
 
 CASES = {"gated_delta_rule": _gdn, "gated_delta_rule varlen": _gdn_varlen, "qdelta_rule": _qdelta, "gla": _gla, "ccq_gated_delta_rule": _ccq_gdn,
-         "ccq_gla varlen": _ccq_gla_varlen, "causal_conv1d": _conv, "linear_cross_entropy": _loss}
+         "ccq_gla varlen": _ccq_gla_varlen, "causal_conv1d": _conv, "rms_norm gated": _gated_norm,
+         "linear_cross_entropy": _loss}
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -3,8 +3,8 @@
 Numerics: x (and gate) in float32 (float64 stays float64), normalised, weighted (and gated), rounded once to x's
 dtype. PyTorch path: F.rms_norm on the float32 copy. Triton path (triton_norm.py: one read, one write, the float32
 math in registers) when FUSED_NORM is on (LINMEM_FUSED_NORM=1 or 0 overrides it at each call), the backend resolves
-to Triton, x is not float64 and its rows fit one tile. Never under torch.compile: Inductor fuses the PyTorch path
-itself.
+to Triton, x is not float64 and its rows fit one tile. Under torch.compile only with FUSED_NORM_COMPILED (as custom
+ops); by default Inductor fuses the PyTorch path itself.
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ from ..utils import check_floating, check_shape
 #: tests/test_kernels_triton_norm.py.
 FUSED_NORM = True
 
+
+#: Under torch.compile: off, the PyTorch path, which Inductor fuses with its neighbours (the compiled 340M step's
+#: 136.3k tokens/s, when the kernels were graph breaks). On (LINMEM_FUSED_NORM_COMPILED=1): the kernels as custom ops
+#: inside the graph (linmem/kernels/library.py); not yet timed against Inductor's fusion.
+FUSED_NORM_COMPILED = False
 
 #: Widest row the kernels take (one row is one tile; triton_norm.py, which this module does not import: triton is
 #: optional on the CPU).
@@ -50,7 +55,8 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, gate: torch.Tens
 
     x [..., D]; weight [D]; gate None or x's shape.
     """
-    if not torch.compiler.is_compiling() and _fused(x):  # Dynamo traces the PyTorch path below
+    if _fused(x) and (not torch.compiler.is_compiling() or env_int("LINMEM_FUSED_NORM_COMPILED",
+                                                                    int(FUSED_NORM_COMPILED))):
         triton_rms_norm = load_triton(__package__, "triton_norm", "triton_rms_norm")  # None without triton
         if triton_rms_norm is not None:
             _validate(x, weight, gate)

@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ..library import opaque_op
+
 TILE_ELEMENTS = 4096
 WARPS = 8
 
@@ -79,18 +81,41 @@ def rms_norm_bwd_kernel(x, gate, w, rstd_in, dy, dx, dgate, dw_part, R, D, BR: t
     tl.store(dx + offs, dxt.to(dx.dtype.element_ty), mask=mask)
 
 
+@opaque_op("rms_norm_fwd")
+def _forward_op(x2: torch.Tensor, g2: torch.Tensor | None, weight: torch.Tensor,
+                eps: float) -> list[torch.Tensor | None]:
+    """x2, g2 [R, D] -> [y [R, D] in x's dtype, rstd [R] fp32]."""
+    R, D = x2.shape
+    y = torch.empty_like(x2)
+    rstd = torch.empty(R, device=x2.device, dtype=torch.float32)
+    br, bd = _tile(D)
+    rms_norm_fwd_kernel[(triton.cdiv(R, br),)](x2, g2, weight, y, rstd, R, D, eps, BR=br, BD=bd,
+                                               HAS_GATE=g2 is not None, num_warps=WARPS)
+    return [y, rstd]
+
+
+@opaque_op("rms_norm_bwd")
+def _backward_op(x2: torch.Tensor, g2: torch.Tensor | None, weight: torch.Tensor, rstd: torch.Tensor,
+                 dy2: torch.Tensor, has_dw: bool) -> list[torch.Tensor | None]:
+    """-> [dx [R, D], dgate [R, D] or None, dweight [D] (weight's dtype) or None]."""
+    R, D = x2.shape
+    dx = torch.empty_like(x2)
+    dgate = torch.empty_like(g2) if g2 is not None else None
+    br, bd = _tile(D)
+    programs = triton.cdiv(R, br)
+    dw_part = torch.empty(programs, D, device=x2.device, dtype=torch.float32) if has_dw else None
+    rms_norm_bwd_kernel[(programs,)](x2, g2, weight, rstd, dy2, dx, dgate, dw_part, R, D, BR=br, BD=bd,
+                                     HAS_GATE=g2 is not None, HAS_DW=has_dw, num_warps=WARPS)
+    return [dx, dgate, dw_part.sum(0).to(weight.dtype) if has_dw else None]
+
+
 class RMSNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, gate: torch.Tensor | None, eps: float) -> torch.Tensor:
         D = x.shape[-1]
         x2 = x.reshape(-1, D)  # contiguous() was done by the caller
         g2 = gate.reshape(-1, D) if gate is not None else None
-        R = x2.shape[0]
-        y = torch.empty_like(x2)
-        rstd = torch.empty(R, device=x.device, dtype=torch.float32)
-        br, bd = _tile(D)
-        rms_norm_fwd_kernel[(triton.cdiv(R, br),)](x2, g2, weight, y, rstd, R, D, eps, BR=br, BD=bd,
-                                                   HAS_GATE=gate is not None, num_warps=WARPS)
+        y, rstd = _forward_op(x2, g2, weight, eps)
         ctx.save_for_backward(x2, g2, weight, rstd)
         ctx.shape = x.shape
         return y.view(x.shape)
@@ -98,18 +123,9 @@ class RMSNormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
         x2, g2, weight, rstd = ctx.saved_tensors
-        R, D = x2.shape
-        dy2 = dy.reshape(R, D).contiguous()
-        dx = torch.empty_like(x2)
-        dgate = torch.empty_like(g2) if g2 is not None else None
-        br, bd = _tile(D)
-        programs = triton.cdiv(R, br)
-        has_dw = ctx.needs_input_grad[1]
-        dw_part = torch.empty(programs, D, device=x2.device, dtype=torch.float32) if has_dw else None
-        rms_norm_bwd_kernel[(programs,)](x2, g2, weight, rstd, dy2, dx, dgate, dw_part, R, D, BR=br, BD=bd,
-                                         HAS_GATE=g2 is not None, HAS_DW=has_dw, num_warps=WARPS)
-        dweight = dw_part.sum(0).to(weight.dtype) if has_dw else None
-        return (dx.view(ctx.shape), dweight, dgate.view(ctx.shape) if dgate is not None else None, None)
+        dx, dgate, dweight = _backward_op(x2, g2, weight, rstd, dy.reshape(x2.shape).contiguous(),
+                                          ctx.needs_input_grad[1])
+        return dx.view(ctx.shape), dweight, dgate.view(ctx.shape) if dgate is not None else None, None
 
 
 def triton_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float,
