@@ -55,9 +55,10 @@ def rows_from(kernels: dict) -> list[dict]:
         if r["op"] not in TARGETS or r.get("fwdbwd_vs_our_backbone") is None:
             continue
         backbone, target = TARGETS[r["op"]]
-        rows.append({"op": r["op"], "backbone": backbone, "shape": f"B{r['B']} T{r['T']} H{r['H']} dk{r['dk']} dv{r['dv']}",
-                     "flop_ratio": flop_ratio(r["op"], r["dk"], r["dv"]), "measured_fwdbwd_ratio": r["fwdbwd_vs_our_backbone"],
-                     "target": target})
+        shape = f"B{r['B']} T{r['T']} H{r['H']} dk{r['dk']} dv{r['dv']}"
+        rows.append({"op": r["op"], "backbone": backbone, "shape": shape,
+                     "flop_ratio": flop_ratio(r["op"], r["dk"], r["dv"]),
+                     "measured_fwdbwd_ratio": r["fwdbwd_vs_our_backbone"], "target": target})
     return rows
 
 
@@ -70,7 +71,8 @@ def main() -> None:
     rows = rows_from(kernels)
     print(f"{'op':22} {'shape':32} {'FLOP ratio':>10} {'measured':>9} {'target':>7}")
     for r in rows:
-        print(f"{r['op']:22} {r['shape']:32} {r['flop_ratio']:10.2f} {r['measured_fwdbwd_ratio']:9.2f} {r['target']:7.2f}")
+        print(f"{r['op']:22} {r['shape']:32} {r['flop_ratio']:10.2f} {r['measured_fwdbwd_ratio']:9.2f} "
+              f"{r['target']:7.2f}")
     out = {"chunk": CHUNK, "measured_from": Path(args.kernels).name, "device": kernels.get("device"),
            "note": "flop_ratio: (statistic + backbone) / backbone matrix-product FLOPs of the chunkwise algorithms "
                    "(benchmarks/ccq_flop_bound.py); measured: kernels.py's fwd+bwd time ratio", "rows": rows}

@@ -10,9 +10,9 @@ steps moved by up to 25% from one GPU session to the next); then measures `gener
 and the recurrent-state bytes, which do not depend on the context length. With --compile the training step runs
 `model.compile()` (one graph: the Triton kernels are opaque custom ops, linmem/kernels/library.py, and Inductor
 fuses the glue around them); the warm-up steps include the compilation. --compile-mode reduce-overhead replays
-the compiled forward and backward as CUDA graphs (Inductor's own capture, what Trainer(torch_compile_mode=...) uses). --cuda-graph also times the step with
-forward and backward replayed as one CUDA graph (linmem.CUDAGraphTrainingStep), against the eager step's launch
-overhead.
+the compiled forward and backward as CUDA graphs (Inductor's own capture, what Trainer(torch_compile_mode=...) uses).
+--cuda-graph also times the step with forward and backward replayed as one CUDA graph (linmem.CUDAGraphTrainingStep),
+against the eager step's launch overhead.
 Writes `train_throughput-<gpu>.json` (`train_throughput-<gpu>-compiled.json` with --compile).
 """
 

@@ -113,7 +113,8 @@ def _loss():
     return linear_cross_entropy(hidden, weight, torch.randint(0, 50, (B, T), device=DEVICE)), None
 
 
-CASES = {"gated_delta_rule": _gdn, "gated_delta_rule varlen": _gdn_varlen, "qdelta_rule": _qdelta, "gla": _gla, "ccq_gated_delta_rule": _ccq_gdn,
+CASES = {"gated_delta_rule": _gdn, "gated_delta_rule varlen": _gdn_varlen, "qdelta_rule": _qdelta, "gla": _gla,
+         "ccq_gated_delta_rule": _ccq_gdn,
          "ccq_gla varlen": _ccq_gla_varlen, "causal_conv1d": _conv, "rms_norm gated": _gated_norm,
          "linear_cross_entropy": _loss}
 

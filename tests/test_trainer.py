@@ -63,8 +63,8 @@ def test_trainer_resume_equals_uninterrupted(tmp_path):
 
 def test_trainer_with_torch_compile_on_the_triton_kernels_equals_eager(tmp_path, monkeypatch):
     """Trainer(torch_compile=True) on the Triton path (the interpreter here; Dynamo with aot_eager): the kernels are
-    custom ops inside the compiled graph (no break), and five steps give the eager Trainer's weights (both on the PyTorch norm
-    path, which compiled code takes)."""
+    custom ops inside the compiled graph (no break), and five steps give the eager Trainer's weights (both on the
+    PyTorch norm path, which compiled code takes)."""
     import torch._dynamo
 
     from linmem.kernels import use_backend

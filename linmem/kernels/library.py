@@ -3,9 +3,9 @@
 Each chunk kernel's autograd.Function calls two ops, `<namespace>::<name>_fwd` and `..._bwd`, instead of launching
 the kernels itself. `torch.compile` then traces a model end to end (`fullgraph=True` works): every op is one node
 of the graph, which Inductor neither looks into nor breaks at. Eager calls skip the dispatcher and run the same
-Python function directly (`through_dispatcher()` sends them through it too). An op's output shapes come from a dry run of the
-same Python code on fake tensors with every Triton launch skipped, so there is no hand-written shape function to
-drift from the kernels.
+Python function directly (`through_dispatcher()` sends them through it too). An op's output shapes come from a dry
+run of the same Python code on fake tensors with every Triton launch skipped, so there is no hand-written shape
+function to drift from the kernels.
 
 Rules for an op's function (`opaque_op` checks none of them; `tests/test_library_ops.py` runs opcheck on each):
 its arguments are tensors, optional tensors, lists of optional tensors, floats, ints and bools; it returns a
