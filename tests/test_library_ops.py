@@ -114,9 +114,8 @@ def _loss():
 
 
 CASES = {"gated_delta_rule": _gdn, "gated_delta_rule varlen": _gdn_varlen, "qdelta_rule": _qdelta, "gla": _gla,
-         "ccq_gated_delta_rule": _ccq_gdn,
-         "ccq_gla varlen": _ccq_gla_varlen, "causal_conv1d": _conv, "rms_norm gated": _gated_norm,
-         "linear_cross_entropy": _loss}
+         "ccq_gated_delta_rule": _ccq_gdn, "ccq_gla varlen": _ccq_gla_varlen, "causal_conv1d": _conv,
+         "rms_norm gated": _gated_norm, "linear_cross_entropy": _loss}
 
 
 @pytest.mark.parametrize("case", list(CASES))
