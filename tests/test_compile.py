@@ -88,6 +88,31 @@ def test_fused_norm_kernels_run_inside_the_compiled_graph_when_asked(monkeypatch
     assert {"rms_norm_fwd", "rms_norm_bwd", "delta_rule_fwd", "delta_rule_bwd"} <= ops, ops
 
 
+def test_padded_batch_breaks_only_where_the_padding_is_packed():
+    """A padded batch packs its real tokens (a data-dependent shape: graph breaks in TokenLayout.from_mask); the ops
+    then take cu_seqlens without reading them on the host, so no op breaks the graph. Same step as eager."""
+    from torch._dynamo.utils import counters
+
+    model = make_model("qdelta", dtype=torch.float32).train()
+    ids = torch.randint(3, model.config.vocab_size, (2, 21), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, :6] = 0
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        with use_backend("triton"):
+            out = model(ids, attention_mask=mask, labels=ids)
+            out.loss.backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    eager = step()
+    counters.clear()
+    model.compile(backend="aot_eager")
+    _assert_same_training_step(eager, step())
+    breaks = list(counters["graph_break"])  # the packing's two kinds only: its .item() and its nonzero
+    assert breaks and all("Tensor.item()" in reason or "nonzero" in reason for reason in breaks), breaks
+
+
 def test_inductor_compiles_the_graph_around_the_kernel_ops():
     """Inductor's own code generation (C++ on the CPU) around the custom ops: their list outputs and None markers
     reach the generated code as they do aot_eager's (one variant: Inductor takes about 30 s here)."""

@@ -85,7 +85,8 @@ def check_cu_seqlens(cu_seqlens: torch.Tensor | None, batch: int, seq_len: int) 
     """Validate FlashAttention-style cu_seqlens [N + 1] for B == 1 inputs of length T; return N (or B when None).
 
     Costs one device-to-host copy of the small cu_seqlens tensor, the first time a given tensor (unchanged since)
-    is checked against this T.
+    is checked against this T. Under torch.compile the entries are not read (the copy would break the graph at every
+    op of every layer); their dtype and shape still are. A model's own cu_seqlens come from its attention mask.
     """
     if cu_seqlens is None:
         return batch
@@ -100,6 +101,8 @@ def check_cu_seqlens(cu_seqlens: torch.Tensor | None, batch: int, seq_len: int) 
         raise ValueError(f"cu_seqlens: expected a 1-D tensor [N + 1] with N >= 1, got shape {list(cu_seqlens.shape)}")
     if batch != 1:
         raise ValueError(f"cu_seqlens: varlen inputs must have batch size B == 1, got B = {batch}")
+    if torch.compiler.is_compiling():
+        return cu_seqlens.numel() - 1
     values = cu_seqlens.tolist()
     if values[0] != 0:
         raise ValueError(f"cu_seqlens: expected first entry 0, got {values[0]}")
