@@ -134,6 +134,13 @@ def test_every_custom_op_call_passes_opcheck(case):
                               test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_custom_op_call_passes_opcheck_on_the_gpu(case):
+    """The same on CUDA (DEVICE), compiled kernels; run with -m gpu."""
+    test_every_custom_op_call_passes_opcheck(case)
+
+
 @triton.jit
 def _fill_kernel(out, value, N: tl.constexpr):
     tl.store(out + tl.arange(0, N), value)
