@@ -117,15 +117,11 @@ def kernel_op(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def op(*args, **kwargs):
-        if torch.compiler.is_compiling() and not _traced_backend_is_triton(args[0]):
+        if torch.compiler.is_compiling() and not _triton_when_compiled(args[0].is_cuda):
             return opaque(*args, **kwargs)
         return fn(*args, **kwargs)
 
     return op
-
-
-def _traced_backend_is_triton(q: torch.Tensor) -> bool:
-    return _triton_when_compiled(q.is_cuda)
 
 
 @torch.compiler.assume_constant_result

@@ -27,8 +27,12 @@ def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """
     xf = x.to(compute_dtype(x))
     D = x.shape[-1]
-    weight = torch.full((D,), D ** -0.5, dtype=xf.dtype, device=x.device)
-    return torch.nn.functional.rms_norm(xf, (D,), weight, eps / D).to(x.dtype)
+    return torch.nn.functional.rms_norm(xf, (D,), l2norm_weight(D, xf.dtype, x.device), eps / D).to(x.dtype)
+
+
+def l2norm_weight(D: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The constant RMS-norm weight D^{-1/2} [D] that turns an RMS norm with eps / D into the l2 norm."""
+    return torch.full((D,), D ** -0.5, dtype=dtype, device=device)
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backend import env_int, load_triton, resolve_backend
-from ..utils import check_floating, check_shape
+from ..utils import check_floating, check_shape, l2norm_weight
 
 #: On: the 340M CCQ-GDN training step (CUDA graph, B4 T4K) 100.2k -> 124.1k tokens/s, its kernels 162 -> 130 ms
 #: (h200-2026-12-04c-defaults/1-candidates: train, train-norm, prof-norm); GPU tests in
@@ -74,13 +74,10 @@ def l2_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     is exactly linmem.kernels.utils.l2norm's computation; the Triton path takes no weight gradient."""
     D = x.shape[-1]
     dtype = torch.promote_types(x.dtype, torch.float32)
-    if torch.compiler.is_compiling() or (x.is_cuda and torch.cuda.is_current_stream_capturing()):
-        weight = torch.full((D,), D ** -0.5, dtype=dtype, device=x.device)  # a constant of the graph
-    else:  # made once per size, dtype and device instead of a fill launch per call
-        weight = _l2_weight(D, dtype, x.device)
-    return rms_norm(x, weight, eps / D)
+    # Made once per size, dtype and device instead of a fill launch per call; fresh where it becomes part of a
+    # graph (compiled, or captured by a CUDA graph).
+    fresh = torch.compiler.is_compiling() or (x.is_cuda and torch.cuda.is_current_stream_capturing())
+    return rms_norm(x, (l2norm_weight if fresh else _cached_l2norm_weight)(D, dtype, x.device), eps / D)
 
 
-@functools.lru_cache(maxsize=64)
-def _l2_weight(D: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.full((D,), D ** -0.5, dtype=dtype, device=device)
+_cached_l2norm_weight = functools.lru_cache(maxsize=64)(l2norm_weight)
