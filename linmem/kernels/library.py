@@ -154,7 +154,7 @@ def opaque_op(name: str) -> Callable[[Callable], Callable]:
         @functools.wraps(fn)
         def call(*args) -> tuple:
             if not (torch.compiler.is_compiling() or _through_dispatcher.active):
-                return tuple(fn(*args))  # eager: the dispatcher adds Python overhead a call (~15 us on a CPU host)
+                return tuple(fn(*args))  # eager: no dispatcher, whose Python overhead each call would pay
             return tuple(None if _is_none_marker(t) else t for t in op(*args))
 
         call.op = op
