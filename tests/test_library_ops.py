@@ -101,6 +101,12 @@ def _conv():
     return causal_conv1d(x, weight, bias, activation="silu", output_final_state=True)
 
 
+def _conv_varlen():
+    x, weight, bias = _rand(1, T, V), _rand(V, 4), _rand(V)
+    cu_seqlens = torch.tensor([0, 6, 6, T], device=DEVICE, dtype=torch.int32)
+    return causal_conv1d(x, weight, bias, activation="silu", cu_seqlens=cu_seqlens)
+
+
 def _gated_norm():
     from linmem.kernels.norm import rms_norm
 
@@ -115,6 +121,7 @@ def _loss():
 
 CASES = {"gated_delta_rule": _gdn, "gated_delta_rule varlen": _gdn_varlen, "qdelta_rule": _qdelta, "gla": _gla,
          "ccq_gated_delta_rule": _ccq_gdn, "ccq_gla varlen": _ccq_gla_varlen, "causal_conv1d": _conv,
+         "causal_conv1d varlen": _conv_varlen,
          "rms_norm gated": _gated_norm, "linear_cross_entropy": _loss}
 
 
@@ -139,6 +146,36 @@ def test_every_custom_op_call_passes_opcheck(case):
 def test_every_custom_op_call_passes_opcheck_on_the_gpu(case):
     """The same on CUDA (DEVICE), compiled kernels; run with -m gpu."""
     test_every_custom_op_call_passes_opcheck(case)
+
+
+@pytest.mark.parametrize("case", [case for case in CASES if case.endswith("varlen")])
+def test_a_varlen_backward_takes_the_layout_its_forward_built(case, monkeypatch):
+    """The backward ops take the chunk layout (and the convolution's row-to-sequence index) that their forward
+    built from cu_seqlens and returned, instead of building it again (a dozen small launches per op)."""
+    from linmem.kernels.triton_layout import ChunkLayout
+
+    built, searched = [], []
+    build, search = ChunkLayout.__init__, torch.searchsorted
+
+    def counted_build(self, *args):
+        built.append(args)
+        build(self, *args)
+
+    def counted_search(*args, **kwargs):
+        searched.append(args)
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(ChunkLayout, "__init__", counted_build)
+    monkeypatch.setattr(torch, "searchsorted", counted_search)
+    torch.manual_seed(0)
+    with use_backend("triton"):
+        out, final = CASES[case]()
+        assert (built if "conv" not in case else searched), "the forward builds its layout"
+        built.clear(), searched.clear()
+        (out.float().square().sum() + (final.float().sum() if final is not None else 0)).backward()
+    assert not built
+    if "conv" in case:
+        assert not searched
 
 
 @triton.jit

@@ -24,6 +24,9 @@ class ChunkLayout:
     [n_slots] int64 (sequence of each slot, clamped), `slot_used` [n_slots] bool.
     """
 
+    #: How many tensors `tables()` returns.
+    N_TABLES = 5
+
     def __init__(self, batch: int, seq_len: int, cu_seqlens: torch.Tensor | None, chunk_size: int) -> None:
         self.batch, self.seq_len, self.chunk_size = batch, seq_len, chunk_size
         self.is_varlen = cu_seqlens is not None
@@ -35,23 +38,45 @@ class ChunkLayout:
             self.table = self.cu_seqlens = self.chunk_offsets = self.slot_seq = self.slot_used = None
             return
         cu = cu_seqlens.to(torch.int64)
-        self.n_seqs = cu.numel() - 1
-        self.n_chunks = 0
+        n_seqs = cu.numel() - 1
         counts = (cu[1:] - cu[:-1] + chunk_size - 1) // chunk_size
-        offsets = torch.zeros(self.n_seqs + 1, dtype=torch.int64, device=cu.device)
+        offsets = torch.zeros(n_seqs + 1, dtype=torch.int64, device=cu.device)
         offsets[1:] = torch.cumsum(counts, 0)
-        self.n_slots = max(seq_len // chunk_size + self.n_seqs, 1)
-        slot = torch.arange(self.n_slots, device=cu.device)
-        seq = torch.searchsorted(offsets[1:], slot, right=True).clamp_(max=max(self.n_seqs - 1, 0))
+        slot = torch.arange(max(seq_len // chunk_size + n_seqs, 1), device=cu.device)
+        seq = torch.searchsorted(offsets[1:], slot, right=True).clamp_(max=max(n_seqs - 1, 0))
         used = slot < offsets[-1]
         start = cu[seq] + (slot - offsets[seq]) * chunk_size
         end = torch.minimum(start + chunk_size, cu[seq + 1])
-        self.table = torch.stack([torch.where(used, start, 0), torch.where(used, end, 0)], 1)
-        self.table = self.table.to(torch.int32).contiguous()
-        self.cu_seqlens = cu.to(torch.int32).contiguous()
-        self.chunk_offsets = offsets.to(torch.int32).contiguous()
-        self.slot_seq, self.slot_used = seq, used
-        self.slot_grid = self.n_slots
+        table = torch.stack([torch.where(used, start, 0), torch.where(used, end, 0)], 1).to(torch.int32)
+        self._set_varlen_tables(table.contiguous(), cu.to(torch.int32).contiguous(),
+                                offsets.to(torch.int32).contiguous(), seq, used)
+
+    def _set_varlen_tables(self, table: torch.Tensor, cu_seqlens: torch.Tensor, chunk_offsets: torch.Tensor,
+                           slot_seq: torch.Tensor, slot_used: torch.Tensor) -> None:
+        self.table, self.cu_seqlens, self.chunk_offsets = table, cu_seqlens, chunk_offsets
+        self.slot_seq, self.slot_used = slot_seq, slot_used
+        self.n_seqs = cu_seqlens.numel() - 1
+        self.n_chunks = 0
+        self.n_slots = self.slot_grid = table.shape[0]
+
+    def tables(self) -> list[torch.Tensor | None]:
+        """The varlen device tables (table, cu_seqlens, chunk_offsets, slot_seq, slot_used; Nones for a dense
+        batch): a forward op returns them so that its backward op takes the forward's layout (`from_tables`)
+        instead of building it again (a dozen small launches)."""
+        return [self.table, self.cu_seqlens, self.chunk_offsets, self.slot_seq, self.slot_used]
+
+    @classmethod
+    def from_tables(cls, batch: int, seq_len: int, chunk_size: int,
+                    tables: list[torch.Tensor | None]) -> "ChunkLayout":
+        """The layout whose `tables()` these are (no device work)."""
+        if len(tables) != cls.N_TABLES:
+            raise ValueError(f"expected {cls.N_TABLES} layout tables, got {len(tables)}")
+        if tables[0] is None:
+            return cls(batch, seq_len, None, chunk_size)
+        layout = cls.__new__(cls)
+        layout.batch, layout.seq_len, layout.chunk_size, layout.is_varlen = batch, seq_len, chunk_size, True
+        layout._set_varlen_tables(*tables)
+        return layout
 
     def kernel_args(self) -> tuple:
         """(chunk_table, T, NT) as the chunk-parallel kernels take them."""

@@ -247,20 +247,22 @@ def _key_gradients(q, k, g, dqt, du_scale, dz, dm, dMT, dzT, dmT, layout: ChunkL
 def _forward_op(q: torch.Tensor, k: torch.Tensor, g: torch.Tensor, lam: torch.Tensor, M0: torch.Tensor | None,
                 z0: torch.Tensor | None, m0: torch.Tensor | None, center: bool, save: bool, output_final_state: bool,
                 cu_seqlens: torch.Tensor | None, chunk_size: int) -> list[torch.Tensor | None]:
-    """-> [q̃, M_T, z_T, m_T, u, z, m, chunk-start M, chunk-start z] (the last five None unless save)."""
+    """-> [q̃, M_T, z_T, m_T, u, z, m, chunk-start M, chunk-start z (these five None unless save),
+    *the chunk layout's tables]."""
     layout = ChunkLayout(q.shape[0], q.shape[1], cu_seqlens, chunk_size)
     q_tilde, saved, finals = _stats_forward(q, k, g, lam, M0, z0, m0, layout, center, save, output_final_state)
-    return [q_tilde, *(finals if finals is not None else (None,) * 3), *(saved if saved is not None else (None,) * 5)]
+    return [q_tilde, *(finals if finals is not None else (None,) * 3), *(saved if saved is not None else (None,) * 5),
+            *layout.tables()]
 
 
 @opaque_op("ccq_stats_bwd")
 def _backward_op(q: torch.Tensor, k: torch.Tensor, g: torch.Tensor, lam: torch.Tensor, M0: torch.Tensor | None,
                  z0: torch.Tensor | None, m0: torch.Tensor | None, saved: list[torch.Tensor | None],
                  finals: list[torch.Tensor | None], dqt: torch.Tensor | None, dMT: torch.Tensor | None,
-                 dzT: torch.Tensor | None, dmT: torch.Tensor | None, center: bool, cu_seqlens: torch.Tensor | None,
-                 chunk_size: int) -> list[torch.Tensor | None]:
+                 dzT: torch.Tensor | None, dmT: torch.Tensor | None, center: bool,
+                 layout_tables: list[torch.Tensor | None], chunk_size: int) -> list[torch.Tensor | None]:
     """-> [dq, dk, dg, dlam, dM0, dz0, dm0] (the last three None where the start was not given)."""
-    layout = ChunkLayout(q.shape[0], q.shape[1], cu_seqlens, chunk_size)
+    layout = ChunkLayout.from_tables(q.shape[0], q.shape[1], chunk_size, layout_tables)
     u, z, m, S_st, z_st = saved
     MT, zT, mT = finals
     B, T, H, K = q.shape
@@ -296,17 +298,17 @@ class CCQStatsFunction(torch.autograd.Function):
         save = any(ctx.needs_input_grad[:7])
         q_tilde, MT, zT, mT, *saved = _forward_op(q, k, g, lam, M0, z0, m0, center, save, output_final_state,
                                                   cu_seqlens, chunk_size)
-        if save:
-            ctx.save_for_backward(q, k, g, lam, M0, z0, m0, *saved, MT, zT, mT, cu_seqlens)
+        if save:  # the chunk intermediates, then the layout's tables
+            ctx.save_for_backward(q, k, g, lam, M0, z0, m0, MT, zT, mT, *saved)
         ctx.center, ctx.chunk_size = center, chunk_size
         ctx.set_materialize_grads(False)
         return q_tilde, MT, zT, mT
 
     @staticmethod
     def backward(ctx, dqt, dMT, dzT, dmT):
-        q, k, g, lam, M0, z0, m0, u, z, m, S_st, z_st, MT, zT, mT, cu_seqlens = ctx.saved_tensors
+        q, k, g, lam, M0, z0, m0, MT, zT, mT, u, z, m, S_st, z_st, *layout_tables = ctx.saved_tensors
         grads = _backward_op(q, k, g, lam, M0, z0, m0, [u, z, m, S_st, z_st], [MT, zT, mT], dqt, dMT, dzT, dmT,
-                             ctx.center, cu_seqlens, ctx.chunk_size)
+                             ctx.center, layout_tables, ctx.chunk_size)
         return (*grads, None, None, None, None)
 
 

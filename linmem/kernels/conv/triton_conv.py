@@ -197,20 +197,21 @@ def _sequence_bounds(x: torch.Tensor, cu_seqlens: torch.Tensor | None) -> tuple[
     return cu[:-1], cu[1:]
 
 
-def _row_sequences(x: torch.Tensor, cu_seqlens: torch.Tensor | None):
+def _row_sequences(x: torch.Tensor, cu_seqlens: torch.Tensor | None, seq_idx: torch.Tensor | None = None):
     """(cu [N + 1] int64, seq_idx [T] int32: each row's sequence) for the varlen kernels (no host sync), or
-    (None, None) for a dense batch."""
+    (None, None) for a dense batch. A given seq_idx (the forward's, in the backward) is taken as it is."""
     if cu_seqlens is None:
         return None, None
     cu = cu_seqlens.to(device=x.device, dtype=torch.int64)
-    seq_idx = torch.searchsorted(cu[1:], torch.arange(x.shape[1], device=x.device), right=True).to(torch.int32)
+    if seq_idx is None:
+        seq_idx = torch.searchsorted(cu[1:], torch.arange(x.shape[1], device=x.device), right=True).to(torch.int32)
     return cu, seq_idx
 
 
 @opaque_op("causal_conv1d_fwd")
 def _forward_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, initial_state: torch.Tensor | None,
                 silu: bool, cu_seqlens: torch.Tensor | None) -> list[torch.Tensor | None]:
-    """-> [y]."""
+    """-> [y, seq_idx (each row's sequence, varlen; None for a dense batch), for the backward]."""
     B, T, D = x.shape
     cu, seq_idx = _row_sequences(x, cu_seqlens)
     y = torch.empty_like(x)
@@ -219,18 +220,18 @@ def _forward_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         x, weight, bias, initial_state, seq_idx, cu, None, y, B * T, T, D, W=weight.shape[1], BR=fwd.rows,
         BD=fwd.channels, HAS_BIAS=bias is not None, HAS_H0=initial_state is not None, SILU=silu, GRAD=False,
         IS_VARLEN=cu is not None, num_warps=fwd.warps)
-    return [y]
+    return [y, seq_idx]
 
 
 @opaque_op("causal_conv1d_bwd")
 def _backward_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                  initial_state: torch.Tensor | None, dy: torch.Tensor, silu: bool, needs_dh0: bool,
-                 cu_seqlens: torch.Tensor | None) -> list[torch.Tensor | None]:
+                 cu_seqlens: torch.Tensor | None, seq_idx: torch.Tensor | None) -> list[torch.Tensor | None]:
     """-> [dx, dweight, dbias, dh0] (dbias None without a bias, dh0 None unless needs_dh0)."""
     B, T, D = x.shape
     W = weight.shape[1]
     R = B * T
-    cu, seq_idx = _row_sequences(x, cu_seqlens)
+    cu, seq_idx = _row_sequences(x, cu_seqlens, seq_idx)
     flags = dict(W=W, HAS_H0=initial_state is not None, IS_VARLEN=cu is not None)
     bwd = BWD_LAUNCH
     grid = _grid(R, D, bwd)
@@ -274,17 +275,17 @@ class CausalConv1dFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, initial_state, silu, cu_seqlens):
-        (y,) = _forward_op(x, weight, bias, initial_state, silu, cu_seqlens)
-        ctx.save_for_backward(x, weight, bias, initial_state, cu_seqlens)
+        y, seq_idx = _forward_op(x, weight, bias, initial_state, silu, cu_seqlens)
+        ctx.save_for_backward(x, weight, bias, initial_state, cu_seqlens, seq_idx)
         ctx.silu = silu
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        x, weight, bias, initial_state, cu_seqlens = ctx.saved_tensors
+        x, weight, bias, initial_state, cu_seqlens, seq_idx = ctx.saved_tensors
         needs_dh0 = initial_state is not None and ctx.needs_input_grad[3]
         dx, dweight, dbias, dh0 = _backward_op(x, weight, bias, initial_state, dy.contiguous(), ctx.silu, needs_dh0,
-                                               cu_seqlens)
+                                               cu_seqlens, seq_idx)
         return dx, dweight, dbias, dh0, None, None
 
 

@@ -130,40 +130,42 @@ def _backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layou
 def _forward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
                 lam: torch.Tensor | None, scale: float, initial_state: torch.Tensor | None, output_final_state: bool,
                 cu_seqlens: torch.Tensor | None, chunk_size: int) -> list[torch.Tensor | None]:
-    """-> [o, final state, *saved intermediates] (see _forward)."""
+    """-> [o, final state, *saved intermediates (see _forward), *the chunk layout's tables]."""
     layout = ChunkLayout(k.shape[0], k.shape[1], cu_seqlens, chunk_size)
     o, final, saved = _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, layout)
-    return [o, final, *saved]
+    return [o, final, *saved, *layout.tables()]
 
 
 @opaque_op("delta_rule_bwd")
 def _backward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
                  lam: torch.Tensor | None, scale: float, initial_state: torch.Tensor | None,
                  saved: list[torch.Tensor | None], do: torch.Tensor, dht: torch.Tensor | None,
-                 cu_seqlens: torch.Tensor | None, chunk_size: int) -> list[torch.Tensor | None]:
+                 layout_tables: list[torch.Tensor | None], chunk_size: int) -> list[torch.Tensor | None]:
     """-> [dq, dk, dv, dg, dbeta, dlam, dh0] (see _backward)."""
-    layout = ChunkLayout(k.shape[0], k.shape[1], cu_seqlens, chunk_size)
+    layout = ChunkLayout.from_tables(k.shape[0], k.shape[1], chunk_size, layout_tables)
     return list(_backward(q, k, v, g, beta, lam, scale, initial_state, saved, do, dht, layout))
 
 
 class ChunkDeltaRuleFunction(torch.autograd.Function):
-    """Autograd wrapper; saves the chunk intermediates (T, W, U, states, V~) instead of recomputing them."""
+    """Autograd wrapper; saves the chunk intermediates (T, W, U, states, V~) and the chunk layout instead of
+    recomputing them."""
 
     @staticmethod
     def forward(ctx, q, k, v, g, beta, lam, scale, initial_state, output_final_state, cu_seqlens, chunk_size):
         o, final, *saved = _forward_op(q, k, v, g, beta, lam, scale, initial_state, output_final_state, cu_seqlens,
                                        chunk_size)
-        ctx.save_for_backward(q, k, v, g, beta, lam, initial_state, cu_seqlens, *saved)
+        ctx.save_for_backward(q, k, v, g, beta, lam, initial_state, *saved)
         ctx.scale, ctx.chunk_size = scale, chunk_size
         return o, final
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, g, beta, lam, initial_state, cu_seqlens, *saved = ctx.saved_tensors
+        q, k, v, g, beta, lam, initial_state, *saved = ctx.saved_tensors
+        saved, layout_tables = saved[:-ChunkLayout.N_TABLES], saved[-ChunkLayout.N_TABLES:]
         do = do.to(q.dtype).contiguous()
         dht = dht.float().contiguous() if dht is not None else None
         dq, dk, dv, dg, dbeta, dlam, dh0 = _backward_op(q, k, v, g, beta, lam, ctx.scale, initial_state, saved, do,
-                                                        dht, cu_seqlens, ctx.chunk_size)
+                                                        dht, layout_tables, ctx.chunk_size)
         return dq, dk, dv, dg, dbeta, dlam, None, dh0, None, None, None
 
 

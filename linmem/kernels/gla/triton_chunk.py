@@ -329,17 +329,18 @@ def _key_gradients(q, k, gcs, dA, dq_inter, dk_inter, final_term, scale: float, 
 def _forward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gk: torch.Tensor, h0: torch.Tensor | None,
                 scale: float, output_final_state: bool, cu_seqlens: torch.Tensor | None,
                 chunk_size: int) -> list[torch.Tensor | None]:
-    """-> [o, final state, gcs, A] (see gla_forward)."""
+    """-> [o, final state, gcs, A (see gla_forward), *the chunk layout's tables]."""
     layout = ChunkLayout(q.shape[0], q.shape[1], cu_seqlens, chunk_size)
-    return list(gla_forward(q, k, v, gk, scale, h0, output_final_state, layout))
+    return [*gla_forward(q, k, v, gk, scale, h0, output_final_state, layout), *layout.tables()]
 
 
 @opaque_op("gla_bwd")
 def _backward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gcs: torch.Tensor, A: torch.Tensor,
                  do: torch.Tensor, dht: torch.Tensor | None, h0: torch.Tensor | None, scale: float,
-                 cu_seqlens: torch.Tensor | None, chunk_size: int, gk_dtype: torch.dtype) -> list[torch.Tensor | None]:
+                 layout_tables: list[torch.Tensor | None], chunk_size: int,
+                 gk_dtype: torch.dtype) -> list[torch.Tensor | None]:
     """-> [dq, dk, dv, dgk, dh0] (see gla_backward)."""
-    layout = ChunkLayout(q.shape[0], q.shape[1], cu_seqlens, chunk_size)
+    layout = ChunkLayout.from_tables(q.shape[0], q.shape[1], chunk_size, layout_tables)
     return list(gla_backward(q, k, v, gcs, A, do, dht, h0, scale, layout, gk_dtype))
 
 
@@ -348,17 +349,18 @@ class ChunkGLAFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, gk, h0, scale, output_final_state, cu_seqlens, chunk_size):
-        o, ht, gcs, A = _forward_op(q, k, v, gk, h0, scale, output_final_state, cu_seqlens, chunk_size)
-        ctx.save_for_backward(q, k, v, gcs, A, h0, cu_seqlens)
+        o, ht, gcs, A, *layout_tables = _forward_op(q, k, v, gk, h0, scale, output_final_state, cu_seqlens,
+                                                    chunk_size)
+        ctx.save_for_backward(q, k, v, gcs, A, h0, *layout_tables)
         ctx.scale, ctx.chunk_size, ctx.gk_dtype = scale, chunk_size, gk.dtype
         return o, ht
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, gcs, A, h0, cu_seqlens = ctx.saved_tensors
+        q, k, v, gcs, A, h0, *layout_tables = ctx.saved_tensors
         do = do.contiguous()
         dht = dht.contiguous().float() if dht is not None else None
-        dq, dk, dv, dgk, dh0 = _backward_op(q, k, v, gcs, A, do, dht, h0, ctx.scale, cu_seqlens, ctx.chunk_size,
+        dq, dk, dv, dgk, dh0 = _backward_op(q, k, v, gcs, A, do, dht, h0, ctx.scale, layout_tables, ctx.chunk_size,
                                             ctx.gk_dtype)
         return dq, dk, dv, dgk, dh0, None, None, None, None
 
