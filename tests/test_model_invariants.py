@@ -73,6 +73,22 @@ def test_left_padded_batch_equals_each_prompt_alone(name):
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_padded_batch_under_inference_mode(name):
+    """torch.inference_mode (serving, evaluation harnesses) gives what no_grad gives, padded batches included
+    (their packed cu_seqlens are inference tensors, without the version counter the ops' memo reads)."""
+    model = make_model(name)
+    batch = ids(2, 11, seed=6)
+    mask = torch.ones_like(batch)
+    mask[0, :4] = 0
+    kwargs = dict(attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        logits, generated = model(batch, attention_mask=mask).logits, model.generate(batch, **kwargs)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(batch, attention_mask=mask).logits, logits, atol=ATOL, rtol=0)
+        assert torch.equal(model.generate(batch, **kwargs), generated)
+
+
+@pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("mode", ["greedy", "sample", "beam"])
 def test_generate_with_cache_equals_without(name, mode):
     model = make_model(name)

@@ -44,7 +44,7 @@ class _ThreadFlag(threading.local):
             self.active = previous
 
 
-_dry_run, _through_dispatcher = _ThreadFlag(), _ThreadFlag()
+_dry_run, _through_dispatcher, _dispatched = _ThreadFlag(), _ThreadFlag(), _ThreadFlag()
 
 
 def _none_marker(device: torch.device) -> torch.Tensor:
@@ -87,6 +87,12 @@ def through_dispatcher() -> contextlib.AbstractContextManager:
     """Inside the block, eager calls go through the custom ops too (in this thread), so that dispatch modes and
     torch.library's tools see them; otherwise only traced code (torch.compile, torch.export) does."""
     return _through_dispatcher.on()
+
+
+def inside_dispatched_op() -> bool:
+    """Whether this thread runs an op's implementation called through the dispatcher (compiled code, or
+    `through_dispatcher()`), whose outputs must be fresh tensors."""
+    return _dispatched.active
 
 
 def _device_of(args: Sequence) -> torch.device:
@@ -136,7 +142,9 @@ def opaque_op(name: str) -> Callable[[Callable], Callable]:
     def register(fn: Callable) -> Callable:
         def implementation(*args):
             device = _device_of(args)
-            return [_none_marker(device) if t is None else t for t in fn(*args)]
+            with _dispatched.on():
+                results = fn(*args)
+            return [_none_marker(device) if t is None else t for t in results]
 
         # The custom op's schema comes from fn's parameters (string annotations resolved in fn's module).
         hints = typing.get_type_hints(fn)

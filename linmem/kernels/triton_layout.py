@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .offsets_memo import remembered
+
 
 class ChunkLayout:
     """Where each chunk of a batch lives.
@@ -50,6 +52,15 @@ class ChunkLayout:
         table = torch.stack([torch.where(used, start, 0), torch.where(used, end, 0)], 1).to(torch.int32)
         self._set_varlen_tables(table.contiguous(), cu.to(torch.int32).contiguous(),
                                 offsets.to(torch.int32).contiguous(), seq, used)
+
+    @classmethod
+    def of(cls, batch: int, seq_len: int, cu_seqlens: torch.Tensor | None, chunk_size: int) -> "ChunkLayout":
+        """The layout, built once per cu_seqlens tensor (see offsets_memo: every op of every layer of a model's
+        forward and backward gets the same one) rather than once per op call."""
+        if cu_seqlens is None:
+            return cls(batch, seq_len, None, chunk_size)
+        return remembered(cu_seqlens, ("chunk layout", batch, seq_len, chunk_size),
+                          lambda: cls(batch, seq_len, cu_seqlens, chunk_size))
 
     def _set_varlen_tables(self, table: torch.Tensor, cu_seqlens: torch.Tensor, chunk_offsets: torch.Tensor,
                            slot_seq: torch.Tensor, slot_used: torch.Tensor) -> None:

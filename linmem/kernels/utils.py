@@ -6,10 +6,11 @@ whose message names the argument, the expected and the received value.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 
 import torch
+
+from .offsets_memo import remembered
 
 
 def relative_rms(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -80,24 +81,16 @@ def check_scale(scale: object) -> None:
         raise ValueError(f"scale: expected a positive number, got {scale}")
 
 
-#: cu_seqlens tensors already validated: id -> (weak reference, in-place version, seq_len). A model passes one
-#: cu_seqlens to every layer's ops, so only the first op of a forward pays the device-to-host copy.
-_VALID_CU_SEQLENS: dict[int, tuple[weakref.ref, int, int]] = {}
-
-
 def check_cu_seqlens(cu_seqlens: torch.Tensor | None, batch: int, seq_len: int) -> int:
     """Validate FlashAttention-style cu_seqlens [N + 1] for B == 1 inputs of length T; return N (or B when None).
 
     Costs one device-to-host copy of the small cu_seqlens tensor, the first time a given tensor (unchanged since)
-    is checked against this T. Under torch.compile the entries are not read (the copy would break the graph at every
-    op of every layer); their dtype and shape still are. A model's own cu_seqlens come from its attention mask.
+    is checked against this T (`offsets_memo`: a model passes one cu_seqlens to every layer's ops). Under
+    torch.compile the entries are not read (the copy would break the graph at every op of every layer); their dtype
+    and shape still are. A model's own cu_seqlens come from its attention mask.
     """
     if cu_seqlens is None:
         return batch
-    known = _VALID_CU_SEQLENS.get(id(cu_seqlens))
-    if (known is not None and known[0]() is cu_seqlens and known[1:] == (cu_seqlens._version, seq_len)
-            and batch == 1):
-        return cu_seqlens.numel() - 1
     check_tensor("cu_seqlens", cu_seqlens)
     if cu_seqlens.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"cu_seqlens: expected dtype torch.int32 or torch.int64, got {cu_seqlens.dtype}")
@@ -105,19 +98,20 @@ def check_cu_seqlens(cu_seqlens: torch.Tensor | None, batch: int, seq_len: int) 
         raise ValueError(f"cu_seqlens: expected a 1-D tensor [N + 1] with N >= 1, got shape {list(cu_seqlens.shape)}")
     if batch != 1:
         raise ValueError(f"cu_seqlens: varlen inputs must have batch size B == 1, got B = {batch}")
-    if torch.compiler.is_compiling():
-        return cu_seqlens.numel() - 1
-    values = cu_seqlens.tolist()
+    if not torch.compiler.is_compiling():
+        remembered(cu_seqlens, ("valid for length", seq_len), lambda: _check_offsets(cu_seqlens.tolist(), seq_len),
+                   holds_tensors=False)
+    return cu_seqlens.numel() - 1
+
+
+def _check_offsets(values: list[int], seq_len: int) -> bool:
     if values[0] != 0:
         raise ValueError(f"cu_seqlens: expected first entry 0, got {values[0]}")
     if values[-1] != seq_len:
         raise ValueError(f"cu_seqlens: expected last entry T = {seq_len} (the sequence length of q), got {values[-1]}")
     if any(b < a for a, b in zip(values[:-1], values[1:])):
         raise ValueError(f"cu_seqlens: expected non-decreasing entries, got {values}")
-    if len(_VALID_CU_SEQLENS) > 64:  # dead entries of earlier forwards
-        _VALID_CU_SEQLENS.clear()
-    _VALID_CU_SEQLENS[id(cu_seqlens)] = (weakref.ref(cu_seqlens), cu_seqlens._version, seq_len)
-    return len(values) - 1
+    return True
 
 
 def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int, int, int, int]:

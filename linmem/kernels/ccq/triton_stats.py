@@ -249,7 +249,7 @@ def _forward_op(q: torch.Tensor, k: torch.Tensor, g: torch.Tensor, lam: torch.Te
                 cu_seqlens: torch.Tensor | None, chunk_size: int) -> list[torch.Tensor | None]:
     """-> [q̃, M_T, z_T, m_T, u, z, m, chunk-start M, chunk-start z (these five None unless save),
     *the chunk layout's tables]."""
-    layout = ChunkLayout(q.shape[0], q.shape[1], cu_seqlens, chunk_size)
+    layout = ChunkLayout.of(q.shape[0], q.shape[1], cu_seqlens, chunk_size)
     q_tilde, saved, finals = _stats_forward(q, k, g, lam, M0, z0, m0, layout, center, save, output_final_state)
     return [q_tilde, *(finals if finals is not None else (None,) * 3), *(saved if saved is not None else (None,) * 5),
             *layout.tables()]

@@ -22,6 +22,7 @@ import triton.language as tl
 
 from ..backend import env_int
 from ..library import opaque_op
+from ..offsets_memo import remembered
 
 
 class ConvLaunch(NamedTuple):
@@ -199,12 +200,14 @@ def _sequence_bounds(x: torch.Tensor, cu_seqlens: torch.Tensor | None) -> tuple[
 
 def _row_sequences(x: torch.Tensor, cu_seqlens: torch.Tensor | None, seq_idx: torch.Tensor | None = None):
     """(cu [N + 1] int64, seq_idx [T] int32: each row's sequence) for the varlen kernels (no host sync), or
-    (None, None) for a dense batch. A given seq_idx (the forward's, in the backward) is taken as it is."""
+    (None, None) for a dense batch. A given seq_idx (the forward's, in the backward) is taken as it is; otherwise
+    it is built once per cu_seqlens tensor (offsets_memo)."""
     if cu_seqlens is None:
         return None, None
     cu = cu_seqlens.to(device=x.device, dtype=torch.int64)
     if seq_idx is None:
-        seq_idx = torch.searchsorted(cu[1:], torch.arange(x.shape[1], device=x.device), right=True).to(torch.int32)
+        seq_idx = remembered(cu_seqlens, ("row sequences", x.shape[1], x.device), lambda: torch.searchsorted(
+            cu[1:], torch.arange(x.shape[1], device=x.device), right=True).to(torch.int32))
     return cu, seq_idx
 
 

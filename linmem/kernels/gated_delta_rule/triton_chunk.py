@@ -131,7 +131,7 @@ def _forward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tens
                 lam: torch.Tensor | None, scale: float, initial_state: torch.Tensor | None, output_final_state: bool,
                 cu_seqlens: torch.Tensor | None, chunk_size: int) -> list[torch.Tensor | None]:
     """-> [o, final state, *saved intermediates (see _forward), *the chunk layout's tables]."""
-    layout = ChunkLayout(k.shape[0], k.shape[1], cu_seqlens, chunk_size)
+    layout = ChunkLayout.of(k.shape[0], k.shape[1], cu_seqlens, chunk_size)
     o, final, saved = _forward(q, k, v, g, beta, lam, scale, initial_state, output_final_state, layout)
     return [o, final, *saved, *layout.tables()]
 

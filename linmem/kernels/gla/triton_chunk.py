@@ -330,7 +330,7 @@ def _forward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gk: torch.Ten
                 scale: float, output_final_state: bool, cu_seqlens: torch.Tensor | None,
                 chunk_size: int) -> list[torch.Tensor | None]:
     """-> [o, final state, gcs, A (see gla_forward), *the chunk layout's tables]."""
-    layout = ChunkLayout(q.shape[0], q.shape[1], cu_seqlens, chunk_size)
+    layout = ChunkLayout.of(q.shape[0], q.shape[1], cu_seqlens, chunk_size)
     return [*gla_forward(q, k, v, gk, scale, h0, output_final_state, layout), *layout.tables()]
 
 
