@@ -120,6 +120,20 @@ def test_save_load_round_trip_is_exact(name, tmp_path):
         assert k1 == k2 and torch.equal(v1, v2), k1
 
 
+@pytest.mark.parametrize("drafting", [dict(prompt_lookup_num_tokens=3), dict(assistant_early_exit=1), "assistant",
+                                      "generation_config"])
+def test_assisted_decoding_is_refused_with_a_clear_error(drafting):
+    model = make_model("ccq-gdn")
+    if drafting == "assistant":
+        drafting = dict(assistant_model=make_model("ccq-gdn"))
+    elif drafting == "generation_config":
+        config = transformers.GenerationConfig(max_new_tokens=3, prompt_lookup_num_tokens=2, pad_token_id=0)
+        drafting = dict(generation_config=config)
+    with pytest.raises(ValueError, match="assisted .*decoding is unsupported"):
+        model.generate(ids(1, 6), max_new_tokens=3, pad_token_id=0, **drafting)
+    assert model.generate(ids(1, 6), max_new_tokens=3, pad_token_id=0).shape == (1, 9)
+
+
 def test_cache_rules():
     model = make_model("ccq-gdn-hybrid")
     out = model(ids(1, 5), use_cache=True)

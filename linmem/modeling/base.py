@@ -247,6 +247,18 @@ class LinmemForCausalLM(LinmemPreTrainedModel, GenerationMixin):
             DECODE_GRAPHS[self] = graph = DecodeGraph(self, cache, input_ids)
         return graph.step(input_ids, cache)
 
+    def generate(self, *args, **kwargs):
+        """`GenerationMixin.generate`, refusing assisted, prompt-lookup and early-exit decoding up front: they roll the
+        cache back past rejected draft tokens, which a recurrent state cannot do."""
+        config = kwargs.get("generation_config") or self.generation_config
+        drafted = [name for name in ("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit")
+                   if kwargs.get(name) is not None or getattr(config, name, None) is not None]
+        if drafted:
+            raise ValueError(f"{', '.join(drafted)}: assisted (speculative) decoding is unsupported by linmem models, "
+                             "whose recurrent state cannot be rolled back past rejected draft tokens; generate "
+                             "without it")
+        return super().generate(*args, **kwargs)
+
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None,
                                       inputs_embeds=None, **kwargs):
         # Feed only the positions the recurrent state has not consumed yet (robust across versions
