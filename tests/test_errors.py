@@ -57,6 +57,22 @@ def test_bad_model_inputs():
         model(torch.ones(1, 3, dtype=torch.long), labels=torch.ones(1, 4, dtype=torch.long))
 
 
+def test_token_ids_outside_the_vocabulary_and_empty_inputs():
+    model = make_model("qdelta")
+    vocab = model.get_input_embeddings().num_embeddings
+    for bad in (vocab, -1):
+        ids = torch.randint(3, 96, (2, 5))
+        ids[1, 2] = bad
+        with pytest.raises(ValueError, match=f"token id {bad}, outside the vocabulary"):
+            model(ids)
+    with pytest.raises(ValueError, match="`input_ids` has no tokens"):
+        model(torch.ones(2, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match="`inputs_embeds` has no tokens"):
+        model(inputs_embeds=torch.ones(2, 0, model.config.hidden_size, dtype=model.dtype))
+    model.resize_token_embeddings(vocab + 8)  # the bound follows the embeddings
+    assert model(torch.full((1, 3), vocab + 7)).logits.shape == (1, 3, vocab + 8)
+
+
 @pytest.mark.parametrize("name", ["ccq-gdn", "qdelta-hybrid"])
 def test_output_attentions_is_refused_not_ignored(name):
     model = make_model(name)

@@ -78,7 +78,7 @@ def _refuse_output_attentions(kwargs: dict[str, Any]) -> None:
                          "have none, and softmax layers run fused attention); use output_hidden_states")
 
 
-def _validate_input_ids(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> None:
+def _validate_input_ids(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, vocab_size: int) -> None:
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of `input_ids` and `inputs_embeds`")
     if input_ids is not None:
@@ -86,8 +86,19 @@ def _validate_input_ids(input_ids: torch.Tensor | None, inputs_embeds: torch.Ten
             raise ValueError(f"`input_ids` must be [batch, seq_len], got shape {tuple(input_ids.shape)}")
         if input_ids.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"`input_ids` must be int64 or int32, got {input_ids.dtype}")
+        # On the CPU the check is free; on a GPU it would cost a host sync per call (the embedding's own bounds
+        # check, a device-side assert, remains), and under torch.compile a graph break.
+        if input_ids.device.type == "cpu" and input_ids.numel() and not torch.compiler.is_compiling():
+            low, high = int(input_ids.min()), int(input_ids.max())
+            if low < 0 or high >= vocab_size:
+                raise ValueError(f"`input_ids` holds token id {low if low < 0 else high}, outside the vocabulary "
+                                 f"[0, {vocab_size}) of the input embeddings (a tokenizer of another model?)")
     elif inputs_embeds.dim() != 3:
         raise ValueError(f"`inputs_embeds` must be [batch, seq_len, hidden], got shape {tuple(inputs_embeds.shape)}")
+    tokens = input_ids if input_ids is not None else inputs_embeds
+    if tokens.shape[1] == 0:
+        raise ValueError(f"`{'input_ids' if input_ids is not None else 'inputs_embeds'}` has no tokens (shape "
+                         f"{tuple(tokens.shape)}): pass at least one position")
 
 
 def _full_attention_mask(
@@ -151,7 +162,8 @@ class LinmemModel(LinmemPreTrainedModel):
         **kwargs: Any,
     ) -> BaseModelOutputWithPast | tuple:
         """input_ids [B, T] (or inputs_embeds [B, T, hidden]); attention_mask [B, T] or [B, past + T]."""
-        _validate_input_ids(input_ids, inputs_embeds)
+        vocab_size = getattr(self.embeddings, "num_embeddings", self.config.vocab_size)
+        _validate_input_ids(input_ids, inputs_embeds, vocab_size)
         _refuse_output_attentions(kwargs)
         past_key_values = cache_argument(past_key_values, kwargs)
         if past_key_values is not None and not isinstance(past_key_values, LinmemCache):
