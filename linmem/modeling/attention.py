@@ -2,7 +2,8 @@
 optional q/k biases (`qkv_bias`) and per-head q/k RMSNorm (`attn_qk_norm`).
 
 Positions come from the 2-D attention mask (cumsum - 1), so a left-padded row gets exactly the
-positions it would have alone; padded keys are masked out.
+positions it would have alone; padded keys are masked out. In a row of packed sequences (packing.py) keys of
+other sequences are masked out too.
 """
 
 from __future__ import annotations
@@ -64,9 +65,11 @@ class SoftmaxAttention(nn.Module):
         past_key_values: LinmemCache | None = None,
         position_ids: torch.Tensor | None = None,
         past_length: int = 0,
+        segments: torch.Tensor | None = None,
         **kwargs,
     ) -> torch.Tensor:
-        """hidden_states [B, T, hidden]; attention_mask [B, past_length + T] or None -> [B, T, hidden]."""
+        """hidden_states [B, T, hidden]; attention_mask [B, past_length + T] or None; segments [B, T] the sequence
+        of each token of packed sequences (keys of other sequences masked out) or None -> [B, T, hidden]."""
         batch, seq_len, _ = hidden_states.shape
         q = self.q_proj(hidden_states).view(batch, seq_len, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(hidden_states).view(batch, seq_len, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -84,6 +87,8 @@ class SoftmaxAttention(nn.Module):
             k, v = past_key_values.update(k, v, self.layer_idx)
 
         mask = self._build_mask(seq_len, k.shape[-2], key_mask, q.device)
+        if segments is not None:
+            mask = mask & (segments[:, None, :, None] == segments[:, None, None, :])
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale,
                                              enable_gqa=self.num_kv_heads != self.num_heads)
         out = out.transpose(1, 2).reshape(batch, seq_len, self.num_heads * self.head_dim)

@@ -23,6 +23,7 @@ from .cache import LinmemCache
 from .compat import cache_argument, cache_of, with_cache
 from .decode_graph import DECODE_GRAPHS, DecodeGraph, graph_eligible
 from .layers import RMSNorm, ShortConvolution, make_norm
+from .packing import FLASH_ATTENTION_KWARGS, packed_layout, positions_within_sequences
 from .padding import TokenLayout, token_positions
 from .projection import is_plain_linear
 
@@ -149,6 +150,23 @@ class LinmemModel(LinmemPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings = value
 
+    @staticmethod
+    def _packed_sequences(input_ids, inputs_embeds, attention_mask, position_ids, past_key_values, use_cache,
+                          kwargs: dict[str, Any]) -> TokenLayout | None:
+        """The layout of a padding-free batch of packed sequences (packing.py), or None."""
+        if attention_mask is not None:
+            if any(kwargs.get(name) is not None for name in FLASH_ATTENTION_KWARGS):
+                raise ValueError("pass either an `attention_mask` or packed-sequence offsets (`cu_seq_lens_q`), "
+                                 "not both")
+            return None
+        batch, seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        packed = packed_layout(position_ids, kwargs, batch, seq_len)
+        if packed is not None and (past_key_values is not None or use_cache):
+            raise ValueError("packed sequences (restarting `position_ids` or `cu_seq_lens_q`, without an attention "
+                             "mask) run without a cache: a row of several sequences has no one state to continue; "
+                             "pass use_cache=False and no past_key_values")
+        return packed
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -172,6 +190,12 @@ class LinmemModel(LinmemPreTrainedModel):
             )
         output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        packed = self._packed_sequences(input_ids, inputs_embeds, attention_mask, position_ids, past_key_values,
+                                        use_cache, kwargs)
+        if packed is not None:
+            use_cache = False
+            if position_ids is None and (self.position_embeddings is not None or self.config.attn_layers):
+                position_ids = positions_within_sequences(packed)
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
         if self.gradient_checkpointing and self.training:
             use_cache = False
@@ -189,7 +213,7 @@ class LinmemModel(LinmemPreTrainedModel):
         past_length = cache.get_seq_length() if cache is not None else 0
 
         full_mask = _full_attention_mask(attention_mask, batch, seq_len, past_length)
-        layout = TokenLayout.from_mask(full_mask[:, -seq_len:]) if full_mask is not None else None
+        layout = TokenLayout.from_mask(full_mask[:, -seq_len:]) if full_mask is not None else packed
         # Positions feed only learned position tables and softmax layers: a purely recurrent model skips the
         # cumsum over the whole (growing) mask at every decode step.
         if position_ids is None and (self.position_embeddings is not None or self.config.attn_layers):
@@ -320,6 +344,7 @@ class LinmemForCausalLM(LinmemPreTrainedModel, GenerationMixin):
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
             output_hidden_states=output_hidden_states, return_dict=True,
+            **{name: kwargs.pop(name) for name in FLASH_ATTENTION_KWARGS if name in kwargs},
         )
         hidden_states = outputs.last_hidden_state
         if labels is not None and labels.shape != hidden_states.shape[:2]:

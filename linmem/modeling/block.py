@@ -43,7 +43,8 @@ class LinmemBlock(GradientCheckpointingLayer):
         normed = self.attn_norm(hidden_states)
         if isinstance(self.attn, SoftmaxAttention):
             mixed = self.attn(normed, attention_mask=attention_mask, past_key_values=past_key_values,
-                              position_ids=position_ids, past_length=past_length)
+                              position_ids=position_ids, past_length=past_length,
+                              segments=layout.segments if layout is not None else None)
         else:
             mixed = self.attn(normed, layout=layout, past_key_values=past_key_values)
         if self.attn_post_norm is not None:

@@ -18,15 +18,18 @@ class TokenLayout:
     """Where the real tokens of a padded [B, T] batch live.
 
     Attributes:
-        indices: [N_tok] flat indices (into B*T) of the real tokens, in order.
-        cu_seqlens: [B + 1] int32 offsets of each row's real tokens in the packed sequence.
+        indices: [N_tok] flat indices (into B*T) of the real tokens, in order; None when every token is real
+            (packed sequences, see packing.py: the pack is a reshape).
+        cu_seqlens: [N + 1] int32 offsets of each sequence in the pack (N = B for a padded batch).
         batch_size, seq_len: the padded shape.
+        segments: [B, T] the sequence of each token, for softmax layers' masks (packed sequences only).
     """
 
-    indices: torch.Tensor
+    indices: torch.Tensor | None
     cu_seqlens: torch.Tensor
     batch_size: int
     seq_len: int
+    segments: torch.Tensor | None = None
 
     @classmethod
     def from_mask(cls, mask: torch.Tensor) -> "TokenLayout | None":
@@ -43,10 +46,13 @@ class TokenLayout:
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, T, ...] -> [1, N_tok, ...] (real tokens only)."""
-        return x.reshape(self.batch_size * self.seq_len, *x.shape[2:]).index_select(0, self.indices).unsqueeze(0)
+        flat = x.reshape(self.batch_size * self.seq_len, *x.shape[2:])
+        return (flat if self.indices is None else flat.index_select(0, self.indices)).unsqueeze(0)
 
     def unpack(self, y: torch.Tensor) -> torch.Tensor:
         """y [1, N_tok, ...] -> [B, T, ...] with zeros at padded positions."""
+        if self.indices is None:
+            return y.reshape(self.batch_size, self.seq_len, *y.shape[2:])
         flat = y.new_zeros(self.batch_size * self.seq_len, *y.shape[2:])
         flat = flat.index_copy(0, self.indices, y.squeeze(0))
         return flat.reshape(self.batch_size, self.seq_len, *y.shape[2:])
