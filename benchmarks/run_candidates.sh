@@ -28,7 +28,7 @@ if [ "$PART" = 1 ]; then
 # tests run both probe paths themselves
 step tests 200 env LINMEM_FUSED_PROJECTIONS=1 LINMEM_CONV_FUSED_BWD=1 LINMEM_QDELTA_STORE_PROBE=1 $PY -m pytest -m gpu -v -rfE -p no:cacheprovider --timeout 190 $PARALLEL tests/test_training_graph.py \
   tests/test_kernels_loss.py tests/test_kernels_triton_conv.py tests/test_kernels_triton_qdelta.py \
-  tests/test_model_gpu.py tests/test_library_ops.py -k "not hub"
+  tests/test_model_gpu.py tests/test_library_ops.py tests/test_offsets_memo.py tests/test_packed_sequences.py -k "not hub"
 # Q-Delta with the probe rows stored, beside GDN, at launch_ab.py's default shapes (H16 d128: the 1.05 target)
 step ab-qdelta 120 $PY benchmarks/launch_ab.py --ops qdelta_rule,gated_delta_rule \
   --variants "store:LINMEM_QDELTA_STORE_PROBE=1" --out "$OUT/ab-qdelta"

@@ -103,3 +103,10 @@ def test_a_model_step_builds_its_chunk_layout_once(dispatched, monkeypatch):
     varlen_builds = sum(built)
     ops_per_layer = 2  # the CCQ statistic and the delta rule; the backward ops take their forward's layout
     assert varlen_builds == (1 if not dispatched else ops_per_layer * model.config.num_hidden_layers)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dispatched", [False, True], ids=["eager", "through the dispatcher"])
+def test_a_model_step_builds_its_chunk_layout_once_on_the_gpu(dispatched, monkeypatch):
+    """The same on CUDA (compiled kernels); run with -m gpu."""
+    test_a_model_step_builds_its_chunk_layout_once(dispatched, monkeypatch)

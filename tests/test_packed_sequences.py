@@ -90,3 +90,9 @@ def test_packed_batches_refuse_a_cache_and_a_mask():
     with pytest.raises(ValueError, match="last entry"):
         model(row, cu_seq_lens_q=torch.tensor([0, 3, 7], dtype=torch.int32))
     assert model.eval()(row, position_ids=positions).past_key_values is None  # the default cache is not made
+
+
+@pytest.mark.gpu
+def test_rows_of_packed_sequences_on_the_gpu():
+    """The same on CUDA (compiled kernels); run with -m gpu."""
+    test_rows_of_packed_sequences_and_the_triton_path()
