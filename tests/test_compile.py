@@ -113,6 +113,26 @@ def test_padded_batch_breaks_only_where_the_padding_is_packed():
     assert breaks and all("Tensor.item()" in reason or "nonzero" in reason for reason in breaks), breaks
 
 
+def test_packed_sequences_marked_by_offsets_compile_to_one_graph():
+    """Padding-free training (DataCollatorWithFlattening with return_flash_attn_kwargs=True): the row packs every
+    token, so no data-dependent shape arises and the step is one graph, equal to eager."""
+    model = make_model("qdelta-hybrid", dtype=torch.float32).train()
+    ids = torch.randint(3, model.config.vocab_size, (1, 29), generator=torch.Generator().manual_seed(0))
+    offsets = torch.tensor([0, 9, 10, 22, 29], dtype=torch.int32)
+    positions = torch.cat([torch.arange(n) for n in (9, 1, 12, 7)])[None]
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        with use_backend("triton"):
+            out = model(ids, labels=ids, position_ids=positions, cu_seq_lens_q=offsets, cu_seq_lens_k=offsets)
+            out.loss.backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    eager = step()
+    model.compile(backend="aot_eager", fullgraph=True)  # a graph break would raise
+    _assert_same_training_step(eager, step())
+
+
 def test_inductor_compiles_the_graph_around_the_kernel_ops():
     """Inductor's own code generation (C++ on the CPU) around the custom ops: their list outputs and None markers
     reach the generated code as they do aot_eager's (one variant: Inductor takes about 30 s here)."""

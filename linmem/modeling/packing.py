@@ -6,7 +6,9 @@ position_ids that restart (a position that is not the previous one plus one star
 own packed-sequence detection has it), or FlashAttention's `cu_seq_lens_q` / `cu_seq_lens_k` keyword arguments
 (with `return_flash_attn_kwargs=True`). The recurrent layers then run the row as a varlen pack (`cu_seqlens`: every
 sequence starts from a zero state and an empty convolution window) and softmax layers mask keys of other sequences.
-Finding restarts in position_ids costs a host sync; without restarts the batch runs as a dense one.
+Finding restarts in position_ids costs a host sync (and a graph break under torch.compile); without restarts the
+batch runs as a dense one. Offsets cost neither: a compiled model traces a packed batch marked by cu_seq_lens_q into
+one graph (its entries are checked in eager mode only, as the ops' cu_seqlens are).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def _from_offsets(flash: dict[str, Any], batch: int, seq_len: int) -> TokenLayou
         raise ValueError(f"cu_seq_lens_q: a packed batch is one row (batch size 1), got batch size {batch}")
     check_cu_seqlens(cu_seqlens, 1, seq_len)
     other = flash.get("cu_seq_lens_k")
-    if other is not None and other is not cu_seqlens and not torch.equal(other.to(cu_seqlens), cu_seqlens):
+    if (other is not None and other is not cu_seqlens and not torch.compiler.is_compiling()
+            and not torch.equal(other.to(cu_seqlens), cu_seqlens)):
         raise ValueError("cu_seq_lens_k must equal cu_seq_lens_q (causal self-attention over the same packed "
                          "sequences)")
     cu_seqlens = cu_seqlens.to(torch.int32)
