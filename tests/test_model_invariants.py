@@ -73,6 +73,21 @@ def test_left_padded_batch_equals_each_prompt_alone(name):
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_inputs_embeds_from_the_input_embeddings_equal_input_ids(name):
+    """inputs_embeds = get_input_embeddings()(ids) (PEFT prompt tuning, generate from embeddings) is what the blocks
+    see for ids, scaled embeddings (Gemma3-style embedding_multiplier) included; padded, and in generate."""
+    model = make_model(name)
+    batch = ids(2, 8, seed=7)
+    mask = torch.ones_like(batch)
+    mask[1, :3] = 0
+    embeds = model.get_input_embeddings()(batch)
+    torch.testing.assert_close(model(inputs_embeds=embeds, attention_mask=mask).logits,
+                               model(batch, attention_mask=mask).logits, atol=ATOL, rtol=0)
+    kwargs = dict(attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    assert torch.equal(model.generate(inputs_embeds=embeds, **kwargs), model.generate(batch, **kwargs)[:, 8:])
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_padded_batch_under_inference_mode(name):
     """torch.inference_mode (serving, evaluation harnesses) gives what no_grad gives, padded batches included
     (their packed cu_seqlens are inference tensors, without the version counter the ops' memo reads)."""

@@ -54,8 +54,9 @@ class LinmemConfig(PretrainedConfig):
             query_pre_attn_scalar ** -0.5).
         sandwich_norms: an extra RMSNorm on the mixer output and on the MLP output before each residual
             add (Gemma3's post-attention / post-feedforward norms).
-        embedding_multiplier: the token embeddings are multiplied by this (Gemma3: sqrt(hidden_size));
-            `inputs_embeds` given by the caller are used as they are.
+        embedding_multiplier: the token embeddings are multiplied by this (Gemma3: sqrt(hidden_size)), inside the
+            embedding module as in Gemma3, so `get_input_embeddings()(ids)` gives the scaled rows; `inputs_embeds`
+            given by the caller are used as they are.
         norm_type: "rms" (RMSNorm) or "layer" (LayerNorm with bias, GPT-2) for the block and final norms.
         mlp_type: "gated" (down(act(gate(x)) * up(x))) or "plain" (down(act(up(x))), GPT-2).
         mlp_bias: biases on the MLP projections.

@@ -22,7 +22,7 @@ from .block import LinmemBlock
 from .cache import LinmemCache
 from .compat import cache_argument, cache_of, with_cache
 from .decode_graph import DECODE_GRAPHS, DecodeGraph, graph_eligible
-from .layers import RMSNorm, ShortConvolution, make_norm
+from .layers import RMSNorm, ShortConvolution, make_embeddings, make_norm
 from .packing import FLASH_ATTENTION_KWARGS, packed_layout, positions_within_sequences
 from .padding import TokenLayout, token_positions
 from .projection import is_plain_linear
@@ -133,7 +133,7 @@ class LinmemModel(LinmemPreTrainedModel):
         super().__init__(config)
         if self.mixer_builder is None:
             raise TypeError(f"{type(self).__name__} must set `mixer_builder` (use a variant's model class)")
-        self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.embeddings = make_embeddings(config)
         self.position_embeddings = (nn.Embedding(config.max_position_embeddings, config.hidden_size)
                                     if config.position_embedding_type == "learned" else None)
         self.layers = nn.ModuleList(
@@ -200,12 +200,7 @@ class LinmemModel(LinmemPreTrainedModel):
         if self.gradient_checkpointing and self.training:
             use_cache = False
 
-        if inputs_embeds is None:
-            hidden_states = self.embeddings(input_ids)
-            if self.config.embedding_multiplier != 1.0:
-                hidden_states = hidden_states * hidden_states.new_tensor(self.config.embedding_multiplier)
-        else:
-            hidden_states = inputs_embeds
+        hidden_states = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds
         batch, seq_len = hidden_states.shape[:2]
         if use_cache and past_key_values is None:
             past_key_values = LinmemCache(self.config.num_hidden_layers)

@@ -1,4 +1,4 @@
-"""Small building blocks shared by every linmem model: norms, the SwiGLU MLP, the short convolution."""
+"""Small building blocks shared by every linmem model: embeddings, norms, the MLPs, the short convolution."""
 
 from __future__ import annotations
 
@@ -14,6 +14,31 @@ from .projection import project
 def upcast(t: torch.Tensor) -> torch.Tensor:
     """t in at least float32 (float64 stays float64): the precision of gates, norms and states."""
     return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+class ScaledEmbedding(nn.Embedding):
+    """Token embeddings times a constant (`config.embedding_multiplier`; Gemma3: sqrt(hidden_size)), the scale part of
+    the module as in transformers' Gemma3: `get_input_embeddings()(ids)` is what the blocks see, so inputs_embeds
+    built from it (generate from embeddings, PEFT prompt tuning) match input_ids. The constant is rounded to the
+    embeddings' dtype first, as Gemma3 does."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None, multiplier: float) -> None:
+        super().__init__(num_embeddings, embedding_dim, padding_idx)
+        self.multiplier = multiplier
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        embeddings = super().forward(input_ids)
+        return embeddings * embeddings.new_tensor(self.multiplier)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, multiplier={self.multiplier}"
+
+
+def make_embeddings(config) -> nn.Embedding:
+    """The token embeddings: plain, or scaled when config.embedding_multiplier != 1."""
+    if config.embedding_multiplier == 1.0:
+        return nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+    return ScaledEmbedding(config.vocab_size, config.hidden_size, config.pad_token_id, config.embedding_multiplier)
 
 
 class RMSNorm(nn.Module):
