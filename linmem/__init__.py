@@ -17,6 +17,7 @@ from .modeling import (
     QDeltaModel,
     cache_of,
 )
+from .peft_defaults import register_peft_defaults
 from .training import CUDAGraphTrainingStep
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ for _config_class, (_model_class, _lm_class) in ARCHITECTURES.items():
     AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
     AutoModel.register(_config_class, _model_class, exist_ok=True)
     AutoModelForCausalLM.register(_config_class, _lm_class, exist_ok=True)
+register_peft_defaults(config_class.model_type for config_class in ARCHITECTURES)
 
 __all__ = [
     "LinmemConfig", "CCQConfig", "QDeltaConfig", "LinmemCache", "LinmemPreTrainedModel", "LinmemModel",

@@ -40,3 +40,42 @@ def test_lora_train_save_load_merge(name, tmp_path):
     assert not any("lora_" in n for n, _ in merged.named_parameters())
     torch.testing.assert_close(merged(x).logits, tuned, atol=1e-4, rtol=0)
     assert (tuned - make_model(name, dtype=torch.float32, seed=0)(x).logits).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3", "loha", "ln_tuning"])
+def test_peft_methods_work_without_target_modules(method):
+    """Registered like a built-in architecture: each PEFT method's defaults (Llama's, whose module names linmem's
+    share) apply without `target_modules`, and what they wrap exists and trains."""
+    import peft
+
+    config = {"lora": lambda: LoraConfig(task_type="CAUSAL_LM"), "ia3": lambda: peft.IA3Config(task_type="CAUSAL_LM"),
+              "loha": lambda: peft.LoHaConfig(task_type="CAUSAL_LM"),
+              "ln_tuning": lambda: peft.LNTuningConfig(task_type="CAUSAL_LM")}[method]()
+    model = get_peft_model(make_model("ccq-gdn-hybrid", dtype=torch.float32), config)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable
+    x = torch.randint(3, 96, (2, 9))
+    model(x, labels=x).loss.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_prompt_tuning_trains_and_generates_and_prefix_tuning_is_refused():
+    """Prompt tuning prepends learned embeddings (inputs_embeds, scaled like the token rows: see
+    test_inputs_embeds_from_the_input_embeddings_equal_input_ids); prefix tuning passes a key/value cache, which
+    recurrent layers cannot use: refused with a message that says so."""
+    import peft
+
+    x = torch.randint(3, 96, (2, 6))
+    config = peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
+    model = get_peft_model(make_model("ccq-gla-hybrid-window", dtype=torch.float32), config)
+    model(input_ids=x, labels=x).loss.backward()
+    prompt = model.prompt_encoder["default"].embedding.weight
+    assert prompt.grad is not None and prompt.grad.abs().sum() > 0
+    generated = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=3, do_sample=False,
+                               pad_token_id=0)
+    assert generated.shape == (2, 9)
+
+    prefix = get_peft_model(make_model("qdelta", dtype=torch.float32),
+                            peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    with pytest.raises(TypeError, match="prefix tuning passes, cannot hold recurrent states"):
+        prefix(input_ids=x, labels=x)

@@ -187,6 +187,8 @@ class LinmemModel(LinmemPreTrainedModel):
         if past_key_values is not None and not isinstance(past_key_values, LinmemCache):
             raise TypeError(
                 f"`past_key_values` must be a LinmemCache (returned by this model), got {type(past_key_values).__name__}"
+                " (a key/value cache, such as PEFT prefix tuning passes, cannot hold recurrent states: use prompt "
+                "tuning or LoRA)"
             )
         output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         return_dict = return_dict if return_dict is not None else self.config.return_dict
