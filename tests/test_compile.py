@@ -51,6 +51,21 @@ def test_compiled_training_step_is_one_graph_and_matches_eager(name):
     _assert_same_training_step(eager, loss_and_grads(model, ids, backend="triton"))
 
 
+def test_a_model_compiled_before_any_eager_call(monkeypatch):
+    """The first call of a fresh process being a compiled one (model.compile(); trainer.train()): the Triton
+    functions are looked up while Dynamo traces, several in one graph (was a KeyError: Dynamo traced the lookup
+    table from a snapshot taken before the later functions were found)."""
+    from linmem.kernels import backend
+
+    monkeypatch.setattr(backend, "_triton_functions", backend._FoundTritonFunctions())  # nothing found yet
+    model = make_model("ccq-gdn", dtype=torch.float32).train()
+    ids = torch.randint(3, model.config.vocab_size, (2, 21), generator=torch.Generator().manual_seed(0))
+    model.compile(backend="aot_eager", fullgraph=True)  # a graph break would raise
+    compiled = loss_and_grads(model, ids, backend="triton")
+    eager_model = make_model("ccq-gdn", dtype=torch.float32).train()  # the same seed: the same weights
+    _assert_same_training_step(loss_and_grads(eager_model, ids, backend="triton"), compiled)
+
+
 def test_dynamic_shapes_specialise_at_the_kernel_ops():
     """compile(dynamic=True): the ops' fake implementations fix the sizes they see (the launch settings are chosen by
     size), so another batch shape recompiles instead of failing; both shapes match eager."""

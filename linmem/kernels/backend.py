@@ -146,8 +146,14 @@ def resolve_backend(q: torch.Tensor) -> str:
     return name
 
 
-#: The Triton functions found so far: (package, module, function) -> the function, or None where it does not exist.
-_triton_functions: dict[tuple[str, str, str], Callable | None] = {}
+class _FoundTritonFunctions:
+    """The Triton functions found so far, one attribute per (package, module, function): the function, or None where
+    it does not exist. An object, not a dict: Dynamo reads an object's attribute afresh at each access, but traces a
+    dict from the snapshot it takes at its first read in a graph, so a function found later in the same trace (the
+    second op of a model compiled before any eager call) would be missing from it."""
+
+
+_triton_functions = _FoundTritonFunctions()
 
 
 def load_triton(package: str, module: str, function: str) -> Callable | None:
@@ -156,16 +162,16 @@ def load_triton(package: str, module: str, function: str) -> Callable | None:
     Other import errors (a bug inside an existing Triton file) propagate. Cached: a decode step calls this
     for every op of every layer, and an import-system lookup per call costs more than the step kernel.
     """
-    _find_triton_function(package, module, function)
-    return _triton_functions[(package, module, function)]
+    return getattr(_triton_functions, _find_triton_function(package, module, function))
 
 
-@torch.compiler.assume_constant_result  # Dynamo runs the import when it traces, and reads the cache after it
-def _find_triton_function(package: str, module: str, function: str) -> bool:
-    key = (package, module, function)
-    if key not in _triton_functions:
-        _triton_functions[key] = _import_triton_function(package, module, function)
-    return _triton_functions[key] is not None
+@torch.compiler.assume_constant_result  # Dynamo runs the import when it traces, and reads the attribute after it
+def _find_triton_function(package: str, module: str, function: str) -> str:
+    """The attribute of `_triton_functions` that holds package.module.function (found on the first call)."""
+    name = f"{package}.{module}.{function}".replace(".", "__")
+    if not hasattr(_triton_functions, name):
+        setattr(_triton_functions, name, _import_triton_function(package, module, function))
+    return name
 
 
 def _import_triton_function(package: str, module: str, function: str) -> Callable | None:
