@@ -148,6 +148,24 @@ def test_packed_sequences_marked_by_offsets_compile_to_one_graph():
     _assert_same_training_step(eager, step())
 
 
+def test_packed_batches_of_varying_sequence_counts_share_a_graph_per_bucket():
+    """The kernels' settings are fixed per size, so each new number of packed sequences would compile a new graph;
+    their offsets are padded to a power of two of empty sequences, so counts of 4 to 7 (5 to 8 offsets) share one
+    dynamic graph after the first (static) compile."""
+    from torch._dynamo.utils import counters
+
+    model = make_model("qdelta", dtype=torch.float32).train()
+    model.compile(backend="aot_eager", fullgraph=True)
+    length = 40
+    counters.clear()
+    for sequences in (3, 4, 5, 6, 7):
+        offsets = torch.linspace(0, length, sequences + 1).round().to(torch.int32)
+        ids = torch.randint(3, model.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
+        with use_backend("triton"):
+            model(ids, labels=ids, cu_seq_lens_q=offsets).loss.backward()
+    assert counters["stats"]["unique_graphs"] == 2
+
+
 def test_inductor_compiles_the_graph_around_the_kernel_ops():
     """Inductor's own code generation (C++ on the CPU) around the custom ops: their list outputs and None markers
     reach the generated code as they do aot_eager's (one variant: Inductor takes about 30 s here)."""

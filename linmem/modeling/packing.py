@@ -44,6 +44,7 @@ def packed_layout(position_ids: torch.Tensor | None, kwargs: dict[str, Any], bat
     flat_starts = starts.reshape(-1)
     cu_seqlens = torch.cat([flat_starts.nonzero().squeeze(-1),
                             torch.tensor([batch * seq_len], device=positions.device)]).to(torch.int32)
+    cu_seqlens = _bucketed(cu_seqlens, batch * seq_len)
     segments = (flat_starts.cumsum(0) - 1).view(batch, seq_len)
     return TokenLayout(None, cu_seqlens, batch, seq_len, segments)
 
@@ -58,10 +59,27 @@ def _from_offsets(flash: dict[str, Any], batch: int, seq_len: int) -> TokenLayou
             and not torch.equal(other.to(cu_seqlens), cu_seqlens)):
         raise ValueError("cu_seq_lens_k must equal cu_seq_lens_q (causal self-attention over the same packed "
                          "sequences)")
-    cu_seqlens = cu_seqlens.to(torch.int32)
+    cu_seqlens = _bucketed(cu_seqlens.to(torch.int32), seq_len)
     token = torch.arange(seq_len, device=cu_seqlens.device)
     segments = (torch.searchsorted(cu_seqlens[1:], token, right=True)).view(1, seq_len)
     return TokenLayout(None, cu_seqlens, 1, seq_len, segments)
+
+
+#: The fewest offsets a packed batch's cu_seqlens is padded to (see _bucketed).
+MIN_OFFSETS = 8
+
+
+def _bucketed(cu_seqlens: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """cu_seqlens [N + 1] padded with empty sequences at the end (entries T) to a power of two of at least
+    MIN_OFFSETS entries. The kernels' launch settings are fixed per size, so a compiled model recompiles for every
+    new size; with batches of varying numbers of sequences, the bucket keeps that to one graph per power of two
+    (the loop's comparisons become range guards on the symbolic size, not an exact value). Empty sequences cost the
+    kernels next to nothing."""
+    entries = cu_seqlens.shape[0]
+    bucket = MIN_OFFSETS
+    while bucket < entries:
+        bucket *= 2
+    return torch.nn.functional.pad(cu_seqlens, (0, bucket - entries), value=seq_len)
 
 
 def positions_within_sequences(layout: TokenLayout) -> torch.Tensor:
