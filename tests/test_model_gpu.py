@@ -87,6 +87,32 @@ def test_compiled_training_step_matches_eager(name):
         assert relative_rms(cg, g) <= 1e-4, param_name
 
 
+@pytest.mark.parametrize("name", ["ccq-gdn", "qdelta-hybrid"])
+def test_compiled_padded_and_packed_batches_match_eager(name):
+    """Inductor, fullgraph: a padded batch (compiled, every position packed, the padding as one more sequence) and
+    a packed row marked by cu_seq_lens_q give eager's loss and gradients, fp32."""
+    model = cuda_model(name, torch.float32).train()
+    x = ids(2, 300)
+    mask = torch.ones_like(x)
+    mask[0, :77] = 0
+    mask[1, 250:] = 0
+    offsets = torch.tensor([0, 130, 131, 420, 600], dtype=torch.int32, device=x.device)
+    batches = [dict(input_ids=x, attention_mask=mask, labels=x.masked_fill(mask == 0, -100)),
+               dict(input_ids=x.view(1, -1), labels=x.view(1, -1), cu_seq_lens_q=offsets)]
+    for batch in batches:
+        runs = []
+        for compiled in (False, True):
+            step = torch.compile(model, fullgraph=True) if compiled else model
+            model.zero_grad(set_to_none=True)
+            loss = step(**batch).loss
+            loss.backward()
+            runs.append((loss.detach(), [p.grad for p in model.parameters()]))
+        (loss, grads), (compiled_loss, compiled_grads) = runs
+        assert relative_rms(compiled_loss, loss) <= 1e-5
+        for (param_name, _), g, cg in zip(model.named_parameters(), grads, compiled_grads):
+            assert relative_rms(cg, g) <= 1e-4, param_name
+
+
 @pytest.mark.parametrize("name", ["ccq-gdn", "qdelta"])
 def test_reduce_overhead_training_steps_match_eager(name, monkeypatch):
     """torch.compile(mode="reduce-overhead") over the one-graph step (Inductor's CUDA graphs, replayed from the

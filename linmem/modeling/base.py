@@ -114,7 +114,8 @@ def _full_attention_mask(
             f"got shape {tuple(attention_mask.shape)}"
         )
     mask_batch, mask_len = attention_mask.shape
-    if mask_batch != batch or mask_len not in (seq_len, past_length + seq_len):
+    # (explicit comparisons: Dynamo evaluates `in` on a tuple of symbolic sizes wrongly, dynamic shapes)
+    if mask_batch != batch or (mask_len != seq_len and mask_len != past_length + seq_len):
         raise ValueError(
             f"`attention_mask` has shape {tuple(attention_mask.shape)}; expected ({batch}, {past_length + seq_len}) "
             f"(past_length={past_length} + seq_len={seq_len}) or ({batch}, {seq_len})"
@@ -210,7 +211,10 @@ class LinmemModel(LinmemPreTrainedModel):
         past_length = cache.get_seq_length() if cache is not None else 0
 
         full_mask = _full_attention_mask(attention_mask, batch, seq_len, past_length)
-        layout = TokenLayout.from_mask(full_mask[:, -seq_len:]) if full_mask is not None else packed
+        # Compiled without a cache (training), a padded batch packs every position (one graph for every padding);
+        # with a cache, the rows' states need the exact pack (a graph break where it is built).
+        static = torch.compiler.is_compiling() and cache is None
+        layout = TokenLayout.from_mask(full_mask[:, -seq_len:], static) if full_mask is not None else packed
         # Positions feed only learned position tables and softmax layers: a purely recurrent model skips the
         # cumsum over the whole (growing) mask at every decode step.
         if position_ids is None and (self.position_embeddings is not None or self.config.attn_layers):

@@ -23,6 +23,7 @@ class TokenLayout:
         cu_seqlens: [N + 1] int32 offsets of each sequence in the pack (N = B for a padded batch).
         batch_size, seq_len: the padded shape.
         segments: [B, T] the sequence of each token, for softmax layers' masks (packed sequences only).
+        real: [B*T] which positions are real tokens, when the pack also holds the padding (`from_mask(static=True)`).
     """
 
     indices: torch.Tensor | None
@@ -30,19 +31,30 @@ class TokenLayout:
     batch_size: int
     seq_len: int
     segments: torch.Tensor | None = None
+    real: torch.Tensor | None = None
 
     @classmethod
-    def from_mask(cls, mask: torch.Tensor) -> "TokenLayout | None":
-        """mask [B, T] (1 = real token) -> layout, or None when every token is real."""
+    def from_mask(cls, mask: torch.Tensor, static: bool = False) -> "TokenLayout | None":
+        """mask [B, T] (1 = real token) -> layout, or None when every token is real.
+
+        static: pack every position, the real tokens first (each row's in order, one sequence per row), then all the
+        padding as one more sequence [B + 2 offsets], whose outputs are dropped. No shape then depends on the mask,
+        so a compiled model traces a padded batch into one graph that serves every padding (at the cost of running
+        the padding through the kernels). Without a cache only (the padding's sequence would add a state); off by
+        default: the exact pack computes real tokens only."""
         keep = mask.bool()
-        if bool(keep.all()):
+        if not static and bool(keep.all()):
             return None
         batch_size, seq_len = keep.shape
-        indices = keep.reshape(-1).nonzero(as_tuple=False).squeeze(-1)
         lengths = keep.sum(-1, dtype=torch.int32)
-        cu_seqlens = torch.zeros(batch_size + 1, dtype=torch.int32, device=mask.device)
-        cu_seqlens[1:] = lengths.cumsum(0)
-        return cls(indices, cu_seqlens, batch_size, seq_len)
+        cu_seqlens = torch.zeros(batch_size + 1 + static, dtype=torch.int32, device=mask.device)
+        cu_seqlens[1:batch_size + 1] = lengths.cumsum(0)
+        if not static:
+            return cls(keep.reshape(-1).nonzero(as_tuple=False).squeeze(-1), cu_seqlens, batch_size, seq_len)
+        real = keep.reshape(-1)
+        cu_seqlens[-1] = batch_size * seq_len
+        indices = torch.argsort((~real).to(torch.int8), stable=True)  # real tokens first, each group in order
+        return cls(indices, cu_seqlens, batch_size, seq_len, real=real)
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, T, ...] -> [1, N_tok, ...] (real tokens only)."""
@@ -55,6 +67,8 @@ class TokenLayout:
             return y.reshape(self.batch_size, self.seq_len, *y.shape[2:])
         flat = y.new_zeros(self.batch_size * self.seq_len, *y.shape[2:])
         flat = flat.index_copy(0, self.indices, y.squeeze(0))
+        if self.real is not None:  # the padding's own sequence
+            flat = torch.where(self.real.view(-1, *([1] * (flat.dim() - 1))), flat, 0)
         return flat.reshape(self.batch_size, self.seq_len, *y.shape[2:])
 
 
