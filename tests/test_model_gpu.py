@@ -67,18 +67,13 @@ def test_training_step_runs_on_triton_with_finite_grads():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("name", ["ccq-gdn", "ccq-gla", "qdelta", "ccq-gdn-hybrid"])
-def test_compiled_training_step_matches_eager(name):
-    """model.compile(fullgraph=True) (Inductor; the Triton kernels as opaque custom ops, one graph): the loss and
-    every gradient as eager's, fp32 (relative RMS <= 1e-4: Inductor only reorders the glue's float32 sums)."""
-    model = cuda_model(name, torch.float32).train()
-    x = ids(2, 300)
+def _assert_compiled_step_matches_eager(model, batch: dict) -> None:
+    """Loss and every gradient of model(**batch) compiled with Inductor (fullgraph) as eager's, fp32 (relative RMS
+    <= 1e-4: Inductor only reorders the glue's float32 sums)."""
     runs = []
-    for compiled in (False, True):
-        if compiled:
-            model.compile(fullgraph=True)
+    for step in (model, torch.compile(model, fullgraph=True)):
         model.zero_grad(set_to_none=True)
-        loss = model(x, labels=x).loss
+        loss = step(**batch).loss
         loss.backward()
         runs.append((loss.detach(), [p.grad for p in model.parameters()]))
     (loss, grads), (compiled_loss, compiled_grads) = runs
@@ -87,30 +82,27 @@ def test_compiled_training_step_matches_eager(name):
         assert relative_rms(cg, g) <= 1e-4, param_name
 
 
+@pytest.mark.parametrize("name", ["ccq-gdn", "ccq-gla", "qdelta", "ccq-gdn-hybrid"])
+def test_compiled_training_step_matches_eager(name):
+    """One graph (the Triton kernels as opaque custom ops) for a dense batch."""
+    x = ids(2, 300)
+    _assert_compiled_step_matches_eager(cuda_model(name, torch.float32).train(), dict(input_ids=x, labels=x))
+
+
 @pytest.mark.parametrize("name", ["ccq-gdn", "qdelta-hybrid"])
 def test_compiled_padded_and_packed_batches_match_eager(name):
-    """Inductor, fullgraph: a padded batch (compiled, every position packed, the padding as one more sequence) and
-    a packed row marked by cu_seq_lens_q give eager's loss and gradients, fp32."""
+    """A padded batch (compiled: every position packed, the padding as one more sequence) and a packed row marked by
+    cu_seq_lens_q, each one graph."""
     model = cuda_model(name, torch.float32).train()
     x = ids(2, 300)
     mask = torch.ones_like(x)
     mask[0, :77] = 0
     mask[1, 250:] = 0
     offsets = torch.tensor([0, 130, 131, 420, 600], dtype=torch.int32, device=x.device)
-    batches = [dict(input_ids=x, attention_mask=mask, labels=x.masked_fill(mask == 0, -100)),
-               dict(input_ids=x.view(1, -1), labels=x.view(1, -1), cu_seq_lens_q=offsets)]
-    for batch in batches:
-        runs = []
-        for compiled in (False, True):
-            step = torch.compile(model, fullgraph=True) if compiled else model
-            model.zero_grad(set_to_none=True)
-            loss = step(**batch).loss
-            loss.backward()
-            runs.append((loss.detach(), [p.grad for p in model.parameters()]))
-        (loss, grads), (compiled_loss, compiled_grads) = runs
-        assert relative_rms(compiled_loss, loss) <= 1e-5
-        for (param_name, _), g, cg in zip(model.named_parameters(), grads, compiled_grads):
-            assert relative_rms(cg, g) <= 1e-4, param_name
+    _assert_compiled_step_matches_eager(model, dict(input_ids=x, attention_mask=mask,
+                                                    labels=x.masked_fill(mask == 0, -100)))
+    _assert_compiled_step_matches_eager(model, dict(input_ids=x.view(1, -1), labels=x.view(1, -1),
+                                                    cu_seq_lens_q=offsets))
 
 
 @pytest.mark.parametrize("name", ["ccq-gdn", "qdelta"])
