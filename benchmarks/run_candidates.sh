@@ -5,7 +5,7 @@
 #   OUT=results_dir bash benchmarks/run_candidates.sh 1    # GPU tests, Q-Delta A/B, training: default, projections
 #   OUT=results_dir bash benchmarks/run_candidates.sh 2    # training: fused loss, conv backward, all, compiled (2 modes)
 #   OUT=results_dir bash benchmarks/run_candidates.sh 3    # fla beside ours at the fla-1.3B shapes (fla importable)
-#   OUT=results_dir bash benchmarks/run_candidates.sh 4    # compiled with the norm kernels; the conv launch sweep
+#   OUT=results_dir bash benchmarks/run_candidates.sh 4    # compiled with the norm kernels; conv launch sweep; padded/packed
 # Each candidate becomes a default only if its tests pass and it is faster here:
 #   LINMEM_FUSED_PROJECTIONS=1     linmem/modeling/projection.py (FUSED_PROJECTIONS)
 #   --fused-loss                   config.fuse_linear_cross_entropy (linmem/kernels/loss)
@@ -38,6 +38,12 @@ elif [ "$PART" = 4 ]; then
 # the fused norm kernels inside the compiled graph (custom ops) against Inductor's fusion of the PyTorch norm (part 2)
 step train-compile-norm 150 env LINMEM_FUSED_NORM_COMPILED=1 $TRAIN --compile --out "$OUT/compile-norm"
 step conv-launch 200 $PY benchmarks/conv_launch.py --dims 1024 --out "$OUT/conv-launch"
+# compiled training on padded rows (one graph for every padding) and on packed documents (padding-free), against part
+# 2's dense compiled figure
+for layout in padded packed; do
+  step train-compile-$layout 110 $PY benchmarks/train_throughput.py --variants ccq-gdn --new-tokens 32 --repeats 2 \
+    --compile --batch-layout $layout --out "$OUT/compile-$layout"
+done
 elif [ "$PART" = 3 ]; then
 # fla's GLA beside ours at the fla-1.3B shapes (its compile and autotuning overran three calls on 2026-12-04: it warms
 # alone first, in parallel processes); fla must be importable (PYTHONPATH is kept)

@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py [--seq-len 4096] [--batch-size 4] [--steps 10] [--repeats 3] [--compile
         [--compile-mode reduce-overhead]]
-                                          [--cuda-graph] [--out results/]
+        [--batch-layout dense|padded|packed] [--cuda-graph] [--out results/]
 
 Trains in bf16 autocast-free pure bf16 weights with fp32 AdamW states (the usual fla recipe) and reports
 tokens/s (the median of --repeats timed windows of --steps steps each, every window recorded: single runs of 6
@@ -43,27 +43,61 @@ def config_340m(**overrides) -> CCQConfig:
     return CCQConfig(**{**base, **overrides})
 
 
-def training_step(model, optimizer, data: torch.Tensor) -> None:
-    """One language-modelling step on `data` [B, T] (its own labels): forward, backward, optimizer step."""
+#: How a batch of B x T positions is laid out (--batch-layout): dense rows; rows padded on the left to a real length
+#: drawn from [T/2, T] (attention_mask, labels -100 at the padding); or every row's documents packed into one row
+#: without a mask (padding-free training: documents of 64..T/2 tokens, marked by cu_seq_lens_q and restarting
+#: position_ids, as transformers' DataCollatorWithFlattening(return_flash_attn_kwargs=True) gives).
+BATCH_LAYOUTS = ("dense", "padded", "packed")
+
+
+def make_batch(layout: str, batch_size: int, seq_len: int, vocab_size: int, device) -> dict:
+    """Model inputs of `layout` (BATCH_LAYOUTS) over batch_size x seq_len positions, every position a real token
+    except the padding of "padded"."""
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator)
+    if layout == "dense":
+        return {"input_ids": ids.to(device), "labels": ids.to(device)}
+    if layout == "padded":
+        lengths = torch.randint(seq_len // 2, seq_len + 1, (batch_size,), generator=generator)
+        mask = (torch.arange(seq_len) >= seq_len - lengths[:, None]).long()
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device),
+                "labels": ids.masked_fill(mask == 0, -100).to(device)}
+    if layout != "packed":
+        raise ValueError(f"batch layout: expected one of {BATCH_LAYOUTS}, got {layout!r}")
+    total, offsets = batch_size * seq_len, [0]
+    while offsets[-1] < total:
+        offsets.append(min(total, offsets[-1] + int(torch.randint(64, max(seq_len // 2, 65), (1,), generator=generator))))
+    cu = torch.tensor(offsets, dtype=torch.int32)
+    positions = torch.arange(total) - cu[torch.searchsorted(cu[1:], torch.arange(total), right=True)]
+    labels = ids.reshape(1, total).clone()
+    labels[0, cu[:-1].long()] = -100  # no document predicts the first token of the next
+    return {"input_ids": ids.reshape(1, total).to(device), "labels": labels.to(device),
+            "position_ids": positions[None].to(device), "cu_seq_lens_q": cu.to(device), "cu_seq_lens_k": cu.to(device)}
+
+
+def training_step(model, optimizer, batch: dict) -> None:
+    """One language-modelling step on `batch` (make_batch): forward, backward, optimizer step."""
     torch.compiler.cudagraph_mark_step_begin()  # a new iteration for compiled CUDA graphs (a no-op otherwise)
-    model(data, labels=data).loss.backward()
+    model(**batch).loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
 
 def measure_training(model, batch_size: int, seq_len: int, steps: int, warmup: int, repeats: int = 1,
-                     cuda_graph: bool = False) -> list[float]:
-    """Training tokens/s of `repeats` back-to-back windows of `steps` steps each, after `warmup` steps, on the
-    model's device; with `cuda_graph`, forward and backward replayed as one CUDA graph
-    (linmem.CUDAGraphTrainingStep)."""
+                     cuda_graph: bool = False, layout: str = "dense") -> list[float]:
+    """Training tokens/s (positions per second, padding included) of `repeats` back-to-back windows of `steps` steps
+    each, after `warmup` steps, on the model's device; with `cuda_graph`, forward and backward replayed as one CUDA
+    graph (linmem.CUDAGraphTrainingStep, dense batches only)."""
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     model.train()
-    data = torch.randint(0, model.config.vocab_size, (batch_size, seq_len), device=device)
+    batch = make_batch(layout, batch_size, seq_len, model.config.vocab_size, device)
     if cuda_graph:
-        step = functools.partial(CUDAGraphTrainingStep(model, optimizer, batch_size, seq_len), data)
+        if layout != "dense":
+            raise ValueError("CUDAGraphTrainingStep takes dense batches only")
+        step = functools.partial(CUDAGraphTrainingStep(model, optimizer, batch_size, seq_len), batch["input_ids"])
     else:
-        step = functools.partial(training_step, model, optimizer, data)
+        step = functools.partial(training_step, model, optimizer, batch)
 
     def sync():
         if device.type == "cuda":
@@ -136,10 +170,14 @@ def main() -> None:
     parser.add_argument("--variants", default="ccq-gdn,gdn", help="comma-separated subset of ccq-gdn,gdn")
     parser.add_argument("--fused-loss", action="store_true",
                         help="train with config.fuse_linear_cross_entropy (the LM head fused into the loss)")
+    parser.add_argument("--batch-layout", default="dense", choices=BATCH_LAYOUTS,
+                        help="dense rows, left-padded rows, or packed documents (padding-free); see make_batch")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     if args.compile_mode is not None and not args.compile:
         parser.error("--compile-mode needs --compile")
+    if args.cuda_graph and args.batch_layout != "dense":
+        parser.error("--cuda-graph needs --batch-layout dense")
 
     torch.manual_seed(0)
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "transformers": transformers.__version__,
@@ -152,6 +190,7 @@ def main() -> None:
     results["compiled"] = args.compile
     results["compile_mode"] = args.compile_mode if args.compile else None
     results["fuse_linear_cross_entropy"] = args.fused_loss
+    results["batch_layout"] = args.batch_layout
     variants = args.variants.split(",")
     if not set(variants) <= {"ccq-gdn", "gdn"}:
         raise SystemExit(f"--variants: expected names from ccq-gdn,gdn, got {args.variants!r}")
@@ -162,7 +201,8 @@ def main() -> None:
                "seq_len": args.seq_len}
         if args.compile:
             model.compile(mode=args.compile_mode)
-        windows = measure_training(model, args.batch_size, args.seq_len, args.steps, args.warmup, args.repeats)
+        windows = measure_training(model, args.batch_size, args.seq_len, args.steps, args.warmup, args.repeats,
+                                   layout=args.batch_layout)
         row["train_tokens_per_s"] = statistics.median(windows)
         row["train_tokens_per_s_windows"] = windows
         row["train_steps_per_window"] = args.steps
@@ -174,7 +214,7 @@ def main() -> None:
                 row["train_tokens_per_s_cuda_graph_windows"] = graphed
             except Exception as error:
                 row["train_tokens_per_s_cuda_graph"] = f"{type(error).__name__}: {str(error)[:300]}"
-        if not args.compile:  # decode is measured eagerly (the run without --compile)
+        if not args.compile and args.batch_layout == "dense":  # decode: measured once, eagerly
             row.update(measure_decoding(model, args.new_tokens))
         results[variant] = row
         print(variant, json.dumps(row), flush=True)
@@ -183,7 +223,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     suffix = ("-compiled" + (f"-{args.compile_mode}" if args.compile_mode not in (None, "default") else "")
-              if args.compile else "")
+              if args.compile else "") + (f"-{args.batch_layout}" if args.batch_layout != "dense" else "")
     (out / f"train_throughput-{gpu_file_name()}{suffix}.json").write_text(json.dumps(results, indent=2))
 
 
