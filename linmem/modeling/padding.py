@@ -57,12 +57,12 @@ class TokenLayout:
         return cls(indices, cu_seqlens, batch_size, seq_len, real=real)
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, T, ...] -> [1, N_tok, ...] (real tokens only)."""
+        """x [B, T, ...] -> [1, N_tok, ...]: the pack's tokens in its order (the real tokens only, unless static)."""
         flat = x.reshape(self.batch_size * self.seq_len, *x.shape[2:])
         return (flat if self.indices is None else flat.index_select(0, self.indices)).unsqueeze(0)
 
     def unpack(self, y: torch.Tensor) -> torch.Tensor:
-        """y [1, N_tok, ...] -> [B, T, ...] with zeros at padded positions."""
+        """y [1, N_tok, ...] -> [B, T, ...] with zeros at padded positions (pack's inverse)."""
         if self.indices is None:
             return y.reshape(self.batch_size, self.seq_len, *y.shape[2:])
         flat = y.new_zeros(self.batch_size * self.seq_len, *y.shape[2:])
