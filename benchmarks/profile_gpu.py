@@ -138,24 +138,25 @@ def profile_train(smoke: bool, steps: int = 2, compiled: bool = False) -> dict:
     config = config_340m(**(small if smoke else {}))
     model = CCQForCausalLM(config).to(device, torch.float32 if smoke else torch.bfloat16).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=not smoke)
-    data = torch.randint(0, config.vocab_size, (1, 64) if smoke else (4, 4096), device=device)
+    ids = torch.randint(0, config.vocab_size, (1, 64) if smoke else (4, 4096), device=device)
+    batch = {"input_ids": ids, "labels": ids}
     if compiled:
         model.compile(**({"backend": "aot_eager"} if smoke else {}))
 
     for _ in range(2 if compiled else 1):  # compiles the kernels (and the graphs: Inductor may recompile once)
-        training_step(model, optimizer, data)
+        training_step(model, optimizer, batch)
     if not smoke:
         torch.cuda.synchronize()
     started = time.perf_counter()
     for _ in range(steps):  # unprofiled: the step's wall time, to set against its kernel time
-        training_step(model, optimizer, data)
+        training_step(model, optimizer, batch)
     if not smoke:
         torch.cuda.synchronize()
     wall_ms = (time.perf_counter() - started) / steps * 1e3
     activities = [ProfilerActivity.CPU] + ([] if smoke else [ProfilerActivity.CUDA])
     with profile(activities=activities) as prof:
         for _ in range(steps):
-            training_step(model, optimizer, data)
+            training_step(model, optimizer, batch)
         if not smoke:
             torch.cuda.synchronize()
     kernels, operators = defaultdict(float), defaultdict(float)
