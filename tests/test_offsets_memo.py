@@ -110,3 +110,25 @@ def test_a_model_step_builds_its_chunk_layout_once(dispatched, monkeypatch):
 def test_a_model_step_builds_its_chunk_layout_once_on_the_gpu(dispatched, monkeypatch):
     """The same on CUDA (compiled kernels); run with -m gpu."""
     test_a_model_step_builds_its_chunk_layout_once(dispatched, monkeypatch)
+
+
+def test_offsets_the_model_builds_are_not_checked_again(monkeypatch):
+    """cu_seqlens built from a padding mask or from offsets already checked are valid by construction: the ops skip
+    their host-side check (a device-to-host copy); offsets given by the caller are checked once."""
+    from linmem.kernels import utils
+    from .variants import make_model
+
+    checked = []
+    check = utils._check_offsets
+    monkeypatch.setattr(utils, "_check_offsets",
+                        lambda values, seq_len: checked.append(values) or check(values, seq_len))
+    model = make_model("qdelta")
+    ids = torch.randint(3, 96, (2, 11))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0
+    model(ids, attention_mask=mask)
+    model(ids.view(1, -1), position_ids=torch.cat([torch.arange(11), torch.arange(11)])[None])
+    assert checked == []
+    offsets = torch.tensor([0, 5, 22], dtype=torch.int32)
+    model(ids.view(1, -1), cu_seq_lens_q=offsets)
+    assert checked == [[0, 5, 22]]

@@ -31,7 +31,9 @@ _lock = threading.Lock()
 
 
 def _can_remember(cu_seqlens: torch.Tensor, holds_tensors: bool) -> bool:
-    if type(cu_seqlens) is not torch.Tensor or cu_seqlens.is_inference() or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling():  # first: Dynamo cannot trace is_inference()
+        return False
+    if type(cu_seqlens) is not torch.Tensor or cu_seqlens.is_inference():
         return False
     if holds_tensors and inside_dispatched_op():
         return False

@@ -99,9 +99,20 @@ def check_cu_seqlens(cu_seqlens: torch.Tensor | None, batch: int, seq_len: int) 
     if batch != 1:
         raise ValueError(f"cu_seqlens: varlen inputs must have batch size B == 1, got B = {batch}")
     if not torch.compiler.is_compiling():
-        remembered(cu_seqlens, ("valid for length", seq_len), lambda: _check_offsets(cu_seqlens.tolist(), seq_len),
-                   holds_tensors=False)
+        remembered(cu_seqlens, (_VALID_FOR_LENGTH, seq_len),
+                   lambda: _check_offsets(cu_seqlens.tolist(), seq_len), holds_tensors=False)
     return cu_seqlens.numel() - 1
+
+
+#: The offsets memo's key of "valid for this length" (check_cu_seqlens, mark_valid_cu_seqlens).
+_VALID_FOR_LENGTH = "valid for length"
+
+
+def mark_valid_cu_seqlens(cu_seqlens: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """Record that cu_seqlens, valid by construction for length seq_len (built from a mask, or from offsets already
+    checked), needs no check: the ops' check_cu_seqlens then skips its device-to-host copy. Returns cu_seqlens."""
+    remembered(cu_seqlens, (_VALID_FOR_LENGTH, seq_len), lambda: True, holds_tensors=False)
+    return cu_seqlens
 
 
 def _check_offsets(values: list[int], seq_len: int) -> bool:

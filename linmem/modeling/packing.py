@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..kernels.utils import check_cu_seqlens
+from ..kernels.utils import check_cu_seqlens, mark_valid_cu_seqlens
 from .padding import TokenLayout
 
 #: FlashAttention-style keyword arguments of packed batches (transformers' names).
@@ -44,7 +44,7 @@ def packed_layout(position_ids: torch.Tensor | None, kwargs: dict[str, Any], bat
     flat_starts = starts.reshape(-1)
     cu_seqlens = torch.cat([flat_starts.nonzero().squeeze(-1),
                             torch.tensor([batch * seq_len], device=positions.device)]).to(torch.int32)
-    cu_seqlens = _bucketed(cu_seqlens, batch * seq_len)
+    cu_seqlens = mark_valid_cu_seqlens(_bucketed(cu_seqlens, batch * seq_len), batch * seq_len)
     segments = (flat_starts.cumsum(0) - 1).view(batch, seq_len)
     return TokenLayout(None, cu_seqlens, batch, seq_len, segments)
 
@@ -59,7 +59,7 @@ def _from_offsets(flash: dict[str, Any], batch: int, seq_len: int) -> TokenLayou
             and not torch.equal(other.to(cu_seqlens), cu_seqlens)):
         raise ValueError("cu_seq_lens_k must equal cu_seq_lens_q (causal self-attention over the same packed "
                          "sequences)")
-    cu_seqlens = _bucketed(cu_seqlens.to(torch.int32), seq_len)
+    cu_seqlens = mark_valid_cu_seqlens(_bucketed(cu_seqlens.to(torch.int32), seq_len), seq_len)
     token = torch.arange(seq_len, device=cu_seqlens.device)
     segments = (torch.searchsorted(cu_seqlens[1:], token, right=True)).view(1, seq_len)
     return TokenLayout(None, cu_seqlens, 1, seq_len, segments)

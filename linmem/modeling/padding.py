@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..kernels.utils import mark_valid_cu_seqlens
+
 
 @dataclass
 class TokenLayout:
@@ -50,7 +52,8 @@ class TokenLayout:
         cu_seqlens = torch.zeros(batch_size + 1 + static, dtype=torch.int32, device=mask.device)
         cu_seqlens[1:batch_size + 1] = lengths.cumsum(0)
         if not static:
-            return cls(keep.reshape(-1).nonzero(as_tuple=False).squeeze(-1), cu_seqlens, batch_size, seq_len)
+            indices = keep.reshape(-1).nonzero(as_tuple=False).squeeze(-1)
+            return cls(indices, mark_valid_cu_seqlens(cu_seqlens, indices.numel()), batch_size, seq_len)
         real = keep.reshape(-1)
         cu_seqlens[-1] = batch_size * seq_len
         indices = torch.argsort((~real).to(torch.int8), stable=True)  # real tokens first, each group in order
